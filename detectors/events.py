@@ -1,0 +1,110 @@
+"""Run events: what the receiver produces from spans and what detectors and the store consume.
+
+A payload carries names, numbers and hashes only (see ../shared/spec/detectors.md §2); raw
+content never gets this far.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+RUN_STARTED = "run.started"
+RUN_COMPLETED = "run.completed"
+RUN_ERRORED = "run.errored"
+LLM_CALLED = "llm.called"
+LLM_RESPONDED = "llm.responded"
+TOOL_CALLED = "tool.called"
+TOOL_RESPONDED = "tool.responded"
+RETRIEVAL_CALLED = "retrieval.called"
+RETRIEVAL_RESPONDED = "retrieval.responded"
+# Content that reached us as OTLP log records after the LLM span it belongs to.
+LLM_CONTENT = "llm.content"
+
+CALLED_KINDS = frozenset({LLM_CALLED, TOOL_CALLED, RETRIEVAL_CALLED})
+RESPONDED_KINDS = frozenset({LLM_RESPONDED, TOOL_RESPONDED, RETRIEVAL_RESPONDED})
+TERMINAL_KINDS = frozenset({RUN_COMPLETED, RUN_ERRORED})
+EVENT_KINDS = frozenset(
+    {RUN_STARTED, *CALLED_KINDS, *RESPONDED_KINDS, *TERMINAL_KINDS, LLM_CONTENT}
+)
+
+# Order of kinds that share a timestamp: the run starts first, a call before its answer,
+# the run ends last.
+_KIND_RANK = {
+    RUN_STARTED: 0,
+    LLM_CALLED: 1,
+    TOOL_CALLED: 1,
+    RETRIEVAL_CALLED: 1,
+    LLM_RESPONDED: 2,
+    TOOL_RESPONDED: 2,
+    RETRIEVAL_RESPONDED: 2,
+    LLM_CONTENT: 3,
+    RUN_COMPLETED: 9,
+    RUN_ERRORED: 9,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """One event of one run.
+
+    ``event_id`` is derived from the span (and kind) it came from, so the same span
+    delivered twice yields the same id. ``call_id`` ties a ``*.responded`` to its
+    ``*.called``. ``ts_ns`` is the span time the event happened at.
+    """
+
+    run_id: str
+    event_id: str
+    kind: str
+    ts_ns: int
+    call_id: str
+    payload: Mapping[str, Any]
+
+    def sort_key(self) -> tuple[int, int]:
+        return (self.ts_ns, _KIND_RANK.get(self.kind, 5))
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    """The run summary the store keeps (one row per run, replaced as the run advances)."""
+
+    run_id: str
+    agent_id: str
+    service_name: str | None
+    status: str
+    started_ns: int
+    ended_ns: int | None
+    last_event_ns: int
+    step_count: int
+    llm_calls: int
+    tool_calls: int
+    retrievals: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    exit_reason: str | None
+
+
+def number_steps(events: list[RunEvent]) -> list[tuple[int, RunEvent]]:
+    """Order a run's events by time and give each its step (spec §1 "Steps").
+
+    run.started is step 0; each ``*.called`` opens a new step; its ``*.responded`` shares
+    it; every other event carries the step reached so far.
+    """
+    ordered = sorted(events, key=RunEvent.sort_key)
+    step = 0
+    step_of_call: dict[str, int] = {}
+    numbered: list[tuple[int, RunEvent]] = []
+    for event in ordered:
+        if event.kind in CALLED_KINDS:
+            step += 1
+            step_of_call[event.call_id] = step
+            numbered.append((step, event))
+        elif event.kind in RESPONDED_KINDS:
+            numbered.append((step_of_call.get(event.call_id, step), event))
+        elif event.kind == RUN_STARTED:
+            numbered.append((0, event))
+        else:
+            numbered.append((step, event))
+    return numbered

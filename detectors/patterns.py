@@ -1,0 +1,57 @@
+"""Prompt-injection and jailbreak patterns (../shared/spec/detectors.md §3, "Injection patterns").
+
+The receiver scans content with these before it hashes it; only the matched labels travel on.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# (label, regex) in the order the spec lists them. Case-insensitive.
+INJECTION_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("ignore_instructions", r"\bignore\s+(?:(?:all|any|the|your|of|my)\s+)*(?:previous|prior|above)\s+(?:\w+\s+)?instructions?\b"),
+    ("disregard_instructions", r"\bdisregard\s+(?:(?:all|any|the|your|of|my)\s+)*(?:previous|prior|above)\s+(?:\w+\s+)?instructions?\b"),
+    ("forget_instructions", r"\bforget\s+(?:(?:all|any|the|your|of|my)\s+)*(?:previous|prior|above)\s+(?:\w+\s+)?instructions?\b"),
+    ("you_are_now", r"\byou\s+are\s+now\b"),
+    ("new_role", r"\byour\s+new\s+(?:role|persona|identity|instructions)\s+(?:is|are)\b"),
+    ("act_as", r"\bact\s+as\s+(?:if\s+you\s+are\s+)?(?:a|an|the)\b"),
+    ("pretend", r"\bpretend\s+(?:you\s+are|to\s+be)\b"),
+    ("do_not_follow", r"\bdo\s+not\s+follow\s+(?:your\s+)?(?:previous|prior|original)\b"),
+    ("system_colon", r"\bsystem:\s*you\s+are\b"),
+    ("system_tag", r"\[system\]"),
+    ("im_start", r"<\|im_start\|>"),
+    ("system_pipe", r"<\|system\|>"),
+    ("hash_system", r"###\s*system\b"),
+    ("jailbreak", r"\bjailbreak"),
+    ("dan_mode", r"\bdan\s+mode\b"),
+    ("developer_mode", r"\bdeveloper\s+mode\s+(?:enabled|on)\b"),
+    ("override_safety", r"\boverride\s+(?:safety|guidelines|restrictions)\b"),
+    ("bypass_safety", r"\bbypass\s+(?:safety|restrictions|filters)\b"),
+)
+
+_COMBINED = re.compile(
+    "|".join(f"(?P<{label}>{regex})" for label, regex in INJECTION_PATTERNS), re.IGNORECASE
+)
+# Inputs up to this size are scanned whole; longer ones by their head and tail.
+SCAN_WHOLE_LIMIT = 32_768
+SCAN_EDGE = 16_384
+
+
+@dataclass(frozen=True, slots=True)
+class InjectionMatch:
+    matched_patterns: tuple[str, ...]  # labels, in the spec's order
+    input_length: int
+
+
+def scan_injection(text: str) -> InjectionMatch | None:
+    """Labels of the injection patterns found in ``text``, or None when there are none."""
+    if len(text) <= SCAN_WHOLE_LIMIT:
+        found = {m.lastgroup for m in _COMBINED.finditer(text)}
+    else:
+        found = {m.lastgroup for m in _COMBINED.finditer(text[:SCAN_EDGE])}
+        found |= {m.lastgroup for m in _COMBINED.finditer(text[-SCAN_EDGE:])}
+    if not found:
+        return None
+    labels = tuple(label for label, _ in INJECTION_PATTERNS if label in found)
+    return InjectionMatch(matched_patterns=labels, input_length=len(text))

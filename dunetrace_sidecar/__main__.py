@@ -1,0 +1,3 @@
+from dunetrace_sidecar.cli import main
+
+raise SystemExit(main())

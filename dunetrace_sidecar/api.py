@@ -1,0 +1,275 @@
+"""The HTTP API on :8002 — runs and agents (read), health, readiness, the OpenAPI document.
+
+Every error, ours or aiohttp's (404, 405, 413, …), has one shape:
+``{"error": {"code": "<machine_code>", "message": "<a sentence>"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from aiohttp import web
+
+from detectors.events import RunEvent, RunRow, number_steps
+from dunetrace_sidecar.openapi import openapi_document
+from store.duckdb_store import DuckStore, RunFilter, StoreUnavailable
+
+log = logging.getLogger("dunetrace.api")
+
+T = TypeVar("T")
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+MAX_LIMIT = 500
+DEFAULT_LIMIT = 50
+RUN_STATUSES = frozenset({"running", "completed", "errored", "stalled"})
+
+STORE = web.AppKey("store", DuckStore)
+API_KEYS = web.AppKey("api_keys", tuple)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response(error_body(code, message), status=status, headers=headers)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "http_error")
+        message = exc.reason if exc.status != 404 else f"no such endpoint: {request.method} {request.path}"
+        headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        return error_response(exc.status, code, message, headers)
+    except StoreUnavailable as exc:
+        return error_response(503, "store_unavailable", str(exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal", "internal error; see the sidecar's log")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+    keys: tuple[str, ...] = request.app[API_KEYS]
+    if keys and request.path not in OPEN_PATHS:
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, key) for key in keys):
+            return error_response(
+                401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required",
+                {"WWW-Authenticate": 'Bearer realm="dunetrace"'},
+            )
+    return await handler(request)
+
+
+# --- parsing request parameters ----------------------------------------------------------
+
+
+def parse_run_id(text: str) -> str:
+    """Both the UUID form and the 32-hex trace-id form name the same run."""
+    candidate = text.strip().lower()
+    if re.fullmatch(r"[0-9a-f]{32}", candidate) or re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", candidate):
+        return str(uuid.UUID(candidate))
+    raise ApiError(400, "invalid_run_id", f"{text!r} is not a run id (a UUID or 32 hex characters)")
+
+
+def parse_time_ns(name: str, text: str) -> int:
+    """RFC 3339 or Unix seconds → Unix nanoseconds."""
+    try:
+        return int(float(text) * 1_000_000_000)
+    except ValueError:
+        pass
+    try:
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, "invalid_parameter", f"{name}: expected RFC 3339 or Unix seconds, got {text!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1_000_000) * 1000
+
+
+def parse_limit(text: str | None) -> int:
+    if text is None:
+        return DEFAULT_LIMIT
+    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        raise ApiError(400, "invalid_parameter", f"limit: expected an integer from 1 to {MAX_LIMIT}")
+    return int(text)
+
+
+def encode_cursor(started_ns: int, run_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{started_ns}:{run_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        started, _, run_id = raw.partition(":")
+        return int(started), str(uuid.UUID(run_id))
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ApiError(400, "invalid_cursor", "cursor: not a cursor this API returned") from None
+
+
+def iso(ns: int | None) -> str | None:
+    if not ns:
+        return None
+    seconds, rest = divmod(ns, 1_000_000_000)
+    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{stamp}.{rest // 1000:06d}Z"
+
+
+# --- views -----------------------------------------------------------------------------
+
+
+def run_view(row: RunRow) -> dict[str, Any]:
+    return {
+        "run_id": row.run_id,
+        "trace_id": row.run_id.replace("-", ""),
+        "agent_id": row.agent_id,
+        "service_name": row.service_name,
+        "status": row.status,
+        "started_at": iso(row.started_ns),
+        "ended_at": iso(row.ended_ns),
+        "last_event_at": iso(row.last_event_ns),
+        "step_count": row.step_count,
+        "llm_calls": row.llm_calls,
+        "tool_calls": row.tool_calls,
+        "retrievals": row.retrievals,
+        "errors": row.errors,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "exit_reason": row.exit_reason,
+    }
+
+
+def event_view(step: int, event: RunEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "event_type": event.kind,
+        "step_index": step,
+        "timestamp": iso(event.ts_ns),
+        "call_id": event.call_id,
+        "payload": event.payload,
+    }
+
+
+async def _read(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+
+# --- handlers -------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    store = request.app[STORE]
+    if await _read(request, store.ping):
+        return web.json_response({"status": "ready"})
+    return error_response(503, "not_ready", "the store is not available")
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.json_response(openapi_document())
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    agents = await _read(request, request.app[STORE].list_agents)
+    return web.json_response(
+        {
+            "agents": [
+                {
+                    "agent_id": a["agent_id"],
+                    "run_count": a["run_count"],
+                    "running_runs": a["running_runs"],
+                    "last_seen": iso(a["last_seen_ns"]),
+                }
+                for a in agents
+            ]
+        }
+    )
+
+
+async def list_runs(request: web.Request) -> web.Response:
+    query = request.query
+    status = query.get("status")
+    if status is not None and status not in RUN_STATUSES:
+        raise ApiError(400, "invalid_parameter", f"status: expected one of {', '.join(sorted(RUN_STATUSES))}")
+    flt = RunFilter(
+        agent_id=query.get("agent_id"),
+        status=status,
+        since_ns=parse_time_ns("since", query["since"]) if "since" in query else None,
+        until_ns=parse_time_ns("until", query["until"]) if "until" in query else None,
+        after=decode_cursor(query["cursor"]) if "cursor" in query else None,
+        limit=parse_limit(query.get("limit")),
+    )
+    rows = await _read(request, request.app[STORE].list_runs, flt)
+    next_cursor = encode_cursor(rows[-1].started_ns, rows[-1].run_id) if len(rows) == flt.limit else None
+    return web.json_response({"runs": [run_view(r) for r in rows], "next_cursor": next_cursor})
+
+
+async def get_run(request: web.Request) -> web.Response:
+    run_id = parse_run_id(request.match_info["run_id"])
+    store = request.app[STORE]
+    row = await _read(request, store.get_run, run_id)
+    if row is None:
+        raise ApiError(404, "run_not_found", f"no run {run_id}")
+    events = await _read(request, store.run_events, run_id)
+    body = run_view(row)
+    body["events"] = [event_view(step, event) for step, event in number_steps(events)]
+    body["signals"] = []
+    return web.json_response(body)
+
+
+ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], ...] = (
+    ("GET", "/healthz", healthz),
+    ("GET", "/readyz", readyz),
+    ("GET", "/openapi.json", openapi),
+    ("GET", "/v1/agents", list_agents),
+    ("GET", "/v1/runs", list_runs),
+    ("GET", "/v1/runs/{run_id}", get_run),
+)
+
+
+def build_api_app(store: DuckStore, api_keys: tuple[str, ...]) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=1024 * 1024)
+    app[STORE] = store
+    app[API_KEYS] = api_keys
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app

@@ -1,0 +1,53 @@
+"""``dunetrace-sidecar``: run the daemon (default), or ``validate`` a config file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from dunetrace_sidecar import __version__
+from dunetrace_sidecar.config import ConfigError, load, settings_help_text
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dunetrace-sidecar",
+        description="Receives an AI agent's OTLP traces and tells you when the agent is failing.",
+        epilog=settings_help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (also DUNETRACE_CONFIG)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="run the daemon (the default)")
+    validate = commands.add_parser("validate", help="check a config file and exit (0 when valid)")
+    validate.add_argument("--config", dest="validate_config", metavar="FILE", help="YAML config file")
+    return parser
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    config_file = getattr(args, "validate_config", None) or args.config
+    try:
+        config = load(config_file)
+    except ConfigError as exc:
+        print(f"dunetrace-sidecar: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "validate":
+        print(f"configuration ok: {config_file or '(defaults and environment)'}")
+        return 0
+    _configure_logging(config.log_level)
+    from dunetrace_sidecar.daemon import serve  # heavy imports only when serving
+
+    return asyncio.run(serve(config))

@@ -1,0 +1,334 @@
+"""Configuration: one table of settings → validated, frozen dataclasses.
+
+``SETTINGS`` is the single source: the YAML key path, the environment variable that
+overrides it, the default, the parser and the help text. It drives loading, ``--help``,
+the README's configuration reference and the test that keeps them in step.
+
+Precedence: defaults < the YAML file (``--config`` or ``DUNETRACE_CONFIG``) < environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message names the key path (or environment variable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+
+# --- parsers (each raises ValueError with a human reason) -------------------------------
+
+
+def parse_endpoint(value: Any) -> Endpoint:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected host:port")
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+    else:
+        host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected host:port, got {value!r}")
+    number = int(port)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"port {number} is out of range 0-65535")
+    return Endpoint(host, number)
+
+
+def parse_positive_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a positive integer")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a positive integer, got {value!r}") from None
+    if number <= 0 or (isinstance(value, float) and value != number):
+        raise ValueError(f"expected a positive integer, got {value!r}")
+    return number
+
+
+def parse_positive_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a positive number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a positive number, got {value!r}") from None
+    if not number > 0:
+        raise ValueError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def parse_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def parse_key_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",")]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        raise ValueError("expected a list of strings (or a comma-separated string)")
+    keys = tuple(v for v in items if v)
+    for key in keys:
+        if len(key) < 16:
+            raise ValueError("API keys must be at least 16 characters")
+    return keys
+
+
+def parse_text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def parse_db_path(value: Any) -> str:
+    text = parse_text(value).strip()
+    if not text:
+        raise ValueError("expected a file path or :memory:")
+    return text
+
+
+def parse_agent_id(value: Any) -> str:
+    text = parse_text(value).strip()
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def parse_log_level(value: Any) -> str:
+    text = parse_text(value).strip().lower()
+    if text not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {value!r}")
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    path: str  # YAML key path, dotted
+    env: str | None
+    default: Any  # in the form a YAML file would hold
+    parse: Callable[[Any], Any]
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("receiver.grpc_endpoint", "DUNETRACE_OTLP_GRPC_ENDPOINT", "127.0.0.1:4317", parse_endpoint,
+            "OTLP/gRPC listen address (host:port; port 0 picks a free port and logs it)."),
+    Setting("receiver.http_endpoint", "DUNETRACE_OTLP_HTTP_ENDPOINT", "127.0.0.1:4318", parse_endpoint,
+            "OTLP/HTTP listen address (POST /v1/traces, /v1/logs, /v1/metrics)."),
+    Setting("receiver.max_http_body_bytes", "DUNETRACE_MAX_HTTP_BODY_BYTES", 20 * 1024 * 1024, parse_positive_int,
+            "Largest OTLP/HTTP body accepted, measured after decompression; larger gets 413."),
+    Setting("receiver.max_grpc_message_bytes", "DUNETRACE_MAX_GRPC_MESSAGE_BYTES", 4 * 1024 * 1024, parse_positive_int,
+            "Largest OTLP/gRPC message accepted; larger gets RESOURCE_EXHAUSTED."),
+    Setting("receiver.max_queued_events", "DUNETRACE_MAX_QUEUED_EVENTS", 200_000, parse_positive_int,
+            "Events waiting for the store before exports are refused with 503 / UNAVAILABLE (retryable)."),
+    Setting("receiver.retry_after_seconds", "DUNETRACE_RETRY_AFTER_SECONDS", 1, parse_positive_int,
+            "Retry-After (HTTP) and RetryInfo delay (gRPC) sent when refusing for backpressure."),
+    Setting("api.endpoint", "DUNETRACE_API_ENDPOINT", "127.0.0.1:8002", parse_endpoint,
+            "HTTP API listen address (/v1/runs, /v1/agents, /healthz, /readyz, /openapi.json)."),
+    Setting("api.keys", "DUNETRACE_API_KEYS", [], parse_key_list,
+            "Bearer keys for the API (comma-separated in the environment; at least 16 characters each). "
+            "Required when the API listens on a non-loopback address.", secret=True),
+    Setting("api.allow_insecure", "DUNETRACE_API_ALLOW_INSECURE", False, parse_bool,
+            "Allow a non-loopback API address without keys (logged loudly at startup)."),
+    Setting("store.path", "DUNETRACE_DB_PATH", "./data/dunetrace.duckdb", parse_db_path,
+            "DuckDB file (created with its directory if missing); ':memory:' keeps nothing on disk."),
+    Setting("runs.stall_timeout_seconds", "DUNETRACE_STALL_TIMEOUT", 90, parse_positive_float,
+            "Seconds of silence after which a run with no root span is marked stalled."),
+    Setting("runs.default_agent_id", "DUNETRACE_DEFAULT_AGENT_ID", "default", parse_agent_id,
+            "agent_id for runs whose spans name no agent, workflow or service."),
+    Setting("privacy.hash_key", "DUNETRACE_HASH_KEY", "", parse_text,
+            "When set, content hashes are hmac-sha256 with this key instead of plain sha256.", secret=True),
+    Setting("log_level", "DUNETRACE_LOG_LEVEL", "info", parse_log_level,
+            "Log level: debug, info, warning or error."),
+)
+SETTINGS_BY_PATH = {s.path: s for s in SETTINGS}
+CONFIG_ENV = "DUNETRACE_CONFIG"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverConfig:
+    grpc_endpoint: Endpoint
+    http_endpoint: Endpoint
+    max_http_body_bytes: int
+    max_grpc_message_bytes: int
+    max_queued_events: int
+    retry_after_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    endpoint: Endpoint
+    keys: tuple[str, ...]
+    allow_insecure: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class RunsConfig:
+    stall_timeout_seconds: float
+    default_agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyConfig:
+    hash_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    receiver: ReceiverConfig
+    api: ApiConfig
+    store: StoreConfig
+    runs: RunsConfig
+    privacy: PrivacyConfig
+    log_level: str
+
+    def validate(self) -> None:
+        """Cross-field rules; single-field ones live in the parsers."""
+        if not self.api.endpoint.is_loopback and not self.api.keys and not self.api.allow_insecure:
+            raise ConfigError(
+                f"api.endpoint: the API listens on {self.api.endpoint}, which is not loopback, and no "
+                "api.keys (DUNETRACE_API_KEYS) are set; set keys, or api.allow_insecure: true to accept the risk"
+            )
+        endpoints = {
+            "receiver.grpc_endpoint": self.receiver.grpc_endpoint,
+            "receiver.http_endpoint": self.receiver.http_endpoint,
+            "api.endpoint": self.api.endpoint,
+        }
+        seen: dict[tuple[str, int], str] = {}
+        for path, endpoint in endpoints.items():
+            key = (endpoint.host, endpoint.port)
+            if endpoint.port and key in seen:
+                raise ConfigError(f"{path}: {endpoint} is already used by {seen[key]}")
+            seen[key] = path
+
+
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if not isinstance(key, str):
+            raise ConfigError(f"{path}: keys must be strings")
+        if isinstance(value, dict) and not any(s.path == path for s in SETTINGS):
+            flat.update(_flatten(value, path + "."))
+        else:
+            flat[path] = value
+    return flat
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    flat = _flatten(data)
+    for key in flat:
+        if key not in SETTINGS_BY_PATH:
+            raise ConfigError(f"{key}: unknown setting (see `dunetrace-sidecar --help`)")
+    return flat
+
+
+def load(config_file: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    environ = os.environ if environ is None else environ
+    config_file = config_file or environ.get(CONFIG_ENV) or None
+    raw: dict[str, Any] = {s.path: s.default for s in SETTINGS}
+    if config_file:
+        raw.update(read_file(config_file))
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        source = setting.path
+        value = raw[setting.path]
+        if setting.env and setting.env in environ:
+            source, value = setting.env, environ[setting.env]
+        try:
+            values[setting.path] = setting.parse(value)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    config = Config(
+        receiver=ReceiverConfig(
+            grpc_endpoint=values["receiver.grpc_endpoint"],
+            http_endpoint=values["receiver.http_endpoint"],
+            max_http_body_bytes=values["receiver.max_http_body_bytes"],
+            max_grpc_message_bytes=values["receiver.max_grpc_message_bytes"],
+            max_queued_events=values["receiver.max_queued_events"],
+            retry_after_seconds=values["receiver.retry_after_seconds"],
+        ),
+        api=ApiConfig(
+            endpoint=values["api.endpoint"],
+            keys=values["api.keys"],
+            allow_insecure=values["api.allow_insecure"],
+        ),
+        store=StoreConfig(path=values["store.path"]),
+        runs=RunsConfig(
+            stall_timeout_seconds=values["runs.stall_timeout_seconds"],
+            default_agent_id=values["runs.default_agent_id"],
+        ),
+        privacy=PrivacyConfig(hash_key=values["privacy.hash_key"]),
+        log_level=values["log_level"],
+    )
+    config.validate()
+    return config
+
+
+def settings_reference_markdown() -> str:
+    """The README's configuration table, generated from SETTINGS."""
+    lines = ["| key | environment | default | meaning |", "|---|---|---|---|"]
+    for s in SETTINGS:
+        default = "(none)" if s.default in ("", []) else f"`{s.default}`"
+        lines.append(f"| `{s.path}` | `{s.env}` | {default} | {s.help} |")
+    return "\n".join(lines)
+
+
+def settings_help_text() -> str:
+    """The ``--help`` epilog, generated from SETTINGS."""
+    lines = ["settings (YAML key path / environment variable, default):"]
+    for s in SETTINGS:
+        default = "(none)" if s.default in ("", []) else s.default
+        lines.append(f"  {s.path}  /  {s.env}  [default: {default}]")
+        lines.append(f"      {s.help}")
+    lines.append(f"  the config file itself: --config FILE or {CONFIG_ENV}")
+    return "\n".join(lines)

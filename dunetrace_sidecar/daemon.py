@@ -1,0 +1,147 @@
+"""The daemon's lifecycle: start every component in order, drain and stop them in reverse.
+
+Shutdown order (SIGTERM / SIGINT): refuse new exports, let in-flight ones finish (their
+batches are committed before they answer), stop the listeners, then drain and close the
+store. A start that fails halfway tears down what had started.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+from contextlib import suppress
+
+import grpc
+from aiohttp import web
+
+from dunetrace_sidecar.api import build_api_app
+from dunetrace_sidecar.config import Config, Endpoint
+from dunetrace_sidecar.pipeline import Pipeline
+from receiver.content import Hasher
+from receiver.grpc_server import build_grpc_server
+from receiver.http_server import build_otlp_app
+from store.duckdb_store import DuckStore
+
+log = logging.getLogger("dunetrace.daemon")
+
+GRACE_SECONDS = 10.0
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for site in runner.sites:
+        server = getattr(site, "_server", None)
+        for sock in getattr(server, "sockets", None) or ():
+            return int(sock.getsockname()[1])
+    raise RuntimeError("listener has no socket")
+
+
+class Daemon:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.store = DuckStore(config.store.path)
+        self.pipeline = Pipeline(
+            self.store,
+            Hasher(config.privacy.hash_key or None),
+            default_agent_id=config.runs.default_agent_id,
+            stall_timeout_seconds=config.runs.stall_timeout_seconds,
+            max_queued_events=config.receiver.max_queued_events,
+        )
+        self._grpc: grpc.aio.Server | None = None
+        self._runners: list[web.AppRunner] = []
+        self._sweeper: asyncio.Task[None] | None = None
+        self.addresses: dict[str, Endpoint] = {}
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.shutdown()
+            raise
+
+    async def _start(self) -> None:
+        cfg = self.config
+        await asyncio.get_running_loop().run_in_executor(None, self.store.open)
+        log.info("store open path=%s schema_version=%d", cfg.store.path, self.store.schema_version)
+
+        self._grpc = build_grpc_server(self.pipeline, cfg.receiver.max_grpc_message_bytes, cfg.receiver.retry_after_seconds)
+        grpc_ep = cfg.receiver.grpc_endpoint
+        port = self._grpc.add_insecure_port(str(grpc_ep))
+        if port == 0:
+            raise OSError(f"cannot listen on {grpc_ep} (receiver.grpc_endpoint)")
+        await self._grpc.start()
+        self._listening("otlp_grpc", Endpoint(grpc_ep.host, port))
+
+        otlp_app = build_otlp_app(self.pipeline, cfg.receiver.max_http_body_bytes, cfg.receiver.retry_after_seconds)
+        await self._serve("otlp_http", otlp_app, cfg.receiver.http_endpoint)
+
+        if not cfg.api.endpoint.is_loopback and not cfg.api.keys:
+            log.warning(
+                "INSECURE: the API listens on %s with no keys (api.allow_insecure is set); anyone who can reach it can read it",
+                cfg.api.endpoint,
+            )
+        await self._serve("api", build_api_app(self.store, cfg.api.keys), cfg.api.endpoint)
+
+        interval = min(max(cfg.runs.stall_timeout_seconds / 4, 0.05), 5.0)
+        self._sweeper = asyncio.create_task(self.pipeline.run_sweeper(interval), name="stall-sweeper")
+        log.info("ready")
+
+    async def _serve(self, name: str, app: web.Application, endpoint: Endpoint) -> None:
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=GRACE_SECONDS)
+        await runner.setup()
+        self._runners.append(runner)
+        site = web.TCPSite(runner, endpoint.host, endpoint.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            raise OSError(f"cannot listen on {endpoint} ({name}): {exc.strerror}") from None
+        self._listening(name, Endpoint(endpoint.host, _bound_port(runner)))
+
+    def _listening(self, name: str, endpoint: Endpoint) -> None:
+        self.addresses[name] = endpoint
+        log.info("listening %s=%s", name, endpoint)
+
+    async def shutdown(self) -> None:
+        """Idempotent; safe after a partial start."""
+        self.pipeline.begin_shutdown()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        if self._grpc is not None:
+            await self._grpc.stop(GRACE_SECONDS)  # in-flight exports finish, new ones are refused
+            self._grpc = None
+        for runner in reversed(self._runners):
+            await runner.cleanup()  # stops accepting, waits for in-flight requests
+        self._runners.clear()
+        await asyncio.get_running_loop().run_in_executor(None, self.store.close)
+        log.info("stopped")
+
+
+async def serve(config: Config) -> int:
+    daemon = Daemon(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await daemon.start()
+    except OSError as exc:
+        log.error("startup failed: %s", exc)
+        return 1
+    except Exception as exc:  # e.g. the DuckDB file is locked by another process
+        log.error("startup failed: %s: %s", type(exc).__name__, exc)
+        return 1
+    await stop.wait()
+    log.info("shutting down")
+    await daemon.shutdown()
+    return 0
+
+
+def free_port() -> int:
+    """For tests and tools: a port that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,191 @@
+"""The OpenAPI 3.1 document served at /openapi.json (a test keeps it equal to the routes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dunetrace_sidecar import __version__
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    text = {400: "Bad parameter", 401: "Missing or wrong bearer key", 404: "Not found", 503: "Store unavailable"}
+    return {str(s): _json(_ERROR, text[s]) for s in statuses}
+
+
+def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema or {"type": "string"}}
+
+
+_TIME = "RFC 3339 timestamp or Unix seconds"
+
+
+def openapi_document() -> dict[str, Any]:
+    run_id_param = {
+        "name": "run_id",
+        "in": "path",
+        "required": True,
+        "description": "The run id as a UUID, or the 32-hex OTel / Langfuse trace id.",
+        "schema": {"type": "string"},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Dunetrace Sidecar API",
+            "version": __version__,
+            "description": "Runs, events and agents seen by the sidecar. Payloads hold names, numbers and "
+            "hashes only. Every error has the shape of the Error schema.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["code", "message"],
+                            "properties": {
+                                "code": {"type": "string", "description": "machine-readable, e.g. run_not_found"},
+                                "message": {"type": "string", "description": "a sentence for people"},
+                            },
+                        }
+                    },
+                },
+                "Run": {
+                    "type": "object",
+                    "properties": {
+                        "run_id": {"type": "string", "format": "uuid"},
+                        "trace_id": {"type": "string", "description": "32 hex characters"},
+                        "agent_id": {"type": "string"},
+                        "service_name": {"type": ["string", "null"]},
+                        "status": {"type": "string", "enum": ["running", "completed", "errored", "stalled"]},
+                        "started_at": {"type": ["string", "null"], "format": "date-time"},
+                        "ended_at": {"type": ["string", "null"], "format": "date-time"},
+                        "last_event_at": {"type": ["string", "null"], "format": "date-time"},
+                        "step_count": {"type": "integer"},
+                        "llm_calls": {"type": "integer"},
+                        "tool_calls": {"type": "integer"},
+                        "retrievals": {"type": "integer"},
+                        "errors": {"type": "integer"},
+                        "prompt_tokens": {"type": "integer"},
+                        "completion_tokens": {"type": "integer"},
+                        "exit_reason": {"type": ["string", "null"], "enum": ["final_answer", "completed", "error", None]},
+                    },
+                },
+                "Event": {
+                    "type": "object",
+                    "properties": {
+                        "event_id": {"type": "string"},
+                        "event_type": {"type": "string"},
+                        "step_index": {"type": "integer"},
+                        "timestamp": {"type": "string", "format": "date-time"},
+                        "call_id": {"type": "string"},
+                        "payload": {"type": "object", "description": "names, numbers and hashes; see detectors.md §2"},
+                    },
+                },
+                "RunDetail": {
+                    "allOf": [
+                        {"$ref": "#/components/schemas/Run"},
+                        {
+                            "type": "object",
+                            "properties": {
+                                "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
+                                "signals": {"type": "array", "items": {"type": "object"}},
+                            },
+                        },
+                    ]
+                },
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/healthz": {
+                "get": {
+                    "summary": "Liveness: the process serves HTTP",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "Alive")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: the store takes reads and writes",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "Ready"), **_errors(503)},
+                }
+            },
+            "/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}
+            },
+            "/v1/agents": {
+                "get": {
+                    "summary": "Agents seen, with run counts and last seen time",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "agents": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "agent_id": {"type": "string"},
+                                                "run_count": {"type": "integer"},
+                                                "running_runs": {"type": "integer"},
+                                                "last_seen": {"type": "string", "format": "date-time"},
+                                            },
+                                        },
+                                    }
+                                },
+                            },
+                            "Agents",
+                        ),
+                        **_errors(401),
+                    },
+                }
+            },
+            "/v1/runs": {
+                "get": {
+                    "summary": "Runs, newest first, filtered and paged",
+                    "parameters": [
+                        _query("agent_id", "Only this agent's runs"),
+                        _query("status", "running, completed, errored or stalled"),
+                        _query("since", f"Runs started at or after ({_TIME})"),
+                        _query("until", f"Runs started before ({_TIME})"),
+                        _query("limit", "Page size, 1-500 (default 50)", {"type": "integer"}),
+                        _query("cursor", "next_cursor of the previous page"),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+                                    "next_cursor": {"type": ["string", "null"]},
+                                },
+                            },
+                            "A page of runs",
+                        ),
+                        **_errors(400, 401),
+                    },
+                }
+            },
+            "/v1/runs/{run_id}": {
+                "get": {
+                    "summary": "One run with its events in step order and its signals",
+                    "parameters": [run_id_param],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/RunDetail"}, "The run"),
+                        **_errors(400, 401, 404),
+                    },
+                }
+            },
+        },
+    }

@@ -1,0 +1,662 @@
+"""Stage 2 of translation: a run's ``SpanFacts`` → ``RunEvent``s, incrementally.
+
+One ``RunState`` per open run remembers just enough to turn spans arriving in any grouping
+into the events of ../shared/spec/detectors.md §1–2, exactly once:
+
+- duplicate deliveries of a span are dropped (span ids seen);
+- one provider call is one LLM call (same response id, or the Anthropic SDK's own span
+  inside or next to an instrumentation's span);
+- a tool call an LLM requested becomes a tool call only when no tool span answers it
+  (matched on tool-call id, else n-th request ↔ n-th span of that tool name);
+- the root span starts and ends the run; a run that goes quiet without one is stalled.
+
+The state can be rebuilt from stored events (``RunState.restore``) after a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from detectors import events as ev
+from detectors.events import RunEvent, RunRow
+from receiver.content import (
+    Injection,
+    OutputFeatures,
+    PromptFeatures,
+    ToolRequest,
+    ToolResultSeen,
+    normalise_finish_reason,
+)
+from receiver.spans import LogContent, SpanFacts, SpanRole
+
+STATUS_RUNNING = "running"
+STATUS_COMPLETED = "completed"
+STATUS_ERRORED = "errored"
+STATUS_STALLED = "stalled"
+TERMINAL_STATUSES = frozenset({STATUS_COMPLETED, STATUS_ERRORED})
+
+SYNTHETIC_PREFIX = "req:"  # call ids of tool calls built from LLM requests
+MAX_STASHED_LOG_CONTENT = 256  # per run: content for spans not seen yet
+
+
+@dataclass(slots=True)
+class _Request:
+    key: str  # "<llm span id>:<index>"
+    call_id: str | None
+    name: str
+    args_hash: str
+    args_length: int
+    ts_ns: int
+    parent_id: str
+    matched: bool = False  # a tool span answers it
+    emitted: bool = False  # turned into a tool call of its own
+
+
+@dataclass(slots=True)
+class _ToolSpan:
+    call_id: str | None
+    matched: bool = False
+
+
+@dataclass(slots=True)
+class _LlmSpan:
+    span_id: str
+    parent_id: str
+    start_ns: int
+    end_ns: int
+    native: bool
+
+
+def _drop_none(payload: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in payload.items() if value is not None}
+
+
+def _injection(value: Injection | None) -> dict[str, Any] | None:
+    return value.as_payload() if value else None
+
+
+def _ms(start_ns: int, end_ns: int) -> float:
+    return round(max(end_ns - start_ns, 0) / 1e6, 3)
+
+
+@dataclass(slots=True)
+class RunState:
+    run_id: str
+    default_agent_id: str
+    agent_id: str | None = None
+    agent_final: bool = False
+    service_name: str | None = None
+    status: str = STATUS_RUNNING
+    started_ns: int = 0
+    ended_ns: int | None = None
+    last_event_ns: int = 0
+    exit_reason: str | None = None
+    root_seen: bool = False
+    steps: int = 0
+    llm_calls: int = 0
+    tool_calls: int = 0
+    retrievals: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    first_model: str | None = None
+    available_tools: dict[str, None] = field(default_factory=dict)
+    # (end_ns, finish_reason, requested tools) of the latest-ending LLM response
+    last_llm: tuple[int, str | None, bool] | None = None
+    seen_spans: set[str] = field(default_factory=set)
+    response_ids: set[str] = field(default_factory=set)
+    llm_by_id: dict[str, _LlmSpan] = field(default_factory=dict)
+    llm_by_parent: dict[str, list[_LlmSpan]] = field(default_factory=dict)
+    has_native: bool = False
+    requests_by_name: dict[str, list[_Request]] = field(default_factory=dict)
+    requests_by_call_id: dict[str, _Request] = field(default_factory=dict)
+    pending: list[_Request] = field(default_factory=list)
+    tool_spans_by_name: dict[str, list[_ToolSpan]] = field(default_factory=dict)
+    log_stash: dict[str, LogContent] = field(default_factory=dict)
+    content_events: set[str] = field(default_factory=set)
+    touched_at: float = field(default_factory=time.monotonic)
+
+    # --- summary ---------------------------------------------------------------------
+
+    def row(self) -> RunRow:
+        return RunRow(
+            run_id=self.run_id,
+            agent_id=self.agent_id or self.default_agent_id,
+            service_name=self.service_name,
+            status=self.status,
+            started_ns=self.started_ns,
+            ended_ns=self.ended_ns,
+            last_event_ns=self.last_event_ns,
+            step_count=self.steps,
+            llm_calls=self.llm_calls,
+            tool_calls=self.tool_calls,
+            retrievals=self.retrievals,
+            errors=self.errors,
+            prompt_tokens=self.prompt_tokens,
+            completion_tokens=self.completion_tokens,
+            exit_reason=self.exit_reason,
+        )
+
+    # --- ingest ----------------------------------------------------------------------
+
+    def apply_spans(self, spans: Sequence[SpanFacts]) -> list[RunEvent]:
+        """Events for spans not seen before; ``spans`` in start-time order gives the best pairing."""
+        out: list[RunEvent] = []
+        self.touched_at = time.monotonic()
+        if self.status == STATUS_STALLED:
+            self.status = STATUS_RUNNING  # it was only quiet
+        for span in spans:
+            if span.span_id in self.seen_spans:
+                continue
+            self.seen_spans.add(span.span_id)
+            self._identity(span)
+            if span.is_root:
+                self._start(span, out)
+            if span.role is SpanRole.LLM:
+                self._llm(span, out)
+            elif span.role is SpanRole.TOOL:
+                self._tool(span, out)
+            elif span.role is SpanRole.RETRIEVAL:
+                self._retrieval(span, out)
+            if span.is_root:
+                self._end(span, out)
+        return out
+
+    def apply_log_content(self, content: LogContent) -> list[RunEvent]:
+        """Content sent as log records (events mode) for one span.
+
+        Always recorded as an ``llm.content`` event, so acknowledged content survives a
+        restart; merged into the LLM span's own events when the span arrives later, and its
+        tool requests join the pairing when the span came first.
+        """
+        self.touched_at = time.monotonic()
+        payload = _content_payload(content)
+        event_id = f"{content.span_id}:{ev.LLM_CONTENT}:{_content_digest(payload)}"
+        if event_id in self.content_events:
+            return []
+        self.content_events.add(event_id)
+        llm = self.llm_by_id.get(content.span_id)
+        if llm is not None:
+            if content.output is not None:
+                self._add_requests(llm, content.output.tool_requests)
+        elif content.span_id not in self.seen_spans and len(self.log_stash) < MAX_STASHED_LOG_CONTENT:
+            self.log_stash[content.span_id] = _merge_log_content(self.log_stash.get(content.span_id), content)
+        ts_ns = llm.end_ns if llm is not None else content.ts_ns
+        return [self._event(event_id, ev.LLM_CONTENT, ts_ns, content.span_id, payload)]
+
+    def close_stalled(self) -> list[RunEvent]:
+        """No root span came: pending tool requests become calls and the run is stalled."""
+        out: list[RunEvent] = []
+        self._flush_pending(None, out)
+        if self.status not in TERMINAL_STATUSES:
+            self.status = STATUS_STALLED
+        return out
+
+    # --- identity and run bounds -------------------------------------------------------
+
+    def _identity(self, span: SpanFacts) -> None:
+        if span.service_name and not self.service_name:
+            self.service_name = span.service_name
+        if self.agent_final:
+            return
+        if span.is_root:
+            self.agent_id = span.agent_name or span.workflow_name or span.service_name or self.default_agent_id
+            self.agent_final = True
+        elif self.agent_id is None:
+            # Provisional until the root arrives: workflow context is copied onto every span.
+            self.agent_id = span.workflow_name or span.service_name
+
+    def _start(self, span: SpanFacts, out: list[RunEvent]) -> None:
+        self.root_seen = True
+        self.started_ns = span.start_ns
+        root = span.root_input
+        llm_model = span.llm.model if span.llm else None
+        payload = _drop_none(
+            {
+                "model": self.first_model or llm_model,
+                "tools": list(self.available_tools),
+                "input_hash": root.input_hash if root else None,
+                "input_length": root.input_length if root else None,
+                "injection": _injection(root.injection) if root else None,
+            }
+        )
+        out.append(self._event(f"{span.span_id}:{ev.RUN_STARTED}", ev.RUN_STARTED, span.start_ns, span.span_id, payload))
+
+    def _end(self, span: SpanFacts, out: list[RunEvent]) -> None:
+        self._flush_pending(None, out)
+        self.ended_ns = span.end_ns
+        if span.is_error:
+            self.status = STATUS_ERRORED
+            self.exit_reason = "error"
+            payload = _drop_none(
+                {"error_type": span.error_type, "error_hash": span.error_hash, "total_steps": self.steps}
+            )
+            kind = ev.RUN_ERRORED
+        else:
+            self.status = STATUS_COMPLETED
+            final = self.last_llm is not None and self.last_llm[1] == "stop" and not self.last_llm[2]
+            self.exit_reason = "final_answer" if final else "completed"
+            payload = {"exit_reason": self.exit_reason, "total_steps": self.steps}
+            kind = ev.RUN_COMPLETED
+        out.append(self._event(f"{span.span_id}:{kind}", kind, span.end_ns, span.span_id, payload))
+
+    # --- LLM calls ---------------------------------------------------------------------
+
+    def _llm(self, span: SpanFacts, out: list[RunEvent]) -> None:
+        llm = span.llm
+        assert llm is not None
+        if llm.response_id and llm.response_id in self.response_ids:
+            return
+        if self._same_call_as_known(span, llm.native_sdk_span):
+            return
+        if llm.response_id:
+            self.response_ids.add(llm.response_id)
+        stashed = self.log_stash.pop(span.span_id, None)
+        if stashed is not None:
+            llm = replace(
+                llm,
+                prompt=llm.prompt if llm.prompt.prompt_hash else (stashed.prompt or llm.prompt),
+                output=llm.output if llm.output.output_length is not None else (stashed.output or llm.output),
+            )
+            if llm.finish_reason is None and llm.output.finish_reason:
+                llm = replace(llm, finish_reason=normalise_finish_reason(llm.output.finish_reason))
+        record = _LlmSpan(span.span_id, span.parent_id, span.start_ns, span.end_ns, llm.native_sdk_span)
+        self.llm_by_id[span.span_id] = record
+        self.llm_by_parent.setdefault(span.parent_id, []).append(record)
+        self.has_native = self.has_native or llm.native_sdk_span
+
+        self._resolve_pending(span, llm.prompt, out)
+        self.llm_calls += 1
+        self.prompt_tokens += llm.prompt_tokens or 0
+        self.completion_tokens += llm.completion_tokens or 0
+        self.first_model = self.first_model or llm.model
+        self.available_tools.update(dict.fromkeys(llm.tools_available))
+        if span.is_error:
+            self.errors += 1
+        requests = llm.output.tool_requests
+        if self.last_llm is None or span.end_ns >= self.last_llm[0]:
+            self.last_llm = (span.end_ns, llm.finish_reason, bool(requests))
+        called = _drop_none(
+            {
+                "model": llm.model,
+                "provider": llm.provider,
+                "prompt_tokens": llm.prompt_tokens,
+                "prompt_hash": llm.prompt.prompt_hash,
+                "prompt_length": llm.prompt.prompt_length,
+                "call_id": span.span_id,
+                "injection": _injection(llm.prompt.injection),
+                "langfuse_prompt_name": llm.prompt_name,
+                "langfuse_prompt_version": llm.prompt_version,
+            }
+        )
+        responded = _drop_none(
+            {
+                "finish_reason": llm.finish_reason,
+                "completion_tokens": llm.completion_tokens,
+                "output_length": llm.output.output_length,
+                "output_hash": llm.output.output_hash,
+                "tool_calls_requested": [r.name for r in requests],
+                "tool_requests": [_request_payload(r) for r in requests],
+                "latency_ms": _ms(span.start_ns, span.end_ns),
+                "error_type": span.error_type,
+                "response_id": llm.response_id,
+            }
+        )
+        out.append(self._called(span, ev.LLM_CALLED, called))
+        out.append(self._event(f"{span.span_id}:{ev.LLM_RESPONDED}", ev.LLM_RESPONDED, span.end_ns, span.span_id, responded))
+        self._add_requests(record, requests)
+
+    def _same_call_as_known(self, span: SpanFacts, native: bool) -> bool:
+        """The Anthropic SDK's span and an instrumentation's span of one call (no shared id).
+
+        Same call when exactly one of the two is the SDK's own span and either one is the
+        parent of the other, or they are siblings and the instrumentation's span encloses it.
+        """
+        if not (native or self.has_native):
+            return False
+        parent = self.llm_by_id.get(span.parent_id)
+        if parent is not None and parent.native != native:
+            return True
+        for sibling in self.llm_by_parent.get(span.parent_id, ()):
+            if sibling.native == native:
+                continue
+            outer, inner = (sibling, span) if native else (span, sibling)
+            if outer.start_ns <= inner.start_ns and inner.end_ns <= outer.end_ns:
+                return True
+        if not native:
+            return any(child.native for child in self.llm_by_parent.get(span.span_id, ()))
+        return False
+
+    # --- tool calls --------------------------------------------------------------------
+
+    def _add_requests(self, llm: _LlmSpan, requests: Iterable[ToolRequest]) -> None:
+        for index, req in enumerate(requests):
+            request = _Request(
+                key=f"{llm.span_id}:{index}",
+                call_id=req.call_id,
+                name=req.name,
+                args_hash=req.args_hash,
+                args_length=req.args_length,
+                ts_ns=llm.end_ns,
+                parent_id=llm.parent_id,
+            )
+            if any(r.key == request.key for r in self.requests_by_name.get(req.name, ())):
+                continue  # the same response's requests, seen again through log content
+            self.requests_by_name.setdefault(req.name, []).append(request)
+            if req.call_id:
+                self.requests_by_call_id[req.call_id] = request
+            tool_span = self._unmatched_tool_span(req.name, req.call_id)
+            if tool_span is not None:
+                tool_span.matched = True
+                request.matched = True
+            else:
+                self.pending.append(request)
+
+    def _unmatched_tool_span(self, name: str, call_id: str | None) -> _ToolSpan | None:
+        spans = self.tool_spans_by_name.get(name, ())
+        if call_id:
+            for tool_span in spans:
+                if tool_span.call_id == call_id and not tool_span.matched:
+                    return tool_span
+        for tool_span in spans:
+            if not tool_span.matched and tool_span.call_id is None:
+                return tool_span
+        return None
+
+    def _matching_request(self, name: str, call_id: str | None) -> _Request | None:
+        if call_id and call_id in self.requests_by_call_id:
+            request = self.requests_by_call_id[call_id]
+            return None if request.matched else request
+        for request in self.requests_by_name.get(name, ()):
+            if not request.matched:
+                return request
+        return None
+
+    def _tool(self, span: SpanFacts, out: list[RunEvent]) -> None:
+        tool = span.tool
+        assert tool is not None
+        request = self._matching_request(tool.name, tool.call_id)
+        if request is not None:
+            request.matched = True
+            if request in self.pending:
+                self.pending.remove(request)
+            if request.emitted:
+                return  # already counted from the LLM's request
+        else:
+            self.tool_spans_by_name.setdefault(tool.name, []).append(_ToolSpan(tool.call_id))
+        self.tool_calls += 1
+        if span.is_error:
+            self.errors += 1
+        called = _drop_none(
+            {
+                "tool_name": tool.name,
+                "args_hash": tool.args_hash or (request.args_hash if request else None),
+                "args_length": tool.args_length if tool.args_length is not None else (request.args_length if request else None),
+                "call_id": span.span_id,
+                "tool_call_id": tool.call_id or (request.call_id if request else None),
+            }
+        )
+        responded = _drop_none(
+            {
+                "tool_name": tool.name,
+                "success": not span.is_error,
+                "error_type": span.error_type,
+                "error_hash": span.error_hash,
+                "output_length": tool.output_length,
+                "output_hash": tool.output_hash,
+                "latency_ms": _ms(span.start_ns, span.end_ns),
+                "injection": _injection(tool.injection),
+            }
+        )
+        out.append(self._called(span, ev.TOOL_CALLED, called))
+        out.append(self._event(f"{span.span_id}:{ev.TOOL_RESPONDED}", ev.TOOL_RESPONDED, span.end_ns, span.span_id, responded))
+
+    def _resolve_pending(self, llm_span: SpanFacts, prompt: PromptFeatures, out: list[RunEvent]) -> None:
+        """A later LLM call in the same loop settles earlier requests no tool span answered."""
+        if not self.pending:
+            return
+        by_id = {r.call_id: r for r in prompt.tool_results if r.call_id}
+        unnamed = [r for r in prompt.tool_results if not r.call_id]
+        for request in list(self.pending):
+            if request.ts_ns > llm_span.start_ns:
+                continue
+            result = by_id.get(request.call_id) if request.call_id else None
+            if result is None and request.parent_id != llm_span.parent_id:
+                continue
+            if result is None and unnamed:
+                result = unnamed.pop(0)
+            self._emit_request(request, result, llm_span.start_ns, out)
+
+    def _flush_pending(self, result: ToolResultSeen | None, out: list[RunEvent]) -> None:
+        for request in list(self.pending):
+            self._emit_request(request, result, None, out)
+
+    def _emit_request(
+        self, request: _Request, result: ToolResultSeen | None, result_ns: int | None, out: list[RunEvent]
+    ) -> None:
+        self.pending.remove(request)
+        request.emitted = True
+        self.tool_calls += 1
+        self.steps += 1
+        call_id = SYNTHETIC_PREFIX + request.key
+        called = {
+            "tool_name": request.name,
+            "args_hash": request.args_hash,
+            "args_length": request.args_length,
+            "call_id": call_id,
+            "tool_call_id": request.call_id,
+            "source": "llm_request",
+        }
+        out.append(self._event(f"{request.key}:{ev.TOOL_CALLED}", ev.TOOL_CALLED, request.ts_ns, call_id, _drop_none(called)))
+        if result is not None and result_ns is not None:
+            responded = _drop_none(
+                {
+                    "tool_name": request.name,
+                    "success": True,
+                    "output_length": result.output_length,
+                    "output_hash": result.output_hash,
+                    "latency_ms": _ms(request.ts_ns, result_ns),
+                    "injection": _injection(result.injection),
+                    "source": "llm_request",
+                }
+            )
+            out.append(self._event(f"{request.key}:{ev.TOOL_RESPONDED}", ev.TOOL_RESPONDED, result_ns, call_id, responded))
+
+    # --- retrieval ---------------------------------------------------------------------
+
+    def _retrieval(self, span: SpanFacts, out: list[RunEvent]) -> None:
+        retrieval = span.retrieval
+        assert retrieval is not None
+        self.retrievals += 1
+        if span.is_error:
+            self.errors += 1
+        called = _drop_none({"index_name": retrieval.index_name, "query_hash": retrieval.query_hash, "call_id": span.span_id})
+        responded = _drop_none(
+            {
+                "index_name": retrieval.index_name,
+                "result_count": retrieval.result_count,
+                "top_score": retrieval.top_score,
+                "latency_ms": _ms(span.start_ns, span.end_ns),
+                "error_type": span.error_type,
+                "injection": _injection(retrieval.injection),
+            }
+        )
+        out.append(self._called(span, ev.RETRIEVAL_CALLED, called))
+        out.append(
+            self._event(f"{span.span_id}:{ev.RETRIEVAL_RESPONDED}", ev.RETRIEVAL_RESPONDED, span.end_ns, span.span_id, responded)
+        )
+
+    # --- events ------------------------------------------------------------------------
+
+    def _called(self, span: SpanFacts, kind: str, payload: dict[str, Any]) -> RunEvent:
+        self.steps += 1
+        return self._event(f"{span.span_id}:{kind}", kind, span.start_ns, span.span_id, payload)
+
+    def _event(self, event_id: str, kind: str, ts_ns: int, call_id: str, payload: dict[str, Any]) -> RunEvent:
+        if not self.started_ns or (ts_ns and ts_ns < self.started_ns and not self.root_seen):
+            self.started_ns = ts_ns
+        self.last_event_ns = max(self.last_event_ns, ts_ns)
+        return RunEvent(self.run_id, event_id, kind, ts_ns, call_id, payload)
+
+    # --- rebuilding from the store ------------------------------------------------------
+
+    @classmethod
+    def restore(cls, row: RunRow, events: Iterable[RunEvent], default_agent_id: str) -> RunState:
+        """The state of a run the store knows, so late or re-delivered spans stay exactly-once."""
+        state = cls(
+            run_id=row.run_id,
+            default_agent_id=default_agent_id,
+            agent_id=row.agent_id,
+            service_name=row.service_name,
+            status=row.status,
+            started_ns=row.started_ns,
+            ended_ns=row.ended_ns,
+            last_event_ns=row.last_event_ns,
+            exit_reason=row.exit_reason,
+            steps=row.step_count,
+            llm_calls=row.llm_calls,
+            tool_calls=row.tool_calls,
+            retrievals=row.retrievals,
+            errors=row.errors,
+            prompt_tokens=row.prompt_tokens,
+            completion_tokens=row.completion_tokens,
+        )
+        for event in sorted(events, key=RunEvent.sort_key):
+            state._replay(event)
+        if state.status == STATUS_STALLED:
+            state.status = STATUS_RUNNING  # it is alive again: new spans arrived
+        return state
+
+    def _replay(self, event: RunEvent) -> None:
+        payload = event.payload
+        if event.kind == ev.LLM_CONTENT:
+            self.content_events.add(event.event_id)
+            content = _content_from_payload(self.run_id, event)
+            if event.call_id in self.llm_by_id:
+                if content.output is not None:
+                    self._add_requests(self.llm_by_id[event.call_id], content.output.tool_requests)
+            elif event.call_id not in self.seen_spans:
+                self.log_stash[event.call_id] = _merge_log_content(self.log_stash.get(event.call_id), content)
+            return
+        if not event.call_id.startswith(SYNTHETIC_PREFIX):
+            self.seen_spans.add(event.call_id)
+            self.log_stash.pop(event.call_id, None)
+        if event.kind == ev.RUN_STARTED:
+            self.root_seen = True
+            self.agent_final = True
+        elif event.kind == ev.LLM_CALLED:
+            self.first_model = self.first_model or payload.get("model")
+        elif event.kind == ev.LLM_RESPONDED:
+            if payload.get("response_id"):
+                self.response_ids.add(payload["response_id"])
+            record = _LlmSpan(event.call_id, "", event.ts_ns, event.ts_ns, False)
+            self.llm_by_id[event.call_id] = record
+            requests = [
+                ToolRequest(r.get("call_id"), r["name"], r["args_hash"], r["args_length"])
+                for r in payload.get("tool_requests", ())
+            ]
+            if self.last_llm is None or event.ts_ns >= self.last_llm[0]:
+                self.last_llm = (event.ts_ns, payload.get("finish_reason"), bool(requests))
+            self._add_requests(record, requests)
+        elif event.kind == ev.TOOL_CALLED:
+            name = payload.get("tool_name", "unknown")
+            if event.call_id.startswith(SYNTHETIC_PREFIX):
+                key = event.call_id[len(SYNTHETIC_PREFIX) :]
+                for request in self.requests_by_name.get(name, ()):
+                    if request.key == key:
+                        request.emitted = request.matched = True
+                        if request in self.pending:
+                            self.pending.remove(request)
+            else:
+                request = self._matching_request(name, payload.get("tool_call_id"))
+                if request is not None:
+                    request.matched = True
+                    if request in self.pending:
+                        self.pending.remove(request)
+                else:
+                    self.tool_spans_by_name.setdefault(name, []).append(_ToolSpan(payload.get("tool_call_id")))
+
+
+def _request_payload(request: ToolRequest) -> dict[str, Any]:
+    return _drop_none(
+        {"call_id": request.call_id, "name": request.name, "args_hash": request.args_hash, "args_length": request.args_length}
+    )
+
+
+def _merge_log_content(previous: LogContent | None, new: LogContent) -> LogContent:
+    if previous is None:
+        return new
+    return LogContent(
+        run_id=new.run_id,
+        span_id=new.span_id,
+        ts_ns=max(new.ts_ns, previous.ts_ns),
+        prompt=new.prompt or previous.prompt,
+        output=new.output or previous.output,
+    )
+
+
+def _content_payload(content: LogContent) -> dict[str, Any]:
+    payload: dict[str, Any] = {}
+    if content.prompt is not None:
+        payload.update(
+            prompt_hash=content.prompt.prompt_hash,
+            prompt_length=content.prompt.prompt_length,
+            injection=_injection(content.prompt.injection),
+        )
+    if content.output is not None:
+        output = content.output
+        payload.update(
+            output_hash=output.output_hash,
+            output_length=output.output_length,
+            finish_reason=normalise_finish_reason(output.finish_reason),
+            tool_calls_requested=[r.name for r in output.tool_requests],
+            tool_requests=[_request_payload(r) for r in output.tool_requests],
+        )
+    return _drop_none(payload)
+
+
+def _content_digest(payload: dict[str, Any]) -> str:
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _content_from_payload(run_id: str, event: RunEvent) -> LogContent:
+    """Rebuild stashed log content from its stored ``llm.content`` event."""
+    p = event.payload
+    prompt = None
+    if "prompt_hash" in p:
+        injection = p.get("injection")
+        prompt = PromptFeatures(
+            p["prompt_hash"],
+            p.get("prompt_length"),
+            Injection(tuple(injection["matched_patterns"]), injection["input_length"], injection["source"])
+            if injection
+            else None,
+            (),
+        )
+    output = None
+    if "output_length" in p or "tool_requests" in p:
+        output = OutputFeatures(
+            p.get("output_hash"),
+            p.get("output_length"),
+            tuple(
+                ToolRequest(r.get("call_id"), r["name"], r["args_hash"], r["args_length"])
+                for r in p.get("tool_requests", ())
+            ),
+            p.get("finish_reason"),
+        )
+    return LogContent(run_id, event.call_id, event.ts_ns, prompt, output)
+
+
+__all__ = [
+    "STATUS_COMPLETED",
+    "STATUS_ERRORED",
+    "STATUS_RUNNING",
+    "STATUS_STALLED",
+    "RunState",
+]

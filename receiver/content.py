@@ -1,0 +1,370 @@
+"""Content reduction: messages in any convention → lengths, hashes and detector features.
+
+This is the privacy boundary. Functions here see raw content; what they return carries only
+lengths, ``sha256:``/``hmac-sha256:`` hashes, names (tools, roles) and injection labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from detectors.patterns import InjectionMatch, scan_injection
+
+
+class Hasher:
+    """``sha256:<hex>`` of the UTF-8 bytes, or ``hmac-sha256:<hex>`` with an operator key."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: str | None = None) -> None:
+        self._key = key.encode() if key else None
+
+    def __call__(self, text: str) -> str:
+        data = text.encode("utf-8", "surrogatepass")
+        if self._key is None:
+            return "sha256:" + hashlib.sha256(data).hexdigest()
+        return "hmac-sha256:" + hmac.new(self._key, data, hashlib.sha256).hexdigest()
+
+
+# --- a convention-neutral view of a message ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestedToolCall:
+    """A tool call an LLM response asked for. ``arguments`` is canonical JSON (or raw text)."""
+
+    call_id: str | None
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True)
+class Message:
+    role: str
+    texts: list[str] = field(default_factory=list)
+    tool_calls: list[RequestedToolCall] = field(default_factory=list)
+    # (tool-call id or None, result text) for results fed back to the model
+    tool_results: list[tuple[str | None, str]] = field(default_factory=list)
+    finish_reason: str | None = None
+
+
+def canonical_arguments(value: Any) -> str:
+    """Arguments as sorted, compact JSON so the same call hashes the same across sources.
+
+    OpenLLMetry's tool spans wrap arguments as ``{"args": [], "kwargs": {...}}``; with no
+    positional arguments that is unwrapped to the kwargs object, which is what the LLM asked for.
+    """
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return value
+    if isinstance(value, dict) and set(value) == {"args", "kwargs"} and not value["args"]:
+        value = value["kwargs"]
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _text_of(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _loads(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return None
+    return value
+
+
+def messages_from_semconv(value: Any) -> list[Message]:
+    """``gen_ai.input.messages`` / ``gen_ai.output.messages`` (a JSON string on spans)."""
+    data = _loads(value)
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        return [Message(role="unknown", texts=[_text_of(value)])] if value else []
+    messages: list[Message] = []
+    for item in data:
+        if not isinstance(item, dict):
+            continue
+        message = Message(role=str(item.get("role") or "unknown"))
+        reason = item.get("finish_reason")
+        message.finish_reason = str(reason) if reason else None
+        parts = item.get("parts")
+        if parts is None and "content" in item:
+            parts = [{"type": "text", "content": item["content"]}]
+        for part in parts or ():
+            if not isinstance(part, dict):
+                continue
+            kind = part.get("type")
+            if kind == "tool_call":
+                message.tool_calls.append(
+                    RequestedToolCall(
+                        call_id=_str_or_none(part.get("id")),
+                        name=str(part.get("name") or ""),
+                        arguments=canonical_arguments(part.get("arguments")),
+                    )
+                )
+            elif kind == "tool_call_response":
+                message.tool_results.append(
+                    (_str_or_none(part.get("id")), _text_of(part.get("response", part.get("result"))))
+                )
+            elif "content" in part:
+                message.texts.append(_text_of(part.get("content")))
+        messages.append(message)
+    return messages
+
+
+def system_instructions(value: Any) -> list[Message]:
+    """``gen_ai.system_instructions``: a JSON list of parts, or plain text."""
+    data = _loads(value)
+    if isinstance(data, list):
+        texts = [_text_of(p.get("content")) for p in data if isinstance(p, dict)]
+        return [Message(role="system", texts=texts)]
+    return [Message(role="system", texts=[_text_of(value)])] if value else []
+
+
+def _str_or_none(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _group_indexed(attrs: Mapping[str, Any], prefix: str) -> dict[int, dict[str, Any]]:
+    """``prefix.N.rest`` keys → {N: {rest: value}}."""
+    groups: dict[int, dict[str, Any]] = {}
+    cut = len(prefix)
+    for key, value in attrs.items():
+        if not key.startswith(prefix):
+            continue
+        index, _, rest = key[cut:].partition(".")
+        if index.isdigit():
+            groups.setdefault(int(index), {})[rest] = value
+    return dict(sorted(groups.items()))
+
+
+def messages_from_legacy(attrs: Mapping[str, Any], prefix: str) -> list[Message]:
+    """OpenLLMetry <=0.53: ``gen_ai.prompt.N.*`` / ``gen_ai.completion.N.*``."""
+    messages: list[Message] = []
+    for fields in _group_indexed(attrs, prefix).values():
+        message = Message(role=str(fields.get("role") or "unknown"))
+        reason = fields.get("finish_reason")
+        message.finish_reason = str(reason) if reason else None
+        for call in _group_indexed(fields, "tool_calls.").values():
+            message.tool_calls.append(
+                RequestedToolCall(
+                    call_id=_str_or_none(call.get("id")),
+                    name=str(call.get("name") or ""),
+                    arguments=canonical_arguments(call.get("arguments")),
+                )
+            )
+        content = fields.get("content")
+        tool_call_id = _str_or_none(fields.get("tool_call_id"))
+        if message.role == "tool":
+            message.tool_results.append((tool_call_id, _text_of(content)))
+        elif content is not None and not _anthropic_blocks(message, content):
+            message.texts.append(_text_of(content))
+        messages.append(message)
+    return messages
+
+
+def _anthropic_blocks(message: Message, content: Any) -> bool:
+    """Legacy Anthropic puts content blocks as a JSON string; read tool_use / tool_result."""
+    if not isinstance(content, str) or not content.startswith("[{"):
+        return False
+    blocks = _loads(content)
+    if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
+        return False
+    for block in blocks:
+        kind = block["type"]
+        if kind == "text":
+            message.texts.append(_text_of(block.get("text")))
+        elif kind == "tool_result":
+            message.tool_results.append((_str_or_none(block.get("tool_use_id")), _text_of(block.get("content"))))
+        # tool_use blocks repeat what tool_calls.M.* already said
+    return True
+
+
+def messages_from_openinference(attrs: Mapping[str, Any], prefix: str) -> list[Message]:
+    """OpenInference: ``llm.input_messages.N.message.*`` / ``llm.output_messages.N.message.*``."""
+    messages: list[Message] = []
+    for fields in _group_indexed(attrs, prefix).values():
+        message = Message(role=str(fields.get("message.role") or "unknown"))
+        content = fields.get("message.content")
+        tool_call_id = _str_or_none(fields.get("message.tool_call_id"))
+        if message.role == "tool":
+            message.tool_results.append((tool_call_id, _text_of(content)))
+        elif content is not None:
+            message.texts.append(_text_of(content))
+        for part in _group_indexed(fields, "message.contents.").values():
+            text = part.get("message_content.text")
+            if text is not None:
+                message.texts.append(_text_of(text))
+        for call in _group_indexed(fields, "message.tool_calls.").values():
+            message.tool_calls.append(
+                RequestedToolCall(
+                    call_id=_str_or_none(call.get("tool_call.id")),
+                    name=str(call.get("tool_call.function.name") or ""),
+                    arguments=canonical_arguments(call.get("tool_call.function.arguments")),
+                )
+            )
+        messages.append(message)
+    return messages
+
+
+# --- features ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Injection:
+    matched_patterns: tuple[str, ...]
+    input_length: int
+    source: str  # input | tool_result | retrieval
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "matched_patterns": list(self.matched_patterns),
+            "matched_pattern_count": len(self.matched_patterns),
+            "input_length": self.input_length,
+            "source": self.source,
+        }
+
+
+def injection_from(match: InjectionMatch | None, source: str) -> Injection | None:
+    if match is None:
+        return None
+    return Injection(match.matched_patterns, match.input_length, source)
+
+
+def merge_injections(*found: Injection | None) -> Injection | None:
+    """One injection record per event: the first source that matched, all labels found."""
+    present = [i for i in found if i is not None]
+    if not present:
+        return None
+    labels: dict[str, None] = {}
+    for item in present:
+        labels.update(dict.fromkeys(item.matched_patterns))
+    first = present[0]
+    return Injection(tuple(labels), max(i.input_length for i in present), first.source)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResultSeen:
+    """A tool result fed back to the model in an LLM request."""
+
+    call_id: str | None
+    output_hash: str
+    output_length: int
+    injection: Injection | None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRequest:
+    """A tool call an LLM response requested, reduced to hashes."""
+
+    call_id: str | None
+    name: str
+    args_hash: str
+    args_length: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromptFeatures:
+    prompt_hash: str | None
+    prompt_length: int | None
+    injection: Injection | None
+    tool_results: tuple[ToolResultSeen, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFeatures:
+    output_hash: str | None
+    output_length: int | None
+    tool_requests: tuple[ToolRequest, ...]
+    finish_reason: str | None  # raw, as found in the messages
+
+
+_SCANNED_ROLES = frozenset({"user", "system", "human", "developer"})
+
+
+def prompt_features(messages: Iterable[Message], hasher: Hasher) -> PromptFeatures:
+    lines: list[str] = []
+    length = 0
+    scanned: list[str] = []
+    results: list[ToolResultSeen] = []
+    any_content = False
+    for message in messages:
+        any_content = True
+        for text in message.texts:
+            lines.append(f"{message.role}:{text}")
+            length += len(text)
+            if message.role in _SCANNED_ROLES:
+                scanned.append(text)
+        for call_id, result in message.tool_results:
+            lines.append(f"tool:{result}")
+            length += len(result)
+            results.append(
+                ToolResultSeen(
+                    call_id=call_id,
+                    output_hash=hasher(result),
+                    output_length=len(result),
+                    injection=injection_from(scan_injection(result), "tool_result"),
+                )
+            )
+    if not any_content:
+        return PromptFeatures(None, None, None, ())
+    user_input = injection_from(scan_injection("\n".join(scanned)), "input") if scanned else None
+    injection = merge_injections(user_input, *(r.injection for r in results))
+    return PromptFeatures(hasher("\n".join(lines)), length, injection, tuple(results))
+
+
+def output_features(messages: Iterable[Message], hasher: Hasher) -> OutputFeatures:
+    texts: list[str] = []
+    requests: list[ToolRequest] = []
+    finish_reason: str | None = None
+    any_content = False
+    for message in messages:
+        any_content = True
+        texts.extend(message.texts)
+        finish_reason = finish_reason or message.finish_reason
+        for call in message.tool_calls:
+            requests.append(
+                ToolRequest(call.call_id, call.name, hasher(call.arguments), len(call.arguments))
+            )
+    if not any_content:
+        return OutputFeatures(None, None, (), None)
+    joined = "".join(texts)
+    return OutputFeatures(hasher(joined), len(joined), tuple(requests), finish_reason)
+
+
+_FINISH_REASONS = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool_calls",
+    "tool_call": "tool_calls",
+    "tool_use": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "safety": "content_filter",
+}
+
+
+def normalise_finish_reason(raw: str | None) -> str | None:
+    """stop|end_turn → stop, length|max_tokens → length, tool_* → tool_calls, … (spec §1)."""
+    if not raw:
+        return None
+    lowered = raw.lower()
+    return _FINISH_REASONS.get(lowered, lowered)

@@ -1,0 +1,87 @@
+"""OTLP/gRPC: the Trace, Logs and Metrics services on grpc.aio.
+
+Handlers take the raw request bytes and decode them here, so an undecodable message gets
+INVALID_ARGUMENT (grpc's own deserializer failure would surface as a non-retryable
+INTERNAL). gzip message compression and the receive size limit (RESOURCE_EXHAUSTED) are
+grpc's. Backpressure is UNAVAILABLE with a ``google.rpc.RetryInfo`` in the
+``google.rpc.retryinfo-bin`` trailer (what the Python exporter reads) and in
+``grpc-status-details-bin``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2 as pb_error_details
+from google.rpc import status_pb2 as pb_status
+
+from receiver.errors import BAD_DATA, ReceiverError
+from receiver.ingest import Ingest
+from receiver.signals import ALL_SIGNALS, OtlpSignal
+
+log = logging.getLogger("dunetrace.receiver.grpc")
+
+RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
+STATUS_DETAILS_KEY = "grpc-status-details-bin"
+
+Handler = Callable[[bytes, grpc.aio.ServicerContext], Coroutine[Any, Any, bytes]]
+
+
+def _retry_trailers(code: grpc.StatusCode, message: str, delay_seconds: int) -> tuple[tuple[str, bytes], ...]:
+    retry_info = pb_error_details.RetryInfo(retry_delay=duration_pb2.Duration(seconds=delay_seconds))
+    detail = any_pb2.Any()
+    detail.Pack(retry_info)
+    status = pb_status.Status(code=code.value[0], message=message, details=[detail])
+    return (
+        (RETRY_INFO_KEY, retry_info.SerializeToString()),
+        (STATUS_DETAILS_KEY, status.SerializeToString()),
+    )
+
+
+class OtlpGrpcHandlers:
+    def __init__(self, ingest: Ingest, retry_after_seconds: int) -> None:
+        self._ingest = ingest
+        self._retry_after = retry_after_seconds
+
+    def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
+        return [
+            grpc.method_handlers_generic_handler(
+                signal.grpc_service, {"Export": grpc.unary_unary_rpc_method_handler(self._export(signal))}
+            )
+            for signal in ALL_SIGNALS
+        ]
+
+    def _export(self, signal: OtlpSignal) -> Handler:
+        async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            try:
+                self._ingest.check_capacity()
+                message = signal.request_type()
+                try:
+                    message.ParseFromString(body)
+                except DecodeError as exc:
+                    raise ReceiverError(BAD_DATA, f"not a valid {signal.request_type.__name__}: {exc}") from None
+                result = await signal.export(self._ingest, message)
+            except ReceiverError as exc:
+                code = exc.kind.grpc_code
+                trailers = _retry_trailers(code, exc.message, self._retry_after) if exc.kind.retryable else ()
+                await context.abort(code, exc.message, trailing_metadata=trailers)
+                raise  # abort() raises; this line is never reached
+            return signal.response(result).SerializeToString()
+
+        return export
+
+
+def build_grpc_server(ingest: Ingest, max_message_bytes: int, retry_after_seconds: int) -> grpc.aio.Server:
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+        ]
+    )
+    server.add_generic_rpc_handlers(OtlpGrpcHandlers(ingest, retry_after_seconds).generic_handlers())
+    return server

@@ -1,0 +1,152 @@
+"""Attribute keys the translator reads, per convention, in one place.
+
+Conventions covered (see ../shared/spec/otlp.md §2):
+- OTel GenAI semconv, latest experimental (semantic-conventions 1.37, util-genai 1.1b0)
+- OpenLLMetry 0.62 (current semconv names) and <=0.53 (flattened ``gen_ai.prompt.N.*`` / ``llm.*``)
+- OpenInference semantic conventions 0.1.42
+- the Anthropic SDK's own spans (scope ``com.anthropic.sdk.python``)
+
+Only keys listed here (or under the prefixes below) are read from a span; everything else
+is skipped without being converted, which is where most of the per-span cost goes.
+"""
+
+from __future__ import annotations
+
+# --- span kind markers -----------------------------------------------------------------
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+TRACELOOP_SPAN_KIND = "traceloop.span.kind"
+LLM_REQUEST_TYPE = "llm.request.type"  # OpenLLMetry <=0.53: "chat" / "completion"
+
+OPERATION_LLM = frozenset({"chat", "text_completion", "generate_content"})
+OPERATION_TOOL = frozenset({"execute_tool"})
+OPERATION_RETRIEVAL = frozenset({"retrieval"})
+OPERATION_STRUCTURE = frozenset({"invoke_agent", "invoke_workflow", "create_agent", "embeddings"})
+OPENINFERENCE_LLM = frozenset({"LLM"})
+OPENINFERENCE_TOOL = frozenset({"TOOL"})
+OPENINFERENCE_RETRIEVAL = frozenset({"RETRIEVER"})
+TRACELOOP_TOOL = frozenset({"tool"})
+TRACELOOP_STRUCTURE = frozenset({"workflow", "agent", "task"})
+
+ANTHROPIC_NATIVE_SCOPE = "com.anthropic.sdk.python"
+
+# --- run identity ----------------------------------------------------------------------
+GEN_AI_AGENT_NAME = "gen_ai.agent.name"
+GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
+TRACELOOP_WORKFLOW_NAME = "traceloop.workflow.name"
+SERVICE_NAME = "service.name"
+UNKNOWN_SERVICE_PREFIX = "unknown_service"  # the SDK's placeholder when no name was set
+
+# --- LLM call --------------------------------------------------------------------------
+REQUEST_MODEL_KEYS = ("gen_ai.request.model", "llm.request.model_name", "llm.model_name")
+RESPONSE_MODEL_KEYS = ("gen_ai.response.model", "llm.response.model_name")
+PROVIDER_KEYS = ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system")
+RESPONSE_ID = "gen_ai.response.id"
+INPUT_TOKEN_KEYS = ("gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
+OUTPUT_TOKEN_KEYS = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+)
+FINISH_REASONS = "gen_ai.response.finish_reasons"  # string[]
+OPENINFERENCE_FINISH_REASON = "llm.finish_reason"
+ANTHROPIC_STOP_REASON = "anthropic.message.stop_reason"
+# Langfuse prompt linkage, kept for the explain issue (names, not content).
+LANGFUSE_PROMPT_NAME = "langfuse.observation.prompt.name"
+LANGFUSE_PROMPT_VERSION = "langfuse.observation.prompt.version"
+
+# Current semconv content: JSON strings on spans.
+INPUT_MESSAGES = "gen_ai.input.messages"
+OUTPUT_MESSAGES = "gen_ai.output.messages"
+SYSTEM_INSTRUCTIONS = "gen_ai.system_instructions"
+TOOL_DEFINITIONS = "gen_ai.tool.definitions"
+
+# OpenLLMetry <=0.53 flattened content.
+LEGACY_PROMPT_PREFIX = "gen_ai.prompt."
+LEGACY_COMPLETION_PREFIX = "gen_ai.completion."
+LEGACY_FUNCTIONS_PREFIX = "llm.request.functions."
+
+# OpenInference flattened content.
+OI_INPUT_MESSAGES_PREFIX = "llm.input_messages."
+OI_OUTPUT_MESSAGES_PREFIX = "llm.output_messages."
+OI_TOOLS_PREFIX = "llm.tools."
+
+# --- tool call -------------------------------------------------------------------------
+TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name", "traceloop.entity.name")
+TOOL_CALL_ID = "gen_ai.tool.call.id"
+TOOL_ARGS_KEYS = ("gen_ai.tool.call.arguments", "traceloop.entity.input", "input.value")
+TOOL_RESULT_KEYS = ("gen_ai.tool.call.result", "traceloop.entity.output", "output.value")
+
+# --- retrieval -------------------------------------------------------------------------
+RETRIEVAL_INDEX_KEYS = ("gen_ai.data_source.id",)
+RETRIEVAL_QUERY_KEYS = ("gen_ai.retrieval.query.text", "input.value", "traceloop.entity.input")
+RETRIEVAL_DOCUMENTS = "gen_ai.retrieval.documents"  # JSON string
+OI_RETRIEVAL_DOCUMENTS_PREFIX = "retrieval.documents."
+TRACELOOP_ENTITY_OUTPUT = "traceloop.entity.output"
+
+# --- run input (root span) -------------------------------------------------------------
+ROOT_INPUT_KEYS = ("traceloop.entity.input", "input.value")
+
+# --- errors ----------------------------------------------------------------------------
+ERROR_TYPE = "error.type"
+EXCEPTION_EVENT = "exception"
+EXCEPTION_TYPE = "exception.type"
+EXCEPTION_MESSAGE = "exception.message"
+
+# --- log records (content sent as events) ----------------------------------------------
+LOG_EVENT_SYSTEM = "gen_ai.system.message"
+LOG_EVENT_USER = "gen_ai.user.message"
+LOG_EVENT_ASSISTANT = "gen_ai.assistant.message"
+LOG_EVENT_TOOL = "gen_ai.tool.message"
+LOG_EVENT_CHOICE = "gen_ai.choice"
+LOG_EVENT_NAME_ATTR = "event.name"  # older SDKs put the event name in an attribute
+GEN_AI_LOG_EVENTS = frozenset(
+    {LOG_EVENT_SYSTEM, LOG_EVENT_USER, LOG_EVENT_ASSISTANT, LOG_EVENT_TOOL, LOG_EVENT_CHOICE}
+)
+
+# Every exact key the span reader keeps.
+WANTED_KEYS: frozenset[str] = frozenset(
+    {
+        GEN_AI_OPERATION_NAME,
+        OPENINFERENCE_SPAN_KIND,
+        TRACELOOP_SPAN_KIND,
+        LLM_REQUEST_TYPE,
+        GEN_AI_AGENT_NAME,
+        GEN_AI_WORKFLOW_NAME,
+        TRACELOOP_WORKFLOW_NAME,
+        RESPONSE_ID,
+        FINISH_REASONS,
+        OPENINFERENCE_FINISH_REASON,
+        ANTHROPIC_STOP_REASON,
+        LANGFUSE_PROMPT_NAME,
+        LANGFUSE_PROMPT_VERSION,
+        INPUT_MESSAGES,
+        OUTPUT_MESSAGES,
+        SYSTEM_INSTRUCTIONS,
+        TOOL_DEFINITIONS,
+        TOOL_CALL_ID,
+        RETRIEVAL_DOCUMENTS,
+        ERROR_TYPE,
+        *REQUEST_MODEL_KEYS,
+        *RESPONSE_MODEL_KEYS,
+        *PROVIDER_KEYS,
+        *INPUT_TOKEN_KEYS,
+        *OUTPUT_TOKEN_KEYS,
+        *TOOL_NAME_KEYS,
+        *TOOL_ARGS_KEYS,
+        *TOOL_RESULT_KEYS,
+        *RETRIEVAL_INDEX_KEYS,
+        *RETRIEVAL_QUERY_KEYS,
+        *ROOT_INPUT_KEYS,
+    }
+)
+# Flattened families, kept by prefix.
+WANTED_PREFIXES: tuple[str, ...] = (
+    LEGACY_PROMPT_PREFIX,
+    LEGACY_COMPLETION_PREFIX,
+    LEGACY_FUNCTIONS_PREFIX,
+    OI_INPUT_MESSAGES_PREFIX,
+    OI_OUTPUT_MESSAGES_PREFIX,
+    OI_TOOLS_PREFIX,
+    OI_RETRIEVAL_DOCUMENTS_PREFIX,
+)

@@ -1,0 +1,593 @@
+"""Stage 1 of translation: one protobuf span (or gen_ai log record) → one ``SpanFacts``.
+
+Pure and per-item: no run state. Content is reduced here (see ``receiver.content``); the
+facts carry no raw text.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from opentelemetry.proto.common.v1 import common_pb2 as pb_common
+from opentelemetry.proto.logs.v1 import logs_pb2 as pb_logs
+from opentelemetry.proto.trace.v1 import trace_pb2 as pb_trace
+
+from detectors.patterns import scan_injection
+from receiver import keys as k
+from receiver.content import (
+    Hasher,
+    Injection,
+    Message,
+    OutputFeatures,
+    PromptFeatures,
+    RequestedToolCall,
+    canonical_arguments,
+    injection_from,
+    messages_from_legacy,
+    messages_from_openinference,
+    messages_from_semconv,
+    normalise_finish_reason,
+    output_features,
+    prompt_features,
+    system_instructions,
+)
+
+STATUS_ERROR = pb_trace.Status.STATUS_CODE_ERROR
+
+
+class SpanRole(Enum):
+    LLM = "llm"
+    TOOL = "tool"
+    RETRIEVAL = "retrieval"
+    STRUCTURE = "structure"  # workflow / agent / chain: shapes the run, yields no event
+    NONE = "none"  # not a GenAI span
+
+
+@dataclass(frozen=True, slots=True)
+class LlmFacts:
+    model: str | None
+    provider: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    response_id: str | None
+    finish_reason: str | None  # normalised
+    prompt: PromptFeatures
+    output: OutputFeatures
+    tools_available: tuple[str, ...]
+    native_sdk_span: bool  # the Anthropic SDK tracing itself, next to an instrumentation's span
+    prompt_name: str | None
+    prompt_version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ToolFacts:
+    name: str
+    call_id: str | None
+    args_hash: str | None
+    args_length: int | None
+    output_hash: str | None
+    output_length: int | None
+    injection: Injection | None
+
+
+@dataclass(frozen=True, slots=True)
+class RetrievalFacts:
+    index_name: str | None
+    query_hash: str | None
+    result_count: int | None
+    top_score: float | None
+    injection: Injection | None
+
+
+@dataclass(frozen=True, slots=True)
+class RootInput:
+    input_hash: str
+    input_length: int
+    injection: Injection | None
+
+
+@dataclass(frozen=True, slots=True)
+class SpanFacts:
+    run_id: str  # the trace id as a UUID
+    span_id: str  # 16 hex
+    parent_id: str  # 16 hex, "" for the root
+    start_ns: int
+    end_ns: int
+    role: SpanRole
+    is_error: bool
+    error_type: str | None
+    error_hash: str | None
+    agent_name: str | None  # gen_ai.agent.name
+    workflow_name: str | None  # gen_ai.workflow.name or traceloop.workflow.name
+    service_name: str | None
+    llm: LlmFacts | None = None
+    tool: ToolFacts | None = None
+    retrieval: RetrievalFacts | None = None
+    root_input: RootInput | None = None
+
+    @property
+    def is_root(self) -> bool:
+        return not self.parent_id
+
+
+@dataclass(frozen=True, slots=True)
+class LogContent:
+    """Prompt and completion content that arrived as gen_ai log records for one span."""
+
+    run_id: str
+    span_id: str
+    ts_ns: int  # the latest record time
+    prompt: PromptFeatures | None
+    output: OutputFeatures | None
+
+
+class SpanRejected(ValueError):
+    """The span cannot be used (bad ids); counted in partial_success, never stored."""
+
+
+# --- attribute reading --------------------------------------------------------------------
+
+
+def any_value(value: pb_common.AnyValue) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "array_value":
+        return [any_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return value.bytes_value.hex()
+    return None
+
+
+def read_wanted(attributes: Iterable[pb_common.KeyValue]) -> dict[str, Any]:
+    """Only the keys the translator uses; every other attribute is skipped unconverted."""
+    wanted = k.WANTED_KEYS
+    prefixes = k.WANTED_PREFIXES
+    out: dict[str, Any] = {}
+    for kv in attributes:
+        key = kv.key
+        if key in wanted or key.startswith(prefixes):
+            out[key] = any_value(kv.value)
+    return out
+
+
+def _first(attrs: Mapping[str, Any], names: Iterable[str]) -> Any:
+    for name in names:
+        value = attrs.get(name)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _as_int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+def _as_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def _as_str(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+# --- ids -------------------------------------------------------------------------------
+
+
+def run_id_from_trace_id(trace_id: bytes) -> str:
+    return str(uuid.UUID(bytes=trace_id))
+
+
+def check_ids(trace_id: bytes, span_id: bytes, parent_span_id: bytes) -> None:
+    if len(trace_id) != 16 or not any(trace_id):
+        raise SpanRejected("trace_id must be 16 bytes and not all zero")
+    if len(span_id) != 8 or not any(span_id):
+        raise SpanRejected("span_id must be 8 bytes and not all zero")
+    if parent_span_id and len(parent_span_id) != 8:
+        raise SpanRejected("parent_span_id must be empty or 8 bytes")
+
+
+# --- classification -------------------------------------------------------------------
+
+
+def classify(attrs: Mapping[str, Any]) -> SpanRole:
+    """An explicit kind wins; only without one do model / tool attributes decide (spec §1)."""
+    operation = attrs.get(k.GEN_AI_OPERATION_NAME)
+    if operation:
+        if operation in k.OPERATION_LLM:
+            return SpanRole.LLM
+        if operation in k.OPERATION_TOOL:
+            return SpanRole.TOOL
+        if operation in k.OPERATION_RETRIEVAL:
+            return SpanRole.RETRIEVAL
+        if operation in k.OPERATION_STRUCTURE:
+            return SpanRole.STRUCTURE
+    oi_kind = attrs.get(k.OPENINFERENCE_SPAN_KIND)
+    if oi_kind:
+        if oi_kind in k.OPENINFERENCE_LLM:
+            return SpanRole.LLM
+        if oi_kind in k.OPENINFERENCE_TOOL:
+            return SpanRole.TOOL
+        if oi_kind in k.OPENINFERENCE_RETRIEVAL:
+            return SpanRole.RETRIEVAL
+        return SpanRole.STRUCTURE
+    tl_kind = attrs.get(k.TRACELOOP_SPAN_KIND)
+    if tl_kind:
+        if tl_kind in k.TRACELOOP_TOOL:
+            return SpanRole.TOOL
+        if tl_kind in k.TRACELOOP_STRUCTURE:
+            return SpanRole.STRUCTURE
+    if operation or oi_kind or tl_kind:
+        return SpanRole.NONE
+    if _first(attrs, k.REQUEST_MODEL_KEYS) is not None or attrs.get(k.LLM_REQUEST_TYPE):
+        return SpanRole.LLM
+    if attrs.get("gen_ai.tool.name"):
+        return SpanRole.TOOL
+    return SpanRole.NONE
+
+
+# --- per-role extraction --------------------------------------------------------------
+
+
+def _input_messages(attrs: Mapping[str, Any]) -> list[Message]:
+    messages: list[Message] = []
+    if k.SYSTEM_INSTRUCTIONS in attrs:
+        messages += system_instructions(attrs[k.SYSTEM_INSTRUCTIONS])
+    if k.INPUT_MESSAGES in attrs:
+        messages += messages_from_semconv(attrs[k.INPUT_MESSAGES])
+    else:
+        messages += messages_from_legacy(attrs, k.LEGACY_PROMPT_PREFIX)
+        messages += messages_from_openinference(attrs, k.OI_INPUT_MESSAGES_PREFIX)
+    return messages
+
+
+def _output_messages(attrs: Mapping[str, Any]) -> list[Message]:
+    if k.OUTPUT_MESSAGES in attrs:
+        return messages_from_semconv(attrs[k.OUTPUT_MESSAGES])
+    return messages_from_legacy(attrs, k.LEGACY_COMPLETION_PREFIX) + messages_from_openinference(
+        attrs, k.OI_OUTPUT_MESSAGES_PREFIX
+    )
+
+
+def _tool_names_from_definitions(value: Any) -> list[str]:
+    data = json.loads(value) if isinstance(value, str) else value
+    names: list[str] = []
+    if isinstance(data, dict):
+        data = [data]
+    for item in data if isinstance(data, list) else ():
+        if not isinstance(item, dict):
+            continue
+        name = item.get("name") or (item.get("function") or {}).get("name")
+        if name:
+            names.append(str(name))
+    return names
+
+
+def _available_tools(attrs: Mapping[str, Any]) -> tuple[str, ...]:
+    names: list[str] = []
+    try:
+        if k.TOOL_DEFINITIONS in attrs:
+            names += _tool_names_from_definitions(attrs[k.TOOL_DEFINITIONS])
+        for key, value in attrs.items():
+            if key.startswith(k.LEGACY_FUNCTIONS_PREFIX) and key.endswith(".name") and value:
+                names.append(str(value))
+            elif key.startswith(k.OI_TOOLS_PREFIX) and key.endswith(".tool.json_schema"):
+                names += _tool_names_from_definitions(value)
+    except ValueError:
+        pass  # malformed definitions: the tools stay unknown
+    return tuple(dict.fromkeys(names))
+
+
+def _finish_reason(attrs: Mapping[str, Any], output: OutputFeatures) -> str | None:
+    reasons = attrs.get(k.FINISH_REASONS)
+    raw: Any = None
+    if isinstance(reasons, list) and reasons:
+        raw = reasons[0]
+    elif isinstance(reasons, str):
+        raw = reasons
+    raw = raw or output.finish_reason or attrs.get(k.OPENINFERENCE_FINISH_REASON)
+    raw = raw or attrs.get(k.ANTHROPIC_STOP_REASON)
+    return normalise_finish_reason(_as_str(raw))
+
+
+def llm_facts(attrs: Mapping[str, Any], scope_name: str, hasher: Hasher) -> LlmFacts:
+    output = output_features(_output_messages(attrs), hasher)
+    provider = _as_str(_first(attrs, k.PROVIDER_KEYS))
+    return LlmFacts(
+        model=_as_str(_first(attrs, k.REQUEST_MODEL_KEYS) or _first(attrs, k.RESPONSE_MODEL_KEYS)),
+        provider=provider.lower() if provider else None,
+        prompt_tokens=_as_int(_first(attrs, k.INPUT_TOKEN_KEYS)),
+        completion_tokens=_as_int(_first(attrs, k.OUTPUT_TOKEN_KEYS)),
+        response_id=_as_str(attrs.get(k.RESPONSE_ID)),
+        finish_reason=_finish_reason(attrs, output),
+        prompt=prompt_features(_input_messages(attrs), hasher),
+        output=output,
+        tools_available=_available_tools(attrs),
+        native_sdk_span=scope_name == k.ANTHROPIC_NATIVE_SCOPE,
+        prompt_name=_as_str(attrs.get(k.LANGFUSE_PROMPT_NAME)),
+        prompt_version=_as_int(attrs.get(k.LANGFUSE_PROMPT_VERSION)),
+    )
+
+
+def tool_facts(attrs: Mapping[str, Any], hasher: Hasher) -> ToolFacts:
+    args = _first(attrs, k.TOOL_ARGS_KEYS)
+    result = _first(attrs, k.TOOL_RESULT_KEYS)
+    args_text = canonical_arguments(args) if args is not None else None
+    result_text = result if isinstance(result, str) or result is None else json.dumps(result)
+    return ToolFacts(
+        name=_as_str(_first(attrs, k.TOOL_NAME_KEYS)) or "unknown",
+        call_id=_as_str(attrs.get(k.TOOL_CALL_ID)),
+        args_hash=hasher(args_text) if args_text is not None else None,
+        args_length=len(args_text) if args_text is not None else None,
+        output_hash=hasher(result_text) if result_text is not None else None,
+        output_length=len(result_text) if result_text is not None else None,
+        injection=injection_from(scan_injection(result_text), "tool_result") if result_text else None,
+    )
+
+
+def _documents(attrs: Mapping[str, Any]) -> tuple[list[str], list[float]] | None:
+    """(contents, scores) of the retrieved documents, or None when none are described."""
+    if k.RETRIEVAL_DOCUMENTS in attrs:
+        raw = attrs[k.RETRIEVAL_DOCUMENTS]
+        try:
+            data = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            return None
+        if not isinstance(data, list):
+            return None
+        contents = [str(d.get("content") or d.get("text") or "") for d in data if isinstance(d, dict)]
+        scores = [s for d in data if isinstance(d, dict) if (s := _as_float(d.get("score"))) is not None]
+        return contents, scores
+    prefix = k.OI_RETRIEVAL_DOCUMENTS_PREFIX
+    groups: dict[str, dict[str, Any]] = {}
+    for key, value in attrs.items():
+        if key.startswith(prefix):
+            index, _, rest = key[len(prefix) :].partition(".")
+            groups.setdefault(index, {})[rest] = value
+    if not groups:
+        return None
+    contents = [str(g.get("document.content") or "") for g in groups.values()]
+    scores = [s for g in groups.values() if (s := _as_float(g.get("document.score"))) is not None]
+    return contents, scores
+
+
+def retrieval_facts(attrs: Mapping[str, Any], hasher: Hasher) -> RetrievalFacts:
+    query = _first(attrs, k.RETRIEVAL_QUERY_KEYS)
+    docs = _documents(attrs)
+    injection = None
+    if docs is not None:
+        injection = injection_from(scan_injection("\n".join(docs[0])), "retrieval")
+    return RetrievalFacts(
+        index_name=_as_str(_first(attrs, k.RETRIEVAL_INDEX_KEYS)),
+        query_hash=hasher(_as_str(query) or "") if query is not None else None,
+        result_count=len(docs[0]) if docs is not None else None,
+        top_score=max(docs[1]) if docs and docs[1] else None,
+        injection=injection,
+    )
+
+
+def root_input(attrs: Mapping[str, Any], hasher: Hasher) -> RootInput | None:
+    raw = _first(attrs, k.ROOT_INPUT_KEYS)
+    if raw is None:
+        return None
+    text = raw if isinstance(raw, str) else json.dumps(raw)
+    return RootInput(hasher(text), len(text), injection_from(scan_injection(text), "input"))
+
+
+def _error(span: pb_trace.Span, attrs: Mapping[str, Any], hasher: Hasher) -> tuple[bool, str | None, str | None]:
+    is_error = span.status.code == STATUS_ERROR
+    error_type = _as_str(attrs.get(k.ERROR_TYPE))
+    message = span.status.message or None
+    for event in span.events:
+        if event.name != k.EXCEPTION_EVENT:
+            continue
+        for kv in event.attributes:
+            if kv.key == k.EXCEPTION_TYPE and error_type is None:
+                error_type = _as_str(any_value(kv.value))
+            elif kv.key == k.EXCEPTION_MESSAGE and message is None:
+                message = _as_str(any_value(kv.value))
+        break
+    if not is_error:
+        return False, None, None
+    return True, error_type or "error", hasher(message) if message else None
+
+
+def span_facts(
+    span: pb_trace.Span, scope_name: str, service_name: str | None, hasher: Hasher
+) -> SpanFacts:
+    """Raises SpanRejected for spans whose ids cannot be used."""
+    check_ids(span.trace_id, span.span_id, span.parent_span_id)
+    attrs = read_wanted(span.attributes)
+    role = classify(attrs)
+    is_error, error_type, error_hash = _error(span, attrs, hasher)
+    is_root = not span.parent_span_id
+    return SpanFacts(
+        run_id=run_id_from_trace_id(span.trace_id),
+        span_id=span.span_id.hex(),
+        parent_id=span.parent_span_id.hex(),
+        start_ns=span.start_time_unix_nano,
+        end_ns=max(span.end_time_unix_nano, span.start_time_unix_nano),
+        role=role,
+        is_error=is_error,
+        error_type=error_type,
+        error_hash=error_hash,
+        agent_name=_as_str(attrs.get(k.GEN_AI_AGENT_NAME)),
+        workflow_name=_as_str(attrs.get(k.GEN_AI_WORKFLOW_NAME) or attrs.get(k.TRACELOOP_WORKFLOW_NAME)),
+        service_name=service_name,
+        llm=llm_facts(attrs, scope_name, hasher) if role is SpanRole.LLM else None,
+        tool=tool_facts(attrs, hasher) if role is SpanRole.TOOL else None,
+        retrieval=retrieval_facts(attrs, hasher) if role is SpanRole.RETRIEVAL else None,
+        root_input=root_input(attrs, hasher) if is_root else None,
+    )
+
+
+def service_name_of(attributes: Iterable[pb_common.KeyValue]) -> str | None:
+    for kv in attributes:
+        if kv.key == k.SERVICE_NAME:
+            name = _as_str(any_value(kv.value))
+            if name and not name.startswith(k.UNKNOWN_SERVICE_PREFIX):
+                return name
+            return None
+    return None
+
+
+@dataclass(slots=True)
+class TranslatedSpans:
+    facts: list[SpanFacts]
+    rejected: int
+    reasons: list[str]
+
+
+def translate_request(
+    resource_spans: Iterable[pb_trace.ResourceSpans], hasher: Hasher
+) -> TranslatedSpans:
+    out = TranslatedSpans([], 0, [])
+    for resource in resource_spans:
+        service = service_name_of(resource.resource.attributes)
+        for scope in resource.scope_spans:
+            scope_name = scope.scope.name
+            for span in scope.spans:
+                try:
+                    out.facts.append(span_facts(span, scope_name, service, hasher))
+                except SpanRejected as exc:
+                    out.rejected += 1
+                    if str(exc) not in out.reasons:
+                        out.reasons.append(str(exc))
+    return out
+
+
+# --- log records carrying gen_ai content --------------------------------------------------
+
+
+def _log_event_name(record: pb_logs.LogRecord) -> str | None:
+    if record.event_name:
+        return record.event_name
+    for kv in record.attributes:
+        if kv.key == k.LOG_EVENT_NAME_ATTR:
+            return _as_str(any_value(kv.value))
+    return None
+
+
+def _tool_calls_in(body: Mapping[str, Any]) -> list[RequestedToolCall]:
+    calls = []
+    for call in body.get("tool_calls") or ():
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function") or {}
+        calls.append(
+            RequestedToolCall(
+                call_id=_as_str(call.get("id")),
+                name=str(function.get("name") or call.get("name") or ""),
+                arguments=canonical_arguments(function.get("arguments", call.get("arguments"))),
+            )
+        )
+    return calls
+
+
+def _message_from_log(event_name: str, body: Any) -> tuple[str, Message]:
+    """("input" | "output", message) for one gen_ai log record body."""
+    if not isinstance(body, dict):
+        body = {"content": body}
+    if event_name == k.LOG_EVENT_CHOICE:
+        inner = body.get("message") if isinstance(body.get("message"), dict) else {}
+        message = Message(role="assistant", finish_reason=_as_str(body.get("finish_reason")))
+        content = inner.get("content") if inner else body.get("content")
+        if content is not None:
+            message.texts.append(content if isinstance(content, str) else json.dumps(content))
+        message.tool_calls = _tool_calls_in(body) or _tool_calls_in(inner or {})
+        return "output", message
+    role = event_name.removeprefix("gen_ai.").removesuffix(".message")
+    message = Message(role=role)
+    content = body.get("content")
+    if role == "tool":
+        message.tool_results.append((_as_str(body.get("id")), "" if content is None else str(content)))
+    elif content is not None:
+        message.texts.append(content if isinstance(content, str) else json.dumps(content))
+    message.tool_calls = _tool_calls_in(body)
+    return "input", message
+
+
+def translate_logs(
+    resource_logs: Iterable[pb_logs.ResourceLogs], hasher: Hasher
+) -> tuple[list[LogContent], int]:
+    """gen_ai log records grouped per span → content facts; returns (facts, records dropped)."""
+    grouped: dict[tuple[bytes, bytes], tuple[list[Message], list[Message]]] = {}
+    times: dict[tuple[bytes, bytes], int] = {}
+    dropped = 0
+    for resource in resource_logs:
+        for scope in resource.scope_logs:
+            for record in scope.log_records:
+                name = _log_event_name(record)
+                if (
+                    name not in k.GEN_AI_LOG_EVENTS
+                    or len(record.trace_id) != 16
+                    or len(record.span_id) != 8
+                    or not any(record.trace_id)
+                    or not any(record.span_id)
+                ):
+                    dropped += 1
+                    continue
+                direction, message = _message_from_log(name, any_value(record.body))
+                key = (record.trace_id, record.span_id)
+                inputs, outputs = grouped.setdefault(key, ([], []))
+                record_ns = record.time_unix_nano or record.observed_time_unix_nano
+                times[key] = max(times.get(key, 0), record_ns)
+                (inputs if direction == "input" else outputs).append(message)
+    facts = [
+        LogContent(
+            run_id=run_id_from_trace_id(trace_id),
+            span_id=span_id.hex(),
+            ts_ns=times[(trace_id, span_id)],
+            prompt=prompt_features(inputs, hasher) if inputs else None,
+            output=output_features(outputs, hasher) if outputs else None,
+        )
+        for (trace_id, span_id), (inputs, outputs) in grouped.items()
+    ]
+    return facts, dropped
+
+
+__all__ = [
+    "LlmFacts",
+    "LogContent",
+    "RetrievalFacts",
+    "RootInput",
+    "SpanFacts",
+    "SpanRejected",
+    "SpanRole",
+    "ToolFacts",
+    "TranslatedSpans",
+    "translate_logs",
+    "translate_request",
+]

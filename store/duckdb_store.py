@@ -1,0 +1,317 @@
+"""The embedded store: one DuckDB file, one writer thread, reads on their own cursors.
+
+Writes arrive as ``WriteBatch``es on a bounded queue. The writer drains whatever is queued,
+writes it in one transaction (group commit) and only then resolves each batch's future —
+the receiver acknowledges an export after that, so an acknowledged export survives kill -9
+(DuckDB syncs its write-ahead log on commit and replays it on open).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from detectors.events import RunEvent, RunRow
+from store.migrations import MIGRATIONS
+
+log = logging.getLogger("dunetrace.store")
+
+_STOP = object()
+RUN_COLUMNS = (
+    "run_id",
+    "agent_id",
+    "service_name",
+    "status",
+    "started_ns",
+    "ended_ns",
+    "last_event_ns",
+    "step_count",
+    "llm_calls",
+    "tool_calls",
+    "retrievals",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "exit_reason",
+    "updated_ns",
+)
+
+
+class StoreUnavailable(RuntimeError):
+    """The store cannot take writes right now (transient from the client's point of view)."""
+
+
+@dataclass(slots=True)
+class WriteBatch:
+    events: list[RunEvent] = field(default_factory=list)
+    runs: list[RunRow] = field(default_factory=list)
+    future: Future[None] = field(default_factory=Future)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    agent_id: str | None = None
+    status: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    # keyset cursor: (started_ns, run_id) of the last row of the previous page
+    after: tuple[int, str] | None = None
+    limit: int = 50
+
+
+def _payload_json(payload: Any) -> str:
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True)
+
+
+class DuckStore:
+    def __init__(self, path: str, max_batch_events: int = 50_000) -> None:
+        self.path = path
+        self._max_batch_events = max_batch_events
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queued_events = 0
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._thread: threading.Thread | None = None
+        self._healthy = False
+        self.last_write_seconds = 0.0
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = duckdb.connect(self.path)
+        self._migrate(self._conn)
+        self._thread = threading.Thread(target=self._writer, name="duckdb-writer", daemon=True)
+        self._thread.start()
+        self._healthy = True
+
+    def close(self) -> None:
+        """Drain every queued batch, checkpoint and close. Idempotent."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        if self._conn is not None:
+            try:
+                self._conn.execute("CHECKPOINT")
+            finally:
+                self._conn.close()
+                self._conn = None
+        self._healthy = False
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy and self._thread is not None and self._thread.is_alive()
+
+    @property
+    def queued_events(self) -> int:
+        return self._queued_events
+
+    def _migrate(self, conn: duckdb.DuckDBPyConnection) -> None:
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_ns BIGINT NOT NULL)"
+        )
+        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        current = int(row[0]) if row else 0
+        for version, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            conn.execute("BEGIN")
+            try:
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version VALUES (?, ?)", [version, time.time_ns()])
+                conn.execute("COMMIT")
+            except Exception:
+                conn.execute("ROLLBACK")
+                raise
+            log.info("store migrated to schema version %d", version)
+
+    @property
+    def schema_version(self) -> int:
+        row = self._cursor().execute("SELECT max(version) FROM schema_version").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    # --- writes --------------------------------------------------------------------------
+
+    def submit(self, batch: WriteBatch) -> Future[None]:
+        """Queue a batch; its future resolves once it is committed (or fails)."""
+        if not self.healthy:
+            batch.future.set_exception(StoreUnavailable("store is not open"))
+            return batch.future
+        with self._lock:
+            self._queued_events += len(batch.events)
+        self._queue.put(batch)
+        return batch.future
+
+    def _writer(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        stop = False
+        while not stop:
+            item = self._queue.get()
+            if item is _STOP:
+                break
+            batches: list[WriteBatch] = [item]
+            size = len(item.events)
+            # Group commit: take what else is already waiting, up to a bound.
+            while size < self._max_batch_events:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop = True
+                    break
+                batches.append(more)
+                size += len(more.events)
+            self._write(conn, batches)
+            with self._lock:
+                self._queued_events -= size
+
+    def _write(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch]) -> None:
+        started = time.perf_counter()
+        now_ns = time.time_ns()
+        runs: dict[str, RunRow] = {}
+        for batch in batches:
+            for row in batch.runs:
+                runs[row.run_id] = row  # later batches carry the newer summary
+        try:
+            conn.execute("BEGIN")
+            events = [
+                (e.run_id, e.event_id, e.kind, e.ts_ns, e.call_id, _payload_json(e.payload), now_ns)
+                for batch in batches
+                for e in batch.events
+            ]
+            if events:
+                appender = conn.appender("events")
+                appender.append_rows(events)
+                appender.flush()
+            if runs:
+                upsert = conn.appender("runs", action="upsert")
+                upsert.append_rows(
+                    [
+                        (
+                            r.run_id, r.agent_id, r.service_name, r.status, r.started_ns, r.ended_ns,
+                            r.last_event_ns, r.step_count, r.llm_calls, r.tool_calls, r.retrievals,
+                            r.errors, r.prompt_tokens, r.completion_tokens, r.exit_reason, now_ns,
+                        )
+                        for r in runs.values()
+                    ]
+                )
+                upsert.flush()
+            conn.execute("COMMIT")
+        except Exception as exc:  # the whole group fails together; clients will retry
+            log.error("store write failed: %s", exc)
+            try:
+                conn.execute("ROLLBACK")
+            except duckdb.Error:
+                pass
+            for batch in batches:
+                batch.future.set_exception(StoreUnavailable(f"store write failed: {type(exc).__name__}"))
+            return
+        self.last_write_seconds = time.perf_counter() - started
+        for batch in batches:
+            batch.future.set_result(None)
+
+    # --- reads (any thread; one cursor per thread) ----------------------------------------
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cursor = getattr(self._local, "cursor", None)
+        if cursor is None:
+            if self._conn is None:
+                raise StoreUnavailable("store is not open")
+            cursor = self._conn.cursor()
+            self._local.cursor = cursor
+        return cursor
+
+    def ping(self) -> bool:
+        try:
+            self._cursor().execute("SELECT 1").fetchone()
+            return self.healthy
+        except (duckdb.Error, StoreUnavailable):
+            return False
+
+    def list_runs(self, flt: RunFilter) -> list[RunRow]:
+        where, params = [], []
+        if flt.agent_id is not None:
+            where.append("agent_id = ?")
+            params.append(flt.agent_id)
+        if flt.status is not None:
+            where.append("status = ?")
+            params.append(flt.status)
+        if flt.since_ns is not None:
+            where.append("started_ns >= ?")
+            params.append(flt.since_ns)
+        if flt.until_ns is not None:
+            where.append("started_ns < ?")
+            params.append(flt.until_ns)
+        if flt.after is not None:
+            where.append("(started_ns, run_id) < (?, ?::UUID)")
+            params.extend(flt.after)
+        sql = f"SELECT {', '.join(RUN_COLUMNS[:-1])} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY started_ns DESC, run_id DESC LIMIT ?"
+        params.append(flt.limit)
+        return [_run_row(r) for r in self._cursor().execute(sql, params).fetchall()]
+
+    def get_run(self, run_id: str) -> RunRow | None:
+        rows = self.get_runs([run_id])
+        return rows[0] if rows else None
+
+    def get_runs(self, run_ids: Iterable[str]) -> list[RunRow]:
+        ids = list(run_ids)
+        if not ids:
+            return []
+        sql = f"SELECT {', '.join(RUN_COLUMNS[:-1])} FROM runs WHERE run_id IN (SELECT unnest(?::UUID[]))"
+        return [_run_row(r) for r in self._cursor().execute(sql, [ids]).fetchall()]
+
+    def run_events(self, run_id: str) -> list[RunEvent]:
+        rows = self._cursor().execute(
+            "SELECT run_id, event_id, kind, ts_ns, call_id, payload FROM events WHERE run_id = ?::UUID",
+            [run_id],
+        ).fetchall()
+        return [RunEvent(str(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
+
+    def list_agents(self) -> list[dict[str, Any]]:
+        rows = self._cursor().execute(
+            "SELECT agent_id, count(*) AS run_count, max(last_event_ns) AS last_seen_ns,"
+            " count(*) FILTER (WHERE status = 'running') AS running"
+            " FROM runs GROUP BY agent_id ORDER BY agent_id"
+        ).fetchall()
+        return [
+            {"agent_id": r[0], "run_count": r[1], "last_seen_ns": r[2], "running_runs": r[3]} for r in rows
+        ]
+
+
+def _run_row(r: Sequence[Any]) -> RunRow:
+    return RunRow(
+        run_id=str(r[0]),
+        agent_id=r[1],
+        service_name=r[2],
+        status=r[3],
+        started_ns=r[4],
+        ended_ns=r[5],
+        last_event_ns=r[6],
+        step_count=r[7],
+        llm_calls=r[8],
+        tool_calls=r[9],
+        retrievals=r[10],
+        errors=r[11],
+        prompt_tokens=r[12],
+        completion_tokens=r[13],
+        exit_reason=r[14],
+    )

@@ -1,0 +1,46 @@
+"""Schema migrations, applied in order at startup; each version runs once, in a transaction.
+
+Times are Unix nanoseconds (BIGINT): exact, cheap to compare, no time-zone ambiguity.
+Payloads are JSON text holding names, numbers and hashes only.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
+    (
+        1,
+        (
+            """
+            CREATE TABLE runs (
+                run_id UUID PRIMARY KEY,
+                agent_id VARCHAR NOT NULL,
+                service_name VARCHAR,
+                status VARCHAR NOT NULL,
+                started_ns BIGINT NOT NULL,
+                ended_ns BIGINT,
+                last_event_ns BIGINT NOT NULL,
+                step_count INTEGER NOT NULL,
+                llm_calls INTEGER NOT NULL,
+                tool_calls INTEGER NOT NULL,
+                retrievals INTEGER NOT NULL,
+                errors INTEGER NOT NULL,
+                prompt_tokens BIGINT NOT NULL,
+                completion_tokens BIGINT NOT NULL,
+                exit_reason VARCHAR,
+                updated_ns BIGINT NOT NULL
+            )
+            """,
+            """
+            CREATE TABLE events (
+                run_id UUID NOT NULL,
+                event_id VARCHAR NOT NULL,
+                kind VARCHAR NOT NULL,
+                ts_ns BIGINT NOT NULL,
+                call_id VARCHAR NOT NULL,
+                payload VARCHAR NOT NULL,
+                ingested_ns BIGINT NOT NULL
+            )
+            """,
+        ),
+    ),
+)
