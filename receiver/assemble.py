@@ -150,22 +150,31 @@ class RunState:
         self.touched_at = time.monotonic()
         if self.status == STATUS_STALLED:
             self.status = STATUS_RUNNING  # it was only quiet
+        fresh = []
         for span in spans:
-            if span.span_id in self.seen_spans:
-                continue
-            self.seen_spans.add(span.span_id)
-            self._identity(span)
-            if span.is_root:
-                self._start(span, out)
-            if span.role is SpanRole.LLM:
-                self._llm(span, out)
-            elif span.role is SpanRole.TOOL:
-                self._tool(span, out)
-            elif span.role is SpanRole.RETRIEVAL:
-                self._retrieval(span, out)
-            if span.is_root:
-                self._end(span, out)
+            if span.span_id not in self.seen_spans:
+                self.seen_spans.add(span.span_id)
+                fresh.append(span)
+        roots = [span for span in fresh if span.is_root]
+        for root in roots:  # the root opens the run before its children and closes it after them
+            self._identity(root)
+            self._start(root, out)
+        for span in fresh:
+            if not span.is_root:
+                self._identity(span)
+                self._role(span, out)
+        for root in roots:
+            self._role(root, out)
+            self._end(root, out)
         return out
+
+    def _role(self, span: SpanFacts, out: list[RunEvent]) -> None:
+        if span.role is SpanRole.LLM:
+            self._llm(span, out)
+        elif span.role is SpanRole.TOOL:
+            self._tool(span, out)
+        elif span.role is SpanRole.RETRIEVAL:
+            self._retrieval(span, out)
 
     def apply_log_content(self, content: LogContent) -> list[RunEvent]:
         """Content sent as log records (events mode) for one span.
