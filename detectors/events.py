@@ -25,9 +25,7 @@ LLM_CONTENT = "llm.content"
 CALLED_KINDS = frozenset({LLM_CALLED, TOOL_CALLED, RETRIEVAL_CALLED})
 RESPONDED_KINDS = frozenset({LLM_RESPONDED, TOOL_RESPONDED, RETRIEVAL_RESPONDED})
 TERMINAL_KINDS = frozenset({RUN_COMPLETED, RUN_ERRORED})
-EVENT_KINDS = frozenset(
-    {RUN_STARTED, *CALLED_KINDS, *RESPONDED_KINDS, *TERMINAL_KINDS, LLM_CONTENT}
-)
+EVENT_KINDS = frozenset({RUN_STARTED, *CALLED_KINDS, *RESPONDED_KINDS, *TERMINAL_KINDS, LLM_CONTENT})
 
 # Order of kinds that share a timestamp: the run starts first, a call before its answer,
 # the run ends last.

@@ -1,5 +1,7 @@
 """Prompt-injection and jailbreak patterns (../shared/spec/detectors.md §3, "Injection patterns").
 
+Case-insensitive: the patterns are written in lower case and matched on lower-cased text.
+
 The receiver scans content with these before it hashes it; only the matched labels travel on.
 """
 
@@ -10,9 +12,18 @@ from dataclasses import dataclass
 
 # (label, regex) in the order the spec lists them. Case-insensitive.
 INJECTION_PATTERNS: tuple[tuple[str, str], ...] = (
-    ("ignore_instructions", r"\bignore\s+(?:(?:all|any|the|your|of|my)\s+)*(?:previous|prior|above)\s+(?:\w+\s+)?instructions?\b"),
-    ("disregard_instructions", r"\bdisregard\s+(?:(?:all|any|the|your|of|my)\s+)*(?:previous|prior|above)\s+(?:\w+\s+)?instructions?\b"),
-    ("forget_instructions", r"\bforget\s+(?:(?:all|any|the|your|of|my)\s+)*(?:previous|prior|above)\s+(?:\w+\s+)?instructions?\b"),
+    (
+        "ignore_instructions",
+        r"\bignore\s+(?:(?:all|any|the|your|of|my)\s+)*(?:previous|prior|above)\s+(?:\w+\s+)?instructions?\b",
+    ),
+    (
+        "disregard_instructions",
+        r"\bdisregard\s+(?:(?:all|any|the|your|of|my)\s+)*(?:previous|prior|above)\s+(?:\w+\s+)?instructions?\b",
+    ),
+    (
+        "forget_instructions",
+        r"\bforget\s+(?:(?:all|any|the|your|of|my)\s+)*(?:previous|prior|above)\s+(?:\w+\s+)?instructions?\b",
+    ),
     ("you_are_now", r"\byou\s+are\s+now\b"),
     ("new_role", r"\byour\s+new\s+(?:role|persona|identity|instructions)\s+(?:is|are)\b"),
     ("act_as", r"\bact\s+as\s+(?:if\s+you\s+are\s+)?(?:a|an|the)\b"),
@@ -30,12 +41,38 @@ INJECTION_PATTERNS: tuple[tuple[str, str], ...] = (
     ("bypass_safety", r"\bbypass\s+(?:safety|restrictions|filters)\b"),
 )
 
-_COMBINED = re.compile(
-    "|".join(f"(?P<{label}>{regex})" for label, regex in INJECTION_PATTERNS), re.IGNORECASE
-)
+# Each regex is matched against the lower-cased text, and only where its anchor (a plain
+# substring every match must contain) is present: ``in`` is a fast substring search, and
+# without IGNORECASE the regex engine can use its literal-prefix search. Scanning every
+# pattern at every position of a 4 KB prompt otherwise costs about a millisecond.
+_ANCHORS = {
+    "ignore_instructions": "ignore",
+    "disregard_instructions": "disregard",
+    "forget_instructions": "forget",
+    "you_are_now": "now",
+    "new_role": "your",
+    "act_as": "act",
+    "pretend": "pretend",
+    "do_not_follow": "follow",
+    "system_colon": "system:",
+    "system_tag": "[system]",
+    "im_start": "<|im_start|>",
+    "system_pipe": "<|system|>",
+    "hash_system": "###",
+    "jailbreak": "jailbreak",
+    "dan_mode": "dan",
+    "developer_mode": "developer",
+    "override_safety": "override",
+    "bypass_safety": "bypass",
+}
+_COMPILED = tuple((label, _ANCHORS[label], re.compile(regex)) for label, regex in INJECTION_PATTERNS)
 # Inputs up to this size are scanned whole; longer ones by their head and tail.
 SCAN_WHOLE_LIMIT = 32_768
 SCAN_EDGE = 16_384
+
+
+def _labels(lowered: str) -> list[str]:
+    return [label for label, anchor, regex in _COMPILED if anchor in lowered and regex.search(lowered)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +84,9 @@ class InjectionMatch:
 def scan_injection(text: str) -> InjectionMatch | None:
     """Labels of the injection patterns found in ``text``, or None when there are none."""
     if len(text) <= SCAN_WHOLE_LIMIT:
-        found = {m.lastgroup for m in _COMBINED.finditer(text)}
+        found = set(_labels(text.lower()))
     else:
-        found = {m.lastgroup for m in _COMBINED.finditer(text[:SCAN_EDGE])}
-        found |= {m.lastgroup for m in _COMBINED.finditer(text[-SCAN_EDGE:])}
+        found = set(_labels(text[:SCAN_EDGE].lower())) | set(_labels(text[-SCAN_EDGE:].lower()))
     if not found:
         return None
     labels = tuple(label for label, _ in INJECTION_PATTERNS if label in found)

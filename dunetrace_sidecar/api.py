@@ -62,7 +62,9 @@ _HTTP_CODES = {
 
 
 @web.middleware
-async def errors_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def errors_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as exc:
@@ -82,7 +84,9 @@ async def errors_middleware(request: web.Request, handler: Callable[[web.Request
 
 
 @web.middleware
-async def auth_middleware(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
+async def auth_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
     keys: tuple[str, ...] = request.app[API_KEYS]
     if keys and request.path not in OPEN_PATHS:
         header = request.headers.get("Authorization", "")
@@ -90,7 +94,9 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
         token = token.strip()
         if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, key) for key in keys):
             return error_response(
-                401, "unauthorized", "a valid 'Authorization: Bearer <key>' header is required",
+                401,
+                "unauthorized",
+                "a valid 'Authorization: Bearer <key>' header is required",
                 {"WWW-Authenticate": 'Bearer realm="dunetrace"'},
             )
     return await handler(request)
@@ -102,7 +108,9 @@ async def auth_middleware(request: web.Request, handler: Callable[[web.Request],
 def parse_run_id(text: str) -> str:
     """Both the UUID form and the 32-hex trace-id form name the same run."""
     candidate = text.strip().lower()
-    if re.fullmatch(r"[0-9a-f]{32}", candidate) or re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", candidate):
+    if re.fullmatch(r"[0-9a-f]{32}", candidate) or re.fullmatch(
+        r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", candidate
+    ):
         return str(uuid.UUID(candidate))
     raise ApiError(400, "invalid_run_id", f"{text!r} is not a run id (a UUID or 32 hex characters)")
 

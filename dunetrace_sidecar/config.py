@@ -143,35 +143,101 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("receiver.grpc_endpoint", "DUNETRACE_OTLP_GRPC_ENDPOINT", "127.0.0.1:4317", parse_endpoint,
-            "OTLP/gRPC listen address (host:port; port 0 picks a free port and logs it)."),
-    Setting("receiver.http_endpoint", "DUNETRACE_OTLP_HTTP_ENDPOINT", "127.0.0.1:4318", parse_endpoint,
-            "OTLP/HTTP listen address (POST /v1/traces, /v1/logs, /v1/metrics)."),
-    Setting("receiver.max_http_body_bytes", "DUNETRACE_MAX_HTTP_BODY_BYTES", 20 * 1024 * 1024, parse_positive_int,
-            "Largest OTLP/HTTP body accepted, measured after decompression; larger gets 413."),
-    Setting("receiver.max_grpc_message_bytes", "DUNETRACE_MAX_GRPC_MESSAGE_BYTES", 4 * 1024 * 1024, parse_positive_int,
-            "Largest OTLP/gRPC message accepted; larger gets RESOURCE_EXHAUSTED."),
-    Setting("receiver.max_queued_events", "DUNETRACE_MAX_QUEUED_EVENTS", 200_000, parse_positive_int,
-            "Events waiting for the store before exports are refused with 503 / UNAVAILABLE (retryable)."),
-    Setting("receiver.retry_after_seconds", "DUNETRACE_RETRY_AFTER_SECONDS", 1, parse_positive_int,
-            "Retry-After (HTTP) and RetryInfo delay (gRPC) sent when refusing for backpressure."),
-    Setting("api.endpoint", "DUNETRACE_API_ENDPOINT", "127.0.0.1:8002", parse_endpoint,
-            "HTTP API listen address (/v1/runs, /v1/agents, /healthz, /readyz, /openapi.json)."),
-    Setting("api.keys", "DUNETRACE_API_KEYS", [], parse_key_list,
-            "Bearer keys for the API (comma-separated in the environment; at least 16 characters each). "
-            "Required when the API listens on a non-loopback address.", secret=True),
-    Setting("api.allow_insecure", "DUNETRACE_API_ALLOW_INSECURE", False, parse_bool,
-            "Allow a non-loopback API address without keys (logged loudly at startup)."),
-    Setting("store.path", "DUNETRACE_DB_PATH", "./data/dunetrace.duckdb", parse_db_path,
-            "DuckDB file (created with its directory if missing); ':memory:' keeps nothing on disk."),
-    Setting("runs.stall_timeout_seconds", "DUNETRACE_STALL_TIMEOUT", 90, parse_positive_float,
-            "Seconds of silence after which a run with no root span is marked stalled."),
-    Setting("runs.default_agent_id", "DUNETRACE_DEFAULT_AGENT_ID", "default", parse_agent_id,
-            "agent_id for runs whose spans name no agent, workflow or service."),
-    Setting("privacy.hash_key", "DUNETRACE_HASH_KEY", "", parse_text,
-            "When set, content hashes are hmac-sha256 with this key instead of plain sha256.", secret=True),
-    Setting("log_level", "DUNETRACE_LOG_LEVEL", "info", parse_log_level,
-            "Log level: debug, info, warning or error."),
+    Setting(
+        "receiver.grpc_endpoint",
+        "DUNETRACE_OTLP_GRPC_ENDPOINT",
+        "127.0.0.1:4317",
+        parse_endpoint,
+        "OTLP/gRPC listen address (host:port; port 0 picks a free port and logs it).",
+    ),
+    Setting(
+        "receiver.http_endpoint",
+        "DUNETRACE_OTLP_HTTP_ENDPOINT",
+        "127.0.0.1:4318",
+        parse_endpoint,
+        "OTLP/HTTP listen address (POST /v1/traces, /v1/logs, /v1/metrics).",
+    ),
+    Setting(
+        "receiver.max_http_body_bytes",
+        "DUNETRACE_MAX_HTTP_BODY_BYTES",
+        20 * 1024 * 1024,
+        parse_positive_int,
+        "Largest OTLP/HTTP body accepted, measured after decompression; larger gets 413.",
+    ),
+    Setting(
+        "receiver.max_grpc_message_bytes",
+        "DUNETRACE_MAX_GRPC_MESSAGE_BYTES",
+        4 * 1024 * 1024,
+        parse_positive_int,
+        "Largest OTLP/gRPC message accepted; larger gets RESOURCE_EXHAUSTED.",
+    ),
+    Setting(
+        "receiver.max_queued_events",
+        "DUNETRACE_MAX_QUEUED_EVENTS",
+        200_000,
+        parse_positive_int,
+        "Events waiting for the store before exports are refused with 503 / UNAVAILABLE (retryable).",
+    ),
+    Setting(
+        "receiver.retry_after_seconds",
+        "DUNETRACE_RETRY_AFTER_SECONDS",
+        1,
+        parse_positive_int,
+        "Retry-After (HTTP) and RetryInfo delay (gRPC) sent when refusing for backpressure.",
+    ),
+    Setting(
+        "api.endpoint",
+        "DUNETRACE_API_ENDPOINT",
+        "127.0.0.1:8002",
+        parse_endpoint,
+        "HTTP API listen address (/v1/runs, /v1/agents, /healthz, /readyz, /openapi.json).",
+    ),
+    Setting(
+        "api.keys",
+        "DUNETRACE_API_KEYS",
+        [],
+        parse_key_list,
+        "Bearer keys for the API (comma-separated in the environment; at least 16 characters each). "
+        "Required when the API listens on a non-loopback address.",
+        secret=True,
+    ),
+    Setting(
+        "api.allow_insecure",
+        "DUNETRACE_API_ALLOW_INSECURE",
+        False,
+        parse_bool,
+        "Allow a non-loopback API address without keys (logged loudly at startup).",
+    ),
+    Setting(
+        "store.path",
+        "DUNETRACE_DB_PATH",
+        "./data/dunetrace.duckdb",
+        parse_db_path,
+        "DuckDB file (created with its directory if missing); ':memory:' keeps nothing on disk.",
+    ),
+    Setting(
+        "runs.stall_timeout_seconds",
+        "DUNETRACE_STALL_TIMEOUT",
+        90,
+        parse_positive_float,
+        "Seconds of silence after which a run with no root span is marked stalled.",
+    ),
+    Setting(
+        "runs.default_agent_id",
+        "DUNETRACE_DEFAULT_AGENT_ID",
+        "default",
+        parse_agent_id,
+        "agent_id for runs whose spans name no agent, workflow or service.",
+    ),
+    Setting(
+        "privacy.hash_key",
+        "DUNETRACE_HASH_KEY",
+        "",
+        parse_text,
+        "When set, content hashes are hmac-sha256 with this key instead of plain sha256.",
+        secret=True,
+    ),
+    Setting("log_level", "DUNETRACE_LOG_LEVEL", "info", parse_log_level, "Log level: debug, info, warning or error."),
 )
 SETTINGS_BY_PATH = {s.path: s for s in SETTINGS}
 CONFIG_ENV = "DUNETRACE_CONFIG"
@@ -314,11 +380,21 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
     return config
 
 
+def _shown(default: Any) -> str | None:
+    """A default as it would be written in the YAML file; None when there is none."""
+    if default in ("", []):
+        return None
+    if isinstance(default, bool):
+        return "true" if default else "false"
+    return str(default)
+
+
 def settings_reference_markdown() -> str:
     """The README's configuration table, generated from SETTINGS."""
     lines = ["| key | environment | default | meaning |", "|---|---|---|---|"]
     for s in SETTINGS:
-        default = "(none)" if s.default in ("", []) else f"`{s.default}`"
+        shown = _shown(s.default)
+        default = f"`{shown}`" if shown is not None else "(none)"
         lines.append(f"| `{s.path}` | `{s.env}` | {default} | {s.help} |")
     return "\n".join(lines)
 
@@ -327,7 +403,7 @@ def settings_help_text() -> str:
     """The ``--help`` epilog, generated from SETTINGS."""
     lines = ["settings (YAML key path / environment variable, default):"]
     for s in SETTINGS:
-        default = "(none)" if s.default in ("", []) else s.default
+        default = _shown(s.default) or "(none)"
         lines.append(f"  {s.path}  /  {s.env}  [default: {default}]")
         lines.append(f"      {s.help}")
     lines.append(f"  the config file itself: --config FILE or {CONFIG_ENV}")

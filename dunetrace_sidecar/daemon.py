@@ -65,7 +65,9 @@ class Daemon:
         await asyncio.get_running_loop().run_in_executor(None, self.store.open)
         log.info("store open path=%s schema_version=%d", cfg.store.path, self.store.schema_version)
 
-        self._grpc = build_grpc_server(self.pipeline, cfg.receiver.max_grpc_message_bytes, cfg.receiver.retry_after_seconds)
+        self._grpc = build_grpc_server(
+            self.pipeline, cfg.receiver.max_grpc_message_bytes, cfg.receiver.retry_after_seconds
+        )
         grpc_ep = cfg.receiver.grpc_endpoint
         port = self._grpc.add_insecure_port(str(grpc_ep))
         if port == 0:
@@ -78,7 +80,8 @@ class Daemon:
 
         if not cfg.api.endpoint.is_loopback and not cfg.api.keys:
             log.warning(
-                "INSECURE: the API listens on %s with no keys (api.allow_insecure is set); anyone who can reach it can read it",
+                "INSECURE: the API listens on %s with no keys (api.allow_insecure is set); "
+                "anyone who can reach it can read it",
                 cfg.api.endpoint,
             )
         await self._serve("api", build_api_app(self.store, cfg.api.keys), cfg.api.endpoint)

@@ -19,7 +19,13 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description, "schema": schema or {"type": "string"}}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema or {"type": "string"},
+    }
 
 
 _TIME = "RFC 3339 timestamp or Unix seconds"
@@ -76,7 +82,10 @@ def openapi_document() -> dict[str, Any]:
                         "errors": {"type": "integer"},
                         "prompt_tokens": {"type": "integer"},
                         "completion_tokens": {"type": "integer"},
-                        "exit_reason": {"type": ["string", "null"], "enum": ["final_answer", "completed", "error", None]},
+                        "exit_reason": {
+                            "type": ["string", "null"],
+                            "enum": ["final_answer", "completed", "error", None],
+                        },
                     },
                 },
                 "Event": {

@@ -109,7 +109,7 @@ class RunState:
     # (end_ns, finish_reason, requested tools) of the latest-ending LLM response
     last_llm: tuple[int, str | None, bool] | None = None
     seen_spans: set[str] = field(default_factory=set)
-    response_ids: set[str] = field(default_factory=set)
+    call_by_response: dict[str, _LlmSpan] = field(default_factory=dict)
     llm_by_id: dict[str, _LlmSpan] = field(default_factory=dict)
     llm_by_parent: dict[str, list[_LlmSpan]] = field(default_factory=dict)
     has_native: bool = False
@@ -184,7 +184,7 @@ class RunState:
         tool requests join the pairing when the span came first.
         """
         self.touched_at = time.monotonic()
-        payload = _content_payload(content)
+        payload = _content_payload(content, source="otlp_logs")
         event_id = f"{content.span_id}:{ev.LLM_CONTENT}:{_content_digest(payload)}"
         if event_id in self.content_events:
             return []
@@ -192,7 +192,7 @@ class RunState:
         llm = self.llm_by_id.get(content.span_id)
         if llm is not None:
             if content.output is not None:
-                self._add_requests(llm, content.output.tool_requests)
+                self._apply_amendment(llm, payload.get("finish_reason"), content.output.tool_requests)
         elif content.span_id not in self.seen_spans and len(self.log_stash) < MAX_STASHED_LOG_CONTENT:
             self.log_stash[content.span_id] = _merge_log_content(self.log_stash.get(content.span_id), content)
         ts_ns = llm.end_ns if llm is not None else content.ts_ns
@@ -234,7 +234,9 @@ class RunState:
                 "injection": _injection(root.injection) if root else None,
             }
         )
-        out.append(self._event(f"{span.span_id}:{ev.RUN_STARTED}", ev.RUN_STARTED, span.start_ns, span.span_id, payload))
+        out.append(
+            self._event(f"{span.span_id}:{ev.RUN_STARTED}", ev.RUN_STARTED, span.start_ns, span.span_id, payload)
+        )
 
     def _end(self, span: SpanFacts, out: list[RunEvent]) -> None:
         self._flush_pending(None, out)
@@ -259,12 +261,12 @@ class RunState:
     def _llm(self, span: SpanFacts, out: list[RunEvent]) -> None:
         llm = span.llm
         assert llm is not None
-        if llm.response_id and llm.response_id in self.response_ids:
+        known = self.call_by_response.get(llm.response_id) if llm.response_id else None
+        known = known or self._same_call_as_known(span, llm.native_sdk_span)
+        if known is not None:
+            if known.native and not llm.native_sdk_span:
+                out.append(self._amend_from_twin(known, span))
             return
-        if self._same_call_as_known(span, llm.native_sdk_span):
-            return
-        if llm.response_id:
-            self.response_ids.add(llm.response_id)
         stashed = self.log_stash.pop(span.span_id, None)
         if stashed is not None:
             llm = replace(
@@ -275,6 +277,8 @@ class RunState:
             if llm.finish_reason is None and llm.output.finish_reason:
                 llm = replace(llm, finish_reason=normalise_finish_reason(llm.output.finish_reason))
         record = _LlmSpan(span.span_id, span.parent_id, span.start_ns, span.end_ns, llm.native_sdk_span)
+        if llm.response_id:
+            self.call_by_response[llm.response_id] = record
         self.llm_by_id[span.span_id] = record
         self.llm_by_parent.setdefault(span.parent_id, []).append(record)
         self.has_native = self.has_native or llm.native_sdk_span
@@ -317,29 +321,57 @@ class RunState:
             }
         )
         out.append(self._called(span, ev.LLM_CALLED, called))
-        out.append(self._event(f"{span.span_id}:{ev.LLM_RESPONDED}", ev.LLM_RESPONDED, span.end_ns, span.span_id, responded))
+        out.append(
+            self._event(f"{span.span_id}:{ev.LLM_RESPONDED}", ev.LLM_RESPONDED, span.end_ns, span.span_id, responded)
+        )
         self._add_requests(record, requests)
 
-    def _same_call_as_known(self, span: SpanFacts, native: bool) -> bool:
-        """The Anthropic SDK's span and an instrumentation's span of one call (no shared id).
+    def _same_call_as_known(self, span: SpanFacts, native: bool) -> _LlmSpan | None:
+        """The known LLM call this span is a second view of, if any (no shared response id).
 
-        Same call when exactly one of the two is the SDK's own span and either one is the
-        parent of the other, or they are siblings and the instrumentation's span encloses it.
+        The Anthropic SDK traces itself next to an instrumentation's span of the same call:
+        as its child (OpenInference) or as an enclosed sibling (OpenLLMetry).
         """
         if not (native or self.has_native):
-            return False
+            return None
         parent = self.llm_by_id.get(span.parent_id)
         if parent is not None and parent.native != native:
-            return True
+            return parent
         for sibling in self.llm_by_parent.get(span.parent_id, ()):
             if sibling.native == native:
                 continue
-            outer, inner = (sibling, span) if native else (span, sibling)
-            if outer.start_ns <= inner.start_ns and inner.end_ns <= outer.end_ns:
-                return True
+            outer_start, outer_end, inner_start, inner_end = (
+                (sibling.start_ns, sibling.end_ns, span.start_ns, span.end_ns)
+                if native
+                else (span.start_ns, span.end_ns, sibling.start_ns, sibling.end_ns)
+            )
+            if outer_start <= inner_start and inner_end <= outer_end:
+                return sibling
         if not native:
-            return any(child.native for child in self.llm_by_parent.get(span.span_id, ()))
-        return False
+            for child in self.llm_by_parent.get(span.span_id, ()):
+                if child.native:
+                    return child
+        return None
+
+    def _amend_from_twin(self, known: _LlmSpan, span: SpanFacts) -> RunEvent:
+        """The SDK's thin span came first and was counted; the instrumentation's richer view of
+        the same call adds its content features (finish reason, output, tool requests)."""
+        llm = span.llm
+        assert llm is not None
+        known.native = False  # now as rich as it gets: later views are plain duplicates
+        content = LogContent(self.run_id, known.span_id, known.end_ns, llm.prompt, llm.output)
+        payload = _content_payload(content, source="span")
+        if llm.finish_reason:
+            payload["finish_reason"] = llm.finish_reason
+        self._apply_amendment(known, payload.get("finish_reason"), llm.output.tool_requests)
+        event_id = f"{known.span_id}:{ev.LLM_CONTENT}:{span.span_id}"
+        self.content_events.add(event_id)
+        return self._event(event_id, ev.LLM_CONTENT, known.end_ns, known.span_id, payload)
+
+    def _apply_amendment(self, record: _LlmSpan, finish_reason: str | None, requests: Sequence[ToolRequest]) -> None:
+        if self.last_llm is not None and self.last_llm[0] == record.end_ns:
+            self.last_llm = (record.end_ns, finish_reason or self.last_llm[1], self.last_llm[2] or bool(requests))
+        self._add_requests(record, requests)
 
     # --- tool calls --------------------------------------------------------------------
 
@@ -405,7 +437,9 @@ class RunState:
             {
                 "tool_name": tool.name,
                 "args_hash": tool.args_hash or (request.args_hash if request else None),
-                "args_length": tool.args_length if tool.args_length is not None else (request.args_length if request else None),
+                "args_length": tool.args_length
+                if tool.args_length is not None
+                else (request.args_length if request else None),
                 "call_id": span.span_id,
                 "tool_call_id": tool.call_id or (request.call_id if request else None),
             }
@@ -423,7 +457,9 @@ class RunState:
             }
         )
         out.append(self._called(span, ev.TOOL_CALLED, called))
-        out.append(self._event(f"{span.span_id}:{ev.TOOL_RESPONDED}", ev.TOOL_RESPONDED, span.end_ns, span.span_id, responded))
+        out.append(
+            self._event(f"{span.span_id}:{ev.TOOL_RESPONDED}", ev.TOOL_RESPONDED, span.end_ns, span.span_id, responded)
+        )
 
     def _resolve_pending(self, llm_span: SpanFacts, prompt: PromptFeatures, out: list[RunEvent]) -> None:
         """A later LLM call in the same loop settles earlier requests no tool span answered."""
@@ -461,7 +497,9 @@ class RunState:
             "tool_call_id": request.call_id,
             "source": "llm_request",
         }
-        out.append(self._event(f"{request.key}:{ev.TOOL_CALLED}", ev.TOOL_CALLED, request.ts_ns, call_id, _drop_none(called)))
+        out.append(
+            self._event(f"{request.key}:{ev.TOOL_CALLED}", ev.TOOL_CALLED, request.ts_ns, call_id, _drop_none(called))
+        )
         if result is not None and result_ns is not None:
             responded = _drop_none(
                 {
@@ -474,7 +512,9 @@ class RunState:
                     "source": "llm_request",
                 }
             )
-            out.append(self._event(f"{request.key}:{ev.TOOL_RESPONDED}", ev.TOOL_RESPONDED, result_ns, call_id, responded))
+            out.append(
+                self._event(f"{request.key}:{ev.TOOL_RESPONDED}", ev.TOOL_RESPONDED, result_ns, call_id, responded)
+            )
 
     # --- retrieval ---------------------------------------------------------------------
 
@@ -484,7 +524,9 @@ class RunState:
         self.retrievals += 1
         if span.is_error:
             self.errors += 1
-        called = _drop_none({"index_name": retrieval.index_name, "query_hash": retrieval.query_hash, "call_id": span.span_id})
+        called = _drop_none(
+            {"index_name": retrieval.index_name, "query_hash": retrieval.query_hash, "call_id": span.span_id}
+        )
         responded = _drop_none(
             {
                 "index_name": retrieval.index_name,
@@ -497,7 +539,9 @@ class RunState:
         )
         out.append(self._called(span, ev.RETRIEVAL_CALLED, called))
         out.append(
-            self._event(f"{span.span_id}:{ev.RETRIEVAL_RESPONDED}", ev.RETRIEVAL_RESPONDED, span.end_ns, span.span_id, responded)
+            self._event(
+                f"{span.span_id}:{ev.RETRIEVAL_RESPONDED}", ev.RETRIEVAL_RESPONDED, span.end_ns, span.span_id, responded
+            )
         )
 
     # --- events ------------------------------------------------------------------------
@@ -547,8 +591,10 @@ class RunState:
             self.content_events.add(event.event_id)
             content = _content_from_payload(self.run_id, event)
             if event.call_id in self.llm_by_id:
-                if content.output is not None:
-                    self._add_requests(self.llm_by_id[event.call_id], content.output.tool_requests)
+                record = self.llm_by_id[event.call_id]
+                record.native = False
+                amended = content.output.tool_requests if content.output is not None else ()
+                self._apply_amendment(record, payload.get("finish_reason"), amended)
             elif event.call_id not in self.seen_spans:
                 self.log_stash[event.call_id] = _merge_log_content(self.log_stash.get(event.call_id), content)
             return
@@ -561,9 +607,9 @@ class RunState:
         elif event.kind == ev.LLM_CALLED:
             self.first_model = self.first_model or payload.get("model")
         elif event.kind == ev.LLM_RESPONDED:
-            if payload.get("response_id"):
-                self.response_ids.add(payload["response_id"])
             record = _LlmSpan(event.call_id, "", event.ts_ns, event.ts_ns, False)
+            if payload.get("response_id"):
+                self.call_by_response[payload["response_id"]] = record
             self.llm_by_id[event.call_id] = record
             requests = [
                 ToolRequest(r.get("call_id"), r["name"], r["args_hash"], r["args_length"])
@@ -582,18 +628,23 @@ class RunState:
                         if request in self.pending:
                             self.pending.remove(request)
             else:
-                request = self._matching_request(name, payload.get("tool_call_id"))
-                if request is not None:
-                    request.matched = True
-                    if request in self.pending:
-                        self.pending.remove(request)
+                answered = self._matching_request(name, payload.get("tool_call_id"))
+                if answered is not None:
+                    answered.matched = True
+                    if answered in self.pending:
+                        self.pending.remove(answered)
                 else:
                     self.tool_spans_by_name.setdefault(name, []).append(_ToolSpan(payload.get("tool_call_id")))
 
 
 def _request_payload(request: ToolRequest) -> dict[str, Any]:
     return _drop_none(
-        {"call_id": request.call_id, "name": request.name, "args_hash": request.args_hash, "args_length": request.args_length}
+        {
+            "call_id": request.call_id,
+            "name": request.name,
+            "args_hash": request.args_hash,
+            "args_length": request.args_length,
+        }
     )
 
 
@@ -609,8 +660,8 @@ def _merge_log_content(previous: LogContent | None, new: LogContent) -> LogConte
     )
 
 
-def _content_payload(content: LogContent) -> dict[str, Any]:
-    payload: dict[str, Any] = {}
+def _content_payload(content: LogContent, source: str) -> dict[str, Any]:
+    payload: dict[str, Any] = {"source": source}
     if content.prompt is not None:
         payload.update(
             prompt_hash=content.prompt.prompt_hash,

@@ -339,9 +339,7 @@ def output_features(messages: Iterable[Message], hasher: Hasher) -> OutputFeatur
         texts.extend(message.texts)
         finish_reason = finish_reason or message.finish_reason
         for call in message.tool_calls:
-            requests.append(
-                ToolRequest(call.call_id, call.name, hasher(call.arguments), len(call.arguments))
-            )
+            requests.append(ToolRequest(call.call_id, call.name, hasher(call.arguments), len(call.arguments)))
     if not any_content:
         return OutputFeatures(None, None, (), None)
     joined = "".join(texts)

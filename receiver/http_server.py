@@ -8,6 +8,7 @@ aiohttp decompresses ``Content-Encoding: gzip|deflate`` itself and enforces
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from google.protobuf.message import DecodeError, Message
@@ -36,9 +37,7 @@ def _encode(message: Message, content_type: str) -> bytes:
     return otlp_json.dumps(message) if content_type == JSON else message.SerializeToString()
 
 
-def error_response(
-    kind: ErrorKind, message: str, content_type: str, retry_after: int | None = None
-) -> web.Response:
+def error_response(kind: ErrorKind, message: str, content_type: str, retry_after: int | None = None) -> web.Response:
     status = pb_status.Status(code=kind.grpc_code.value[0], message=message)
     headers = {"Retry-After": str(retry_after)} if retry_after and kind.retryable else {}
     if kind is METHOD_NOT_ALLOWED:
@@ -55,7 +54,7 @@ class OtlpHttpHandler:
         self._max_body_bytes = max_body_bytes
         self._retry_after = retry_after_seconds
 
-    def for_signal(self, signal: OtlpSignal) -> web.Handler:
+    def for_signal(self, signal: OtlpSignal) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
             return await self._handle(signal, request)
 
@@ -83,9 +82,7 @@ class OtlpHttpHandler:
             result = await signal.export(self._ingest, message)
         except ReceiverError as exc:
             return error_response(exc.kind, exc.message, content_type, self._retry_after)
-        return web.Response(
-            status=200, body=_encode(signal.response(result), content_type), content_type=content_type
-        )
+        return web.Response(status=200, body=_encode(signal.response(result), content_type), content_type=content_type)
 
     async def _read(self, request: web.Request) -> bytes:
         try:

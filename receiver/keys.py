@@ -100,9 +100,7 @@ LOG_EVENT_ASSISTANT = "gen_ai.assistant.message"
 LOG_EVENT_TOOL = "gen_ai.tool.message"
 LOG_EVENT_CHOICE = "gen_ai.choice"
 LOG_EVENT_NAME_ATTR = "event.name"  # older SDKs put the event name in an attribute
-GEN_AI_LOG_EVENTS = frozenset(
-    {LOG_EVENT_SYSTEM, LOG_EVENT_USER, LOG_EVENT_ASSISTANT, LOG_EVENT_TOOL, LOG_EVENT_CHOICE}
-)
+GEN_AI_LOG_EVENTS = frozenset({LOG_EVENT_SYSTEM, LOG_EVENT_USER, LOG_EVENT_ASSISTANT, LOG_EVENT_TOOL, LOG_EVENT_CHOICE})
 
 # Every exact key the span reader keeps.
 WANTED_KEYS: frozenset[str] = frozenset(

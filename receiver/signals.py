@@ -27,7 +27,7 @@ class OtlpSignal:
     def response(self, result: ExportResult) -> Message:
         response = self.response_type()
         if result.rejected or result.message:
-            partial = response.partial_success  # type: ignore[attr-defined]
+            partial = getattr(response, "partial_success")  # noqa: B009 - every Export*Response has it
             setattr(partial, self.partial_field, result.rejected)
             partial.error_message = result.message
         return response

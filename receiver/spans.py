@@ -424,9 +424,7 @@ def _error(span: pb_trace.Span, attrs: Mapping[str, Any], hasher: Hasher) -> tup
     return True, error_type or "error", hasher(message) if message else None
 
 
-def span_facts(
-    span: pb_trace.Span, scope_name: str, service_name: str | None, hasher: Hasher
-) -> SpanFacts:
+def span_facts(span: pb_trace.Span, scope_name: str, service_name: str | None, hasher: Hasher) -> SpanFacts:
     """Raises SpanRejected for spans whose ids cannot be used."""
     check_ids(span.trace_id, span.span_id, span.parent_span_id)
     attrs = read_wanted(span.attributes)
@@ -470,9 +468,7 @@ class TranslatedSpans:
     reasons: list[str]
 
 
-def translate_request(
-    resource_spans: Iterable[pb_trace.ResourceSpans], hasher: Hasher
-) -> TranslatedSpans:
+def translate_request(resource_spans: Iterable[pb_trace.ResourceSpans], hasher: Hasher) -> TranslatedSpans:
     out = TranslatedSpans([], 0, [])
     for resource in resource_spans:
         service = service_name_of(resource.resource.attributes)
@@ -539,9 +535,7 @@ def _message_from_log(event_name: str, body: Any) -> tuple[str, Message]:
     return "input", message
 
 
-def translate_logs(
-    resource_logs: Iterable[pb_logs.ResourceLogs], hasher: Hasher
-) -> tuple[list[LogContent], int]:
+def translate_logs(resource_logs: Iterable[pb_logs.ResourceLogs], hasher: Hasher) -> tuple[list[LogContent], int]:
     """gen_ai log records grouped per span → content facts; returns (facts, records dropped)."""
     grouped: dict[tuple[bytes, bytes], tuple[list[Message], list[Message]]] = {}
     times: dict[tuple[bytes, bytes], int] = {}

@@ -8,6 +8,7 @@ the receiver acknowledges an export after that, so an acknowledged export surviv
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -120,9 +121,7 @@ class DuckStore:
         return self._queued_events
 
     def _migrate(self, conn: duckdb.DuckDBPyConnection) -> None:
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_ns BIGINT NOT NULL)"
-        )
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_ns BIGINT NOT NULL)")
         row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
         current = int(row[0]) if row else 0
         for version, statements in MIGRATIONS:
@@ -204,9 +203,22 @@ class DuckStore:
                 upsert.append_rows(
                     [
                         (
-                            r.run_id, r.agent_id, r.service_name, r.status, r.started_ns, r.ended_ns,
-                            r.last_event_ns, r.step_count, r.llm_calls, r.tool_calls, r.retrievals,
-                            r.errors, r.prompt_tokens, r.completion_tokens, r.exit_reason, now_ns,
+                            r.run_id,
+                            r.agent_id,
+                            r.service_name,
+                            r.status,
+                            r.started_ns,
+                            r.ended_ns,
+                            r.last_event_ns,
+                            r.step_count,
+                            r.llm_calls,
+                            r.tool_calls,
+                            r.retrievals,
+                            r.errors,
+                            r.prompt_tokens,
+                            r.completion_tokens,
+                            r.exit_reason,
+                            now_ns,
                         )
                         for r in runs.values()
                     ]
@@ -215,10 +227,8 @@ class DuckStore:
             conn.execute("COMMIT")
         except Exception as exc:  # the whole group fails together; clients will retry
             log.error("store write failed: %s", exc)
-            try:
+            with contextlib.suppress(duckdb.Error):
                 conn.execute("ROLLBACK")
-            except duckdb.Error:
-                pass
             for batch in batches:
                 batch.future.set_exception(StoreUnavailable(f"store write failed: {type(exc).__name__}"))
             return
@@ -245,7 +255,8 @@ class DuckStore:
             return False
 
     def list_runs(self, flt: RunFilter) -> list[RunRow]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if flt.agent_id is not None:
             where.append("agent_id = ?")
             params.append(flt.agent_id)
@@ -280,21 +291,27 @@ class DuckStore:
         return [_run_row(r) for r in self._cursor().execute(sql, [ids]).fetchall()]
 
     def run_events(self, run_id: str) -> list[RunEvent]:
-        rows = self._cursor().execute(
-            "SELECT run_id, event_id, kind, ts_ns, call_id, payload FROM events WHERE run_id = ?::UUID",
-            [run_id],
-        ).fetchall()
+        rows = (
+            self._cursor()
+            .execute(
+                "SELECT run_id, event_id, kind, ts_ns, call_id, payload FROM events WHERE run_id = ?::UUID",
+                [run_id],
+            )
+            .fetchall()
+        )
         return [RunEvent(str(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     def list_agents(self) -> list[dict[str, Any]]:
-        rows = self._cursor().execute(
-            "SELECT agent_id, count(*) AS run_count, max(last_event_ns) AS last_seen_ns,"
-            " count(*) FILTER (WHERE status = 'running') AS running"
-            " FROM runs GROUP BY agent_id ORDER BY agent_id"
-        ).fetchall()
-        return [
-            {"agent_id": r[0], "run_count": r[1], "last_seen_ns": r[2], "running_runs": r[3]} for r in rows
-        ]
+        rows = (
+            self._cursor()
+            .execute(
+                "SELECT agent_id, count(*) AS run_count, max(last_event_ns) AS last_seen_ns,"
+                " count(*) FILTER (WHERE status = 'running') AS running"
+                " FROM runs GROUP BY agent_id ORDER BY agent_id"
+            )
+            .fetchall()
+        )
+        return [{"agent_id": r[0], "run_count": r[1], "last_seen_ns": r[2], "running_runs": r[3]} for r in rows]
 
 
 def _run_row(r: Sequence[Any]) -> RunRow:

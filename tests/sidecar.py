@@ -158,7 +158,11 @@ class Sidecar:
         return result.json()
 
     def post_otlp(
-        self, body: bytes, path: str = "/v1/traces", content_type: str = "application/x-protobuf", gzip_body: bool = False,
+        self,
+        body: bytes,
+        path: str = "/v1/traces",
+        content_type: str = "application/x-protobuf",
+        gzip_body: bool = False,
         extra_headers: Mapping[str, str] | None = None,
     ) -> HttpResult:
         headers = {"Content-Type": content_type}

@@ -43,17 +43,33 @@ LOOP = ("tool_calls",) * 4
 ERRORS = ("tool_calls", "stop", "length", None)
 
 EXPECTED: dict[str, Expected] = {
-    "openllmetry-openai-toolcall": Expected("support_session_toolcall", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"),
-    "openllmetry-legacy-openai-toolcall": Expected("support_session_toolcall", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"),
-    "openllmetry-events-openai-toolcall.traces": Expected("support_session_toolcall", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"),
-    "otelgenai-openai-toolcall": Expected("support_session_toolcall", 4, 1, 1, 0, TOOLCALL_OPENAI, "completed", "final_answer"),
+    "openllmetry-openai-toolcall": Expected(
+        "support_session_toolcall", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
+    ),
+    "openllmetry-legacy-openai-toolcall": Expected(
+        "support_session_toolcall", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
+    ),
+    "openllmetry-events-openai-toolcall.traces": Expected(
+        "support_session_toolcall", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
+    ),
+    "otelgenai-openai-toolcall": Expected(
+        "support_session_toolcall", 4, 1, 1, 0, TOOLCALL_OPENAI, "completed", "final_answer"
+    ),
     "openinference-openai-toolcall": Expected(OI, 4, 1, 1, 0, TOOLCALL_OPENAI, "completed", "final_answer"),
-    "openllmetry-anthropic-toolcall": Expected("support_session_toolcall", 3, 1, 0, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"),
-    "openllmetry-legacy-anthropic-toolcall": Expected("support_session_toolcall", 3, 1, 0, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"),
-    "otelgenai-anthropic-toolcall": Expected("support_session_toolcall", 3, 1, 1, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"),
+    "openllmetry-anthropic-toolcall": Expected(
+        "support_session_toolcall", 3, 1, 0, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"
+    ),
+    "openllmetry-legacy-anthropic-toolcall": Expected(
+        "support_session_toolcall", 3, 1, 0, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"
+    ),
+    "otelgenai-anthropic-toolcall": Expected(
+        "support_session_toolcall", 3, 1, 1, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"
+    ),
     "openinference-anthropic-toolcall": Expected(OI, 3, 1, 1, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"),
     "openllmetry-openai-toolloop": Expected("support_session_toolloop", 4, 4, 0, 0, LOOP, "completed", "completed"),
-    "openllmetry-legacy-openai-toolloop": Expected("support_session_toolloop", 4, 4, 0, 0, LOOP, "completed", "completed"),
+    "openllmetry-legacy-openai-toolloop": Expected(
+        "support_session_toolloop", 4, 4, 0, 0, LOOP, "completed", "completed"
+    ),
     "otelgenai-openai-toolloop": Expected("support_session_toolloop", 4, 4, 0, 0, LOOP, "completed", "completed"),
     "openinference-openai-toolloop": Expected(OI, 4, 4, 0, 0, LOOP, "completed", "completed"),
     "openllmetry-openai-errors": Expected("support_session_errors", 4, 1, 0, 2, ERRORS, "errored", "error"),
@@ -63,7 +79,9 @@ EXPECTED: dict[str, Expected] = {
     "openllmetry-anthropic-errors": Expected("support_session_errors", 4, 1, 0, 2, ERRORS, "errored", "error"),
     "otelgenai-anthropic-errors": Expected("support_session_errors", 4, 1, 0, 2, ERRORS, "errored", "error"),
     "openinference-anthropic-errors": Expected(OI, 4, 1, 0, 2, ERRORS, "errored", "error"),
-    "openllmetry-legacy-anthropic-errors": Expected("support_session_errors", 3, 1, 0, 1, ("tool_calls", "stop", "length"), "errored", "error"),
+    "openllmetry-legacy-anthropic-errors": Expected(
+        "support_session_errors", 3, 1, 0, 1, ("tool_calls", "stop", "length"), "errored", "error"
+    ),
 }
 # Transport variants of one capture: same run, other wire.
 VARIANTS = {

@@ -1,0 +1,214 @@
+"""Throughput: the sidecar's full path against the null receiver, in the same run.
+
+    python -m bench.throughput [--quick] [--rounds N] [--json FILE]
+
+For each transport and round (interleaved, so machine noise hits both alike) a fresh null
+receiver and a fresh sidecar (empty DuckDB file) each take the same pre-encoded requests
+from several concurrent streams; a request counts once it is acknowledged (for the sidecar:
+translated, hashed and committed). Reports spans/s, server CPU µs/span and their ratio.
+Traffic goes only to 127.0.0.1, bounded in count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from bench.workload import build_requests
+
+ROOT = Path(__file__).resolve().parent.parent
+_LISTEN = re.compile(r"listening (\w+)=(\S+)")
+TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    addresses: dict[str, str]
+    workdir: tempfile.TemporaryDirectory[str]
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.workdir.cleanup()
+
+
+def start(kind: str) -> Server:
+    workdir = tempfile.TemporaryDirectory(prefix=f"bench-{kind}-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUNETRACE_")}
+    env.update(
+        {
+            "DUNETRACE_OTLP_GRPC_ENDPOINT": "127.0.0.1:0",
+            "DUNETRACE_OTLP_HTTP_ENDPOINT": "127.0.0.1:0",
+            "DUNETRACE_API_ENDPOINT": "127.0.0.1:0",
+            "DUNETRACE_DB_PATH": str(Path(workdir.name) / "bench.duckdb"),
+            "DUNETRACE_LOG_LEVEL": "info",
+            "PYTHONPATH": str(ROOT),
+        }
+    )
+    module = "dunetrace_sidecar" if kind == "sidecar" else "bench.null_receiver"
+    log_path = Path(workdir.name) / "server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", module], cwd=workdir.name, env=env, stdout=log, stderr=log)
+    deadline = time.monotonic() + 60
+    text = ""
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")
+        if " ready" in text or "\nready" in text or text.startswith("ready"):
+            break
+        if process.poll() is not None:
+            raise RuntimeError(f"{kind} exited: {text}")
+        time.sleep(0.05)
+    else:
+        raise RuntimeError(f"{kind} did not start: {text}")
+    return Server(process, dict(_LISTEN.findall(text)), workdir)
+
+
+def send_grpc(target: str, requests: list[bytes], streams: int) -> None:
+    def worker(chunk: list[bytes]) -> None:
+        with grpc.insecure_channel(
+            target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+        ) as channel:
+            call = channel.unary_unary(TRACE_METHOD, request_serializer=None, response_deserializer=None)
+            for body in chunk:
+                for _attempt in range(50):  # bounded retries on backpressure
+                    try:
+                        call(body, timeout=60)
+                        break
+                    except grpc.RpcError as exc:
+                        if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                            raise
+                        time.sleep(0.05)
+
+    _fan_out(worker, requests, streams)
+
+
+def send_http(address: str, requests: list[bytes], streams: int) -> None:
+    host, port = address.rsplit(":", 1)
+
+    def worker(chunk: list[bytes]) -> None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        try:
+            for body in chunk:
+                for _attempt in range(50):
+                    conn.request("POST", "/v1/traces", body=body, headers={"Content-Type": "application/x-protobuf"})
+                    response = conn.getresponse()
+                    response.read()
+                    if response.status == 200:
+                        break
+                    if response.status not in (429, 503):
+                        raise RuntimeError(f"HTTP {response.status}")
+                    time.sleep(0.05)
+        finally:
+            conn.close()
+
+    _fan_out(worker, requests, streams)
+
+
+def _fan_out(worker: Callable[[list[bytes]], None], requests: list[bytes], streams: int) -> None:
+    errors: list[BaseException] = []
+
+    def run(chunk: list[bytes]) -> None:
+        try:
+            worker(chunk)
+        except BaseException as exc:  # surfaced after join
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(requests[i::streams],)) for i in range(streams)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def measure(kind: str, transport: str, requests: list[bytes], spans: int, streams: int) -> tuple[float, float]:
+    """(spans/s, server CPU µs per span) for one fresh server."""
+    server = start(kind)
+    try:
+        if transport == "grpc":
+            # Warm up the channel and the server's code paths with one request of its own.
+            send_grpc(server.addresses["otlp_grpc"], requests[:1], 1)
+        cpu0, t0 = server.cpu_seconds(), time.perf_counter()
+        body = requests[1:]
+        if transport == "grpc":
+            send_grpc(server.addresses["otlp_grpc"], body, streams)
+        else:
+            send_http(server.addresses["otlp_http"], body, streams)
+        elapsed = time.perf_counter() - t0
+        cpu = server.cpu_seconds() - cpu0
+    finally:
+        server.stop()
+    sent = spans * len(body) / len(requests)
+    return sent / elapsed, cpu / sent * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer, smaller rounds (under a minute)")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--requests", type=int, default=None, help="requests per round (512 spans each)")
+    parser.add_argument("--streams", type=int, default=4)
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (1 if args.quick else 3)
+    n_requests = args.requests or (12 if args.quick else 40)
+    requests, spans = build_requests(n_requests)
+    print(f"workload: {n_requests} requests, {spans} spans, {sum(map(len, requests)) / spans:.0f} bytes/span", flush=True)
+
+    results: dict[str, dict[str, list[float]]] = {}
+    for transport in ("grpc", "http"):
+        for _ in range(rounds):
+            for kind in ("null", "sidecar"):
+                rate, cpu = measure(kind, transport, requests, spans, args.streams)
+                row = results.setdefault(f"{transport}/{kind}", {"spans_per_s": [], "cpu_us_per_span": []})
+                row["spans_per_s"].append(rate)
+                row["cpu_us_per_span"].append(cpu)
+                print(f"  {transport:4} {kind:7} {rate:9.0f} spans/s  {cpu:6.1f} µs/span", flush=True)
+
+    print()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print("| transport | null spans/s | sidecar spans/s | ratio (median) | ratio min–max | sidecar CPU µs/span |")
+    print("|---|---|---|---|---|---|")
+    summary = {}
+    for transport in ("grpc", "http"):
+        null = results[f"{transport}/null"]["spans_per_s"]
+        side = results[f"{transport}/sidecar"]["spans_per_s"]
+        ratios = [s / n for s, n in zip(side, null, strict=True)]
+        cpu = statistics.median(results[f"{transport}/sidecar"]["cpu_us_per_span"])
+        summary[transport] = {"null": null, "sidecar": side, "ratios": ratios, "sidecar_cpu_us_per_span": cpu}
+        print(
+            f"| {transport} | {statistics.median(null):.0f} | {statistics.median(side):.0f} | "
+            f"{statistics.median(ratios):.2f} | {min(ratios):.2f}–{max(ratios):.2f} | {cpu:.0f} |"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rounds": rounds, "spans": spans, "results": summary}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

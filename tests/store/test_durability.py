@@ -1,0 +1,115 @@
+"""An export the daemon acknowledged survives kill -9; a restart picks runs up where they were."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+
+from tests.receiver.test_delivery import span_count, split_requests
+from tests.sidecar import FIXTURES, Sidecar, with_new_trace_ids
+
+
+def _fresh(name: str, kind: str = "traces") -> tuple[bytes, dict[str, str]]:
+    return with_new_trace_ids((FIXTURES / name).read_bytes(), kind)
+
+
+def _restart(daemon: Sidecar) -> Sidecar:
+    return daemon.start()
+
+
+def test_kill_9_right_after_acknowledged_http_and_grpc_exports(make_sidecar: Callable[..., Sidecar]) -> None:
+    daemon = make_sidecar()
+    http_body, http_ids = _fresh("openllmetry-openai-toolloop.pb")
+    grpc_body, grpc_ids = _fresh("openinference-anthropic-errors.pb")
+    assert daemon.post_otlp(http_body).status == 200
+    daemon.grpc_export(grpc_body)
+    daemon.kill()  # no shutdown path, no checkpoint
+
+    _restart(daemon)
+    [http_run] = http_ids.values()
+    [grpc_run] = grpc_ids.values()
+    loop = daemon.run(http_run)
+    assert (loop["status"], loop["llm_calls"], loop["tool_calls"], len(loop["events"])) == ("completed", 4, 4, 18)
+    errors = daemon.run(grpc_run)
+    assert (errors["status"], errors["llm_calls"], errors["tool_calls"], errors["errors"]) == ("errored", 4, 1, 2)
+
+
+def test_many_acknowledged_exports_then_kill_9(make_sidecar: Callable[..., Sidecar]) -> None:
+    daemon = make_sidecar()
+    acknowledged = []
+    for _ in range(30):
+        body, ids = _fresh("otelgenai-openai-toolcall.pb")
+        assert daemon.post_otlp(body).status == 200
+        acknowledged.extend(ids.values())
+    daemon.kill()
+    _restart(daemon)
+    for run_id in acknowledged:
+        run = daemon.run(run_id)
+        assert run["status"] == "completed" and run["llm_calls"] == 4
+
+
+def test_a_run_split_by_a_crash_is_completed_exactly_once(make_sidecar: Callable[..., Sidecar]) -> None:
+    """Children before the crash, the root after it: the rebuilt run state pairs and counts
+    as if nothing had happened, and re-sent spans are not counted twice."""
+    daemon = make_sidecar()
+    body, ids = _fresh("openllmetry-openai-toolloop.pb")
+    [run_id] = ids.values()
+    pieces = split_requests(body, [1] * span_count(body))
+    for piece in pieces[:-1]:
+        assert daemon.post_otlp(piece).status == 200
+    daemon.kill()
+    _restart(daemon)
+    for piece in pieces:  # the exporter retries everything, then the root arrives
+        assert daemon.post_otlp(piece).status == 200
+    run = daemon.run(run_id)
+    assert (run["status"], run["llm_calls"], run["tool_calls"], run["step_count"]) == ("completed", 4, 4, 8)
+    assert run["events"][-1]["payload"]["total_steps"] == 8
+    assert sum(1 for e in run["events"] if e["event_type"] == "tool.called") == 4
+
+
+def test_log_content_acknowledged_before_its_spans_survives_a_crash(make_sidecar: Callable[..., Sidecar]) -> None:
+    """Events mode: content arrives on /v1/logs first; the spans come after a kill -9."""
+    daemon = make_sidecar()
+    logs, log_ids = _fresh("openllmetry-events-openai-toolcall.logs.pb", "logs")
+    traces = (FIXTURES / "openllmetry-events-openai-toolcall.traces.pb").read_bytes()
+    from tests.sidecar import trace_ids_in
+
+    [original] = trace_ids_in(traces)
+    # Give the traces the same new trace id as the logs.
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    request = ExportTraceServiceRequest.FromString(traces)
+    new_id = bytes.fromhex(log_ids[original].replace("-", ""))
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                span.trace_id = new_id
+    assert daemon.post_otlp(logs, path="/v1/logs").status == 200
+    daemon.kill()
+    _restart(daemon)
+    assert daemon.post_otlp(request.SerializeToString()).status == 200
+    run = daemon.run(log_ids[original])
+    responded = [e["payload"] for e in run["events"] if e["event_type"] == "llm.responded"]
+    # Three answers had text in their gen_ai.choice records; the streamed one's record was
+    # attached to the agent span, not the LLM span, so that call has no output features.
+    assert [p.get("output_length") is not None for p in responded] == [True, True, True, False]
+    assert responded[1]["tool_calls_requested"] == ["get_weather"]
+    assert run["tool_calls"] == 1  # the tool span and the requested call are one call
+
+
+def test_graceful_stop_checkpoints_and_reopens(make_sidecar: Callable[..., Sidecar]) -> None:
+    daemon = make_sidecar()
+    body, ids = _fresh("openllmetry-legacy-openai-errors.pb")
+    assert daemon.post_otlp(body).status == 200
+    assert daemon.stop() == 0
+    assert "stopped" in daemon.log_text()
+    # The file is a plain DuckDB database any client can open once the daemon is gone.
+    with duckdb.connect(str(daemon.db_path), read_only=True) as conn:
+        rows: list[Any] = conn.execute("SELECT status, llm_calls FROM runs").fetchall()
+        assert rows == [("errored", 4)]
+        version = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+        assert version == (1,)
+    _restart(daemon)
+    assert daemon.run(next(iter(ids.values())))["llm_calls"] == 4
