@@ -92,7 +92,8 @@ async def auth_middleware(
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         token = token.strip()
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(token, key) for key in keys):
+        presented = token.encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not any(hmac.compare_digest(presented, key.encode()) for key in keys):
             return error_response(
                 401,
                 "unauthorized",
@@ -115,19 +116,26 @@ def parse_run_id(text: str) -> str:
     raise ApiError(400, "invalid_run_id", f"{text!r} is not a run id (a UUID or 32 hex characters)")
 
 
+# Unix seconds accepted in filters: 1970 up to the year 2500, well inside BIGINT nanoseconds.
+MAX_UNIX_SECONDS = 16_725_225_600
+
+
 def parse_time_ns(name: str, text: str) -> int:
     """RFC 3339 or Unix seconds → Unix nanoseconds."""
+    invalid = ApiError(400, "invalid_parameter", f"{name}: expected RFC 3339 or Unix seconds, got {text!r}")
     try:
-        return int(float(text) * 1_000_000_000)
+        seconds = float(text)
     except ValueError:
-        pass
-    try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(400, "invalid_parameter", f"{name}: expected RFC 3339 or Unix seconds, got {text!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1_000_000) * 1000
+        try:  # RFC 3339 allows lower-case t and z
+            parsed = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        except ValueError:
+            raise invalid from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        seconds = parsed.timestamp()
+    if not 0 <= seconds <= MAX_UNIX_SECONDS:  # also rejects nan and ±inf
+        raise ApiError(400, "invalid_parameter", f"{name}: {text!r} is outside 1970 to 2500")
+    return int(seconds * 1_000_000) * 1000
 
 
 def parse_limit(text: str | None) -> int:
@@ -146,7 +154,10 @@ def decode_cursor(text: str) -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
         started, _, run_id = raw.partition(":")
-        return int(started), str(uuid.UUID(run_id))
+        started_ns = int(started)
+        if not 0 <= started_ns < 2**63:
+            raise ValueError("out of range")
+        return started_ns, str(uuid.UUID(run_id))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ApiError(400, "invalid_cursor", "cursor: not a cursor this API returned") from None
 

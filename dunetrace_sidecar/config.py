@@ -9,6 +9,7 @@ Precedence: defaults < the YAML file (``--config`` or ``DUNETRACE_CONFIG``) < en
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -32,7 +33,14 @@ class Endpoint:
 
     @property
     def is_loopback(self) -> bool:
-        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+        """Only literal loopback addresses and ``localhost``: a name like 127.example.com may
+        resolve anywhere."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
 
 
 # --- parsers (each raises ValueError with a human reason) -------------------------------

@@ -30,10 +30,8 @@ GRACE_SECONDS = 10.0
 
 
 def _bound_port(runner: web.AppRunner) -> int:
-    for site in runner.sites:
-        server = getattr(site, "_server", None)
-        for sock in getattr(server, "sockets", None) or ():
-            return int(sock.getsockname()[1])
+    for address in runner.addresses:
+        return int(address[1])
     raise RuntimeError("listener has no socket")
 
 
@@ -56,7 +54,8 @@ class Daemon:
     async def start(self) -> None:
         try:
             await self._start()
-        except BaseException:
+        except BaseException as exc:
+            log.error("startup failed: %s", exc)
             await self.shutdown()
             raise
 
@@ -69,9 +68,10 @@ class Daemon:
             self.pipeline, cfg.receiver.max_grpc_message_bytes, cfg.receiver.retry_after_seconds
         )
         grpc_ep = cfg.receiver.grpc_endpoint
-        port = self._grpc.add_insecure_port(str(grpc_ep))
-        if port == 0:
-            raise OSError(f"cannot listen on {grpc_ep} (receiver.grpc_endpoint)")
+        try:
+            port = self._grpc.add_insecure_port(str(grpc_ep))
+        except RuntimeError as exc:  # grpcio raises instead of returning 0 when the bind fails
+            raise OSError(f"cannot listen on {grpc_ep} (otlp_grpc): {exc}") from None
         await self._grpc.start()
         self._listening("otlp_grpc", Endpoint(grpc_ep.host, port))
 
@@ -131,11 +131,7 @@ async def serve(config: Config) -> int:
         loop.add_signal_handler(sig, stop.set)
     try:
         await daemon.start()
-    except OSError as exc:
-        log.error("startup failed: %s", exc)
-        return 1
-    except Exception as exc:  # e.g. the DuckDB file is locked by another process
-        log.error("startup failed: %s: %s", type(exc).__name__, exc)
+    except Exception:  # logged by start(); e.g. a port taken, the DuckDB file locked by another process
         return 1
     await stop.wait()
     log.info("shutting down")
