@@ -89,9 +89,7 @@ def start(kind: str) -> Server:
 
 def send_grpc(target: str, requests: list[bytes], streams: int) -> None:
     def worker(chunk: list[bytes]) -> None:
-        with grpc.insecure_channel(
-            target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
-        ) as channel:
+        with grpc.insecure_channel(target, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]) as channel:
             call = channel.unary_unary(TRACE_METHOD, request_serializer=None, response_deserializer=None)
             for body in chunk:
                 for _attempt in range(50):  # bounded retries on backpressure
@@ -178,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     n_requests = args.requests or (12 if args.quick else 40)
     requests, spans = build_requests(n_requests)
-    print(f"workload: {n_requests} requests, {spans} spans, {sum(map(len, requests)) / spans:.0f} bytes/span", flush=True)
+    print(
+        f"workload: {n_requests} requests, {spans} spans, {sum(map(len, requests)) / spans:.0f} bytes/span", flush=True
+    )
 
     results: dict[str, dict[str, list[float]]] = {}
     for transport in ("grpc", "http"):

@@ -17,10 +17,30 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-WORDS = (
-    "order shipping refund invoice customer package tracking delivery warehouse carrier account "
-    "payment status update request weather forecast report quarterly revenue summary policy"
-).split()
+WORDS = [
+    "order",
+    "shipping",
+    "refund",
+    "invoice",
+    "customer",
+    "package",
+    "tracking",
+    "delivery",
+    "warehouse",
+    "carrier",
+    "account",
+    "payment",
+    "status",
+    "update",
+    "request",
+    "weather",
+    "forecast",
+    "report",
+    "quarterly",
+    "revenue",
+    "summary",
+    "policy",
+]
 
 
 def _kv(key: str, value: str | int | float | bool | list[str]) -> KeyValue:
@@ -113,8 +133,16 @@ def build_run(rng: random.Random, shape: RunShape, t0: int) -> list[Span]:
                     _kv("gen_ai.output.messages", json.dumps(output)),
                     _kv("gen_ai.response.finish_reasons", [finish]),
                 ]
-            span = Span(trace_id=trace_id, span_id=span_id, parent_span_id=root_id, name="openai.chat", kind=3,
-                        start_time_unix_nano=start, end_time_unix_nano=end, attributes=attrs)
+            span = Span(
+                trace_id=trace_id,
+                span_id=span_id,
+                parent_span_id=root_id,
+                name="openai.chat",
+                kind=3,
+                start_time_unix_nano=start,
+                end_time_unix_nano=end,
+                attributes=attrs,
+            )
         else:
             tool = tools[0] if shape.loop else rng.choice(tools)
             failed = shape.tool_fails and step >= shape.steps - 6
@@ -127,14 +155,31 @@ def build_run(rng: random.Random, shape: RunShape, t0: int) -> list[Span]:
             ]
             if not failed:
                 attrs.append(_kv("traceloop.entity.output", _text(rng, rng.randint(1000, 4000))))
-            span = Span(trace_id=trace_id, span_id=span_id, parent_span_id=root_id, name=f"{tool}.tool", kind=1,
-                        start_time_unix_nano=start, end_time_unix_nano=end, attributes=attrs,
-                        status=Status(code=Status.STATUS_CODE_ERROR if failed else Status.STATUS_CODE_UNSET))
+            span = Span(
+                trace_id=trace_id,
+                span_id=span_id,
+                parent_span_id=root_id,
+                name=f"{tool}.tool",
+                kind=1,
+                start_time_unix_nano=start,
+                end_time_unix_nano=end,
+                attributes=attrs,
+                status=Status(code=Status.STATUS_CODE_ERROR if failed else Status.STATUS_CODE_UNSET),
+            )
         spans.append(span)
-    root = Span(trace_id=trace_id, span_id=root_id, name="bench_agent.workflow", kind=1,
-                start_time_unix_nano=t0, end_time_unix_nano=t + 1_000,
-                attributes=[_kv("traceloop.span.kind", "workflow"), _kv("traceloop.workflow.name", "bench_agent"),
-                            _kv("traceloop.entity.input", json.dumps({"args": [_text(rng, 300)], "kwargs": {}}))])
+    root = Span(
+        trace_id=trace_id,
+        span_id=root_id,
+        name="bench_agent.workflow",
+        kind=1,
+        start_time_unix_nano=t0,
+        end_time_unix_nano=t + 1_000,
+        attributes=[
+            _kv("traceloop.span.kind", "workflow"),
+            _kv("traceloop.workflow.name", "bench_agent"),
+            _kv("traceloop.entity.input", json.dumps({"args": [_text(rng, 300)], "kwargs": {}})),
+        ],
+    )
     spans.append(root)
     return spans
 

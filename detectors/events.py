@@ -106,3 +106,39 @@ def number_steps(events: list[RunEvent]) -> list[tuple[int, RunEvent]]:
         else:
             numbered.append((step, event))
     return numbered
+
+
+# Fields an llm.content amendment fills in on the call's own events.
+_CALLED_CONTENT = ("prompt_hash", "prompt_length", "injection")
+_RESPONDED_CONTENT = ("output_hash", "output_length", "finish_reason", "tool_calls_requested", "tool_requests")
+
+
+def fold_content(events: list[RunEvent]) -> list[RunEvent]:
+    """Merge each ``llm.content`` amendment into the ``llm.called`` / ``llm.responded`` of the
+    call it names, filling what those lack; amendments for spans that are no LLM call stay.
+
+    Content can reach us after its call (OTLP log records, or the richer of two spans of one
+    call); the stored events stay append-only and readers see one event per fact.
+    """
+    amendments: dict[str, dict[str, Any]] = {}
+    calls = {e.call_id for e in events if e.kind == LLM_RESPONDED}
+    for event in events:
+        if event.kind == LLM_CONTENT and event.call_id in calls:
+            merged = amendments.setdefault(event.call_id, {})
+            merged.update({k: v for k, v in event.payload.items() if v not in (None, [])})
+    if not amendments:
+        return events
+    folded: list[RunEvent] = []
+    for event in events:
+        extra = amendments.get(event.call_id)
+        if event.kind == LLM_CONTENT and extra is not None:
+            continue
+        fields = _CALLED_CONTENT if event.kind == LLM_CALLED else _RESPONDED_CONTENT
+        if extra is not None and event.kind in (LLM_CALLED, LLM_RESPONDED):
+            payload = dict(event.payload)
+            for key in fields:
+                if key in extra and payload.get(key) in (None, []):
+                    payload[key] = extra[key]
+            event = RunEvent(event.run_id, event.event_id, event.kind, event.ts_ns, event.call_id, payload)
+        folded.append(event)
+    return folded

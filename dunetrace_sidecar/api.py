@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from detectors.events import RunEvent, RunRow, number_steps
+from detectors.events import RunEvent, RunRow, fold_content, number_steps
 from dunetrace_sidecar.openapi import openapi_document
 from store.duckdb_store import DuckStore, RunFilter, StoreUnavailable
 
@@ -270,7 +270,7 @@ async def get_run(request: web.Request) -> web.Response:
         raise ApiError(404, "run_not_found", f"no run {run_id}")
     events = await _read(request, store.run_events, run_id)
     body = run_view(row)
-    body["events"] = [event_view(step, event) for step, event in number_steps(events)]
+    body["events"] = [event_view(step, event) for step, event in number_steps(fold_content(events))]
     body["signals"] = []
     return web.json_response(body)
 

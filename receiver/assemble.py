@@ -156,6 +156,11 @@ class RunState:
                 self.seen_spans.add(span.span_id)
                 fresh.append(span)
         roots = [span for span in fresh if span.is_root]
+        if roots:  # run.started names the model and tools of the whole batch it arrives with
+            for span in fresh:
+                if span.llm is not None:
+                    self.first_model = self.first_model or span.llm.model
+                    self.available_tools.update(dict.fromkeys(span.llm.tools_available))
         for root in roots:  # the root opens the run before its children and closes it after them
             self._identity(root)
             self._start(root, out)
@@ -359,6 +364,7 @@ class RunState:
         llm = span.llm
         assert llm is not None
         known.native = False  # now as rich as it gets: later views are plain duplicates
+        self.available_tools.update(dict.fromkeys(llm.tools_available))
         content = LogContent(self.run_id, known.span_id, known.end_ns, llm.prompt, llm.output)
         payload = _content_payload(content, source="span")
         if llm.finish_reason:
