@@ -191,7 +191,8 @@ SETTINGS: tuple[Setting, ...] = (
         "DUNETRACE_RETRY_AFTER_SECONDS",
         1,
         parse_positive_int,
-        "Retry-After (HTTP) and RetryInfo delay (gRPC) sent when refusing for backpressure.",
+        "Base delay asked of clients refused for backpressure (HTTP Retry-After, gRPC RetryInfo); "
+        "each refusal asks for 1-3x this at random, so refused clients do not retry in lockstep.",
     ),
     Setting(
         "api.endpoint",

@@ -21,7 +21,7 @@ from dunetrace_sidecar.config import Config, Endpoint
 from dunetrace_sidecar.pipeline import Pipeline
 from receiver.content import Hasher
 from receiver.grpc_server import build_grpc_server
-from receiver.http_server import build_otlp_app
+from receiver.http_server import LINGERING_TIME_SECONDS, build_otlp_app
 from store.duckdb_store import DuckStore
 
 log = logging.getLogger("dunetrace.daemon")
@@ -76,7 +76,7 @@ class Daemon:
         self._listening("otlp_grpc", Endpoint(grpc_ep.host, port))
 
         otlp_app = build_otlp_app(self.pipeline, cfg.receiver.max_http_body_bytes, cfg.receiver.retry_after_seconds)
-        await self._serve("otlp_http", otlp_app, cfg.receiver.http_endpoint)
+        await self._serve("otlp_http", otlp_app, cfg.receiver.http_endpoint, LINGERING_TIME_SECONDS)
 
         if not cfg.api.endpoint.is_loopback and not cfg.api.keys:
             log.warning(
@@ -90,8 +90,14 @@ class Daemon:
         self._sweeper = asyncio.create_task(self.pipeline.run_sweeper(interval), name="stall-sweeper")
         log.info("ready")
 
-    async def _serve(self, name: str, app: web.Application, endpoint: Endpoint) -> None:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=GRACE_SECONDS)
+    async def _serve(self, name: str, app: web.Application, endpoint: Endpoint, lingering_time: float = 10.0) -> None:
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=GRACE_SECONDS,
+            lingering_time=lingering_time,
+        )
         await runner.setup()
         self._runners.append(runner)
         site = web.TCPSite(runner, endpoint.host, endpoint.port, reuse_address=True)

@@ -7,6 +7,8 @@ with ``google.rpc.retryinfo-bin`` is retried after the delay.
 
 from __future__ import annotations
 
+import math
+import random
 from dataclasses import dataclass
 
 import grpc
@@ -36,3 +38,17 @@ class ReceiverError(Exception):
         super().__init__(message)
         self.kind = kind
         self.message = message
+
+
+def retry_delay_seconds(base_seconds: int) -> float:
+    """The delay to ask of a refused client: 1-3x the configured base, at random.
+
+    Every client refused in one burst would otherwise come back in the same instant and be
+    refused again together, while the store sits idle in between.
+    """
+    return base_seconds * random.uniform(1.0, 3.0)
+
+
+def retry_after_header(base_seconds: int) -> str:
+    """HTTP Retry-After takes whole seconds."""
+    return str(math.ceil(retry_delay_seconds(base_seconds)))

@@ -20,7 +20,7 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2 as pb_error_details
 from google.rpc import status_pb2 as pb_status
 
-from receiver.errors import BAD_DATA, ReceiverError
+from receiver.errors import BAD_DATA, ReceiverError, retry_delay_seconds
 from receiver.ingest import Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal
 
@@ -32,8 +32,10 @@ STATUS_DETAILS_KEY = "grpc-status-details-bin"
 Handler = Callable[[bytes, grpc.aio.ServicerContext], Coroutine[Any, Any, bytes]]
 
 
-def _retry_trailers(code: grpc.StatusCode, message: str, delay_seconds: int) -> tuple[tuple[str, bytes], ...]:
-    retry_info = pb_error_details.RetryInfo(retry_delay=duration_pb2.Duration(seconds=delay_seconds))
+def _retry_trailers(code: grpc.StatusCode, message: str, base_seconds: int) -> tuple[tuple[str, bytes], ...]:
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(retry_delay_seconds(base_seconds) * 1e9))
+    retry_info = pb_error_details.RetryInfo(retry_delay=delay)
     detail = any_pb2.Any()
     detail.Pack(retry_info)
     status = pb_status.Status(code=code.value[0], message=message, details=[detail])

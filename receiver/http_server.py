@@ -22,6 +22,7 @@ from receiver.errors import (
     UNSUPPORTED_MEDIA,
     ErrorKind,
     ReceiverError,
+    retry_after_header,
 )
 from receiver.ingest import Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal
@@ -39,7 +40,7 @@ def _encode(message: Message, content_type: str) -> bytes:
 
 def error_response(kind: ErrorKind, message: str, content_type: str, retry_after: int | None = None) -> web.Response:
     status = pb_status.Status(code=kind.grpc_code.value[0], message=message)
-    headers = {"Retry-After": str(retry_after)} if retry_after and kind.retryable else {}
+    headers = {"Retry-After": retry_after_header(retry_after)} if retry_after and kind.retryable else {}
     if kind is METHOD_NOT_ALLOWED:
         headers["Allow"] = "POST"
     content_type = content_type if content_type in (PROTOBUF, JSON) else JSON
@@ -107,6 +108,11 @@ class OtlpHttpHandler:
         except DecodeError as exc:
             raise ReceiverError(BAD_DATA, f"body is not a valid {signal.request_type.__name__}: {exc}") from None
         return message
+
+
+# After an early answer (413, 400) the rest of the body is not read: aiohttp would otherwise
+# keep reading — and inflating — it on the event loop for up to 10 s ("lingering close").
+LINGERING_TIME_SECONDS = 0.0
 
 
 def build_otlp_app(ingest: Ingest, max_body_bytes: int, retry_after_seconds: int) -> web.Application:

@@ -19,6 +19,8 @@ from google.protobuf.message import Message
 M = TypeVar("M", bound=Message)
 
 _ID_FIELDS = ("traceId", "spanId", "parentSpanId")
+# protobuf's JSON parser also takes the proto field names; OTLP/JSON does not use them.
+_SNAKE = {"traceId": "trace_id", "spanId": "span_id", "parentSpanId": "parent_span_id"}
 
 
 class JsonDecodeError(ValueError):
@@ -39,11 +41,17 @@ def _fix_ids(items: Iterable[Any]) -> None:
         if not isinstance(item, dict):
             continue
         for name in _ID_FIELDS:
+            snake = _SNAKE[name]
+            if snake in item:  # not valid OTLP/JSON: ignored when the camelCase key is there
+                value = item.pop(snake)
+                item.setdefault(name, value)
             if name in item:
                 item[name] = _hex_to_b64(item[name])
         for link in item.get("links") or ():
             if isinstance(link, dict):
                 for name in ("traceId", "spanId"):
+                    if _SNAKE[name] in link:
+                        link.setdefault(name, link.pop(_SNAKE[name]))
                     if name in link:
                         link[name] = _hex_to_b64(link[name])
 

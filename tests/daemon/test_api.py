@@ -190,7 +190,7 @@ def test_run_filters(make_sidecar: Sidecars) -> None:
 def test_lowercase_rfc3339_times_are_accepted(make_sidecar: Sidecars) -> None:
     daemon = make_sidecar()
     run_ids = send_all(daemon)
-    # BUG (api.parse_time_ns): RFC 3339 §5.6 allows "t" and "z" in lower case; only "Z" is
+    # Was a bug (api.parse_time_ns): RFC 3339 §5.6 allows "t" and "z" in lower case; only "Z" is
     # translated before datetime.fromisoformat, so these get 400 invalid_parameter.
     result = daemon.api("/v1/runs?since=2026-11-27t06:08:20z")
     assert result.status == 200, result.body
@@ -209,7 +209,7 @@ def test_bad_filter_is_400(make_sidecar: Sidecars, query: str) -> None:
 @pytest.mark.parametrize("query", ["since=inf", "until=-inf", "since=1e30"])
 def test_out_of_range_time_is_400(make_sidecar: Sidecars, query: str) -> None:
     daemon = make_sidecar()
-    # BUG (api.parse_time_ns): Unix seconds are not range-checked: "inf" raises OverflowError and
+    # Was a bug (api.parse_time_ns): Unix seconds are not range-checked: "inf" raises OverflowError and
     # 1e30 overflows DuckDB's BIGINT comparison, so these answer 500 "internal" instead of 400.
     assert_error(daemon.api("/v1/runs?" + query), 400, "invalid_parameter")
 
@@ -306,7 +306,7 @@ def test_cursor_with_out_of_range_time_is_400(make_sidecar: Sidecars) -> None:
     daemon = make_sidecar()
     send(daemon, TOOLCALL)
     cursor = _b64("1" + "0" * 40 + ":c948936f-ab6b-60ef-fe13-376fabe2e8e6")
-    # BUG (api.decode_cursor): the time part is any int; one beyond 128 bits makes DuckDB raise
+    # Was a bug (api.decode_cursor): the time part is any int; one beyond 128 bits makes DuckDB raise
     # InvalidInputException, answered 500 "internal" instead of 400 invalid_cursor.
     assert_error(daemon.api("/v1/runs?cursor=" + cursor), 400, "invalid_cursor")
 
@@ -468,7 +468,7 @@ def test_keys_guard_real_data(make_sidecar: Sidecars) -> None:
 
 def test_non_ascii_authorization_is_401(make_sidecar: Sidecars) -> None:
     daemon = make_sidecar(env={"DUNETRACE_API_KEYS": KEY1})
-    # BUG (api.auth_middleware): hmac.compare_digest raises TypeError on a non-ASCII str, so a
+    # Was a bug (api.auth_middleware): hmac.compare_digest raises TypeError on a non-ASCII str, so a
     # header with a byte such as 0xE9 is answered 500 "internal" (with a traceback logged)
     # instead of 401.
     status, body = raw_get(daemon, "/v1/runs", "Bearer caf\xe9-aaaaaaaaaaaaaaaa".encode("latin-1"))

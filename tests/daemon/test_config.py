@@ -247,7 +247,7 @@ def test_non_loopback_api_without_keys_is_refused(tmp_path: Path, endpoint: str)
 
 
 def test_host_name_beginning_with_127_is_not_loopback(tmp_path: Path) -> None:
-    # BUG (config.Endpoint.is_loopback): the check is host.startswith("127."), so the host NAME
+    # Was a bug (config.Endpoint.is_loopback): the check is host.startswith("127."), so the host NAME
     # "127.attacker.example" counts as loopback and an API bound to whatever it resolves to starts
     # without keys. Only addresses in 127.0.0.0/8, ::1 and localhost are loopback.
     with pytest.raises(ConfigError) as caught:
