@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -29,9 +29,10 @@ from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from tests.otel_sdk import RecordingExporter
 from tests.sidecar import HttpResult, Sidecar, event_kinds, fixture_bytes, with_new_trace_ids
 
 T = TypeVar("T")
@@ -183,25 +184,6 @@ def test_grpc_burst_is_refused_with_unavailable_and_retry_info(squeezed: Sidecar
 
 
 # --- the real OpenTelemetry SDK HTTP exporter ------------------------------------------------
-
-
-class RecordingExporter(SpanExporter):
-    """Delegates to a real OTLP exporter and keeps each export's result."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self.inner = inner
-        self.results: list[str] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        outcome = self.inner.export(spans)
-        self.results.append(outcome.name)
-        return outcome
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
 
 
 def agent_trace(tracer: trace.Tracer) -> str:

@@ -21,7 +21,7 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 
+from tests.otel_sdk import RecordingExporter
 from tests.sidecar import HttpResult, Sidecar, event_kinds, fixture_bytes, http, new_trace_id, with_new_trace_ids
 
 PROTOBUF = "application/x-protobuf"
@@ -534,25 +535,6 @@ def test_grpc_other_signals_and_empty_requests_succeed(
 
 
 # --- the real OpenTelemetry SDK exporters -----------------------------------------------------
-
-
-class RecordingExporter(SpanExporter):
-    """Delegates to a real OTLP exporter and keeps each export's result."""
-
-    def __init__(self, inner: SpanExporter) -> None:
-        self.inner = inner
-        self.results: list[str] = []
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        outcome = self.inner.export(spans)
-        self.results.append(outcome.name)
-        return outcome
-
-    def shutdown(self) -> None:
-        self.inner.shutdown()
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self.inner.force_flush(timeout_millis)
 
 
 def export_agent_trace(exporter: SpanExporter, service_name: str) -> tuple[str, list[str]]:
