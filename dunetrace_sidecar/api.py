@@ -19,9 +19,11 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
+from detectors.base import SEVERITIES, Signal
 from detectors.events import RunEvent, RunRow, fold_content, number_steps
 from dunetrace_sidecar.openapi import openapi_document
-from store.duckdb_store import DuckStore, RunFilter, StoreUnavailable
+from explain.templates import explain
+from store.duckdb_store import DuckStore, RunFilter, SignalFilter, StoreUnavailable
 
 log = logging.getLogger("dunetrace.api")
 
@@ -146,20 +148,32 @@ def parse_limit(text: str | None) -> int:
     return int(text)
 
 
-def encode_cursor(started_ns: int, run_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{started_ns}:{run_id}".encode()).decode().rstrip("=")
+def encode_cursor(position_ns: int, row_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{position_ns}:{row_id}".encode()).decode().rstrip("=")
 
 
 def decode_cursor(text: str) -> tuple[int, str]:
+    """(position in ns, row id) of the last row of the previous page; the id is a UUID."""
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        started, _, run_id = raw.partition(":")
-        started_ns = int(started)
-        if not 0 <= started_ns < 2**63:
+        position, _, row_id = raw.partition(":")
+        position_ns = int(position)
+        if not 0 <= position_ns < 2**63:
             raise ValueError("out of range")
-        return started_ns, str(uuid.UUID(run_id))
+        return position_ns, str(uuid.UUID(row_id))
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ApiError(400, "invalid_cursor", "cursor: not a cursor this API returned") from None
+
+
+def parse_bool(name: str, text: str | None) -> bool:
+    if text is None:
+        return False
+    lowered = text.strip().lower()
+    if lowered in ("1", "true", "yes"):
+        return True
+    if lowered in ("0", "false", "no", ""):
+        return False
+    raise ApiError(400, "invalid_parameter", f"{name}: expected true or false, got {text!r}")
 
 
 def iso(ns: int | None) -> str | None:
@@ -191,6 +205,23 @@ def run_view(row: RunRow) -> dict[str, Any]:
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "exit_reason": row.exit_reason,
+    }
+
+
+def signal_view(signal: Signal) -> dict[str, Any]:
+    return {
+        "signal_id": signal.signal_id,
+        "run_id": signal.run_id,
+        "agent_id": signal.agent_id,
+        "failure_type": signal.failure_type,
+        "severity": signal.severity,
+        "confidence": signal.confidence,
+        "step_index": signal.step_index,
+        "evidence": signal.evidence,
+        "detected_at": iso(signal.detected_ns),
+        "mode": signal.mode,
+        "shadow": signal.shadow,
+        "explanation": explain(signal.failure_type, signal.evidence, signal.confidence).as_dict(),
     }
 
 
@@ -236,6 +267,7 @@ async def list_agents(request: web.Request) -> web.Response:
                     "agent_id": a["agent_id"],
                     "run_count": a["run_count"],
                     "running_runs": a["running_runs"],
+                    "signal_count": a["signal_count"],
                     "last_seen": iso(a["last_seen_ns"]),
                 }
                 for a in agents
@@ -269,10 +301,48 @@ async def get_run(request: web.Request) -> web.Response:
     if row is None:
         raise ApiError(404, "run_not_found", f"no run {run_id}")
     events = await _read(request, store.run_events, run_id)
+    signals = await _read(request, store.run_signals, run_id)
     body = run_view(row)
     body["events"] = [event_view(step, event) for step, event in number_steps(fold_content(events))]
-    body["signals"] = []
+    body["signals"] = [signal_view(s) for s in signals]
     return web.json_response(body)
+
+
+async def list_signals(request: web.Request) -> web.Response:
+    query = request.query
+    severity = query.get("severity")
+    if severity is not None and severity.upper() not in SEVERITIES:
+        raise ApiError(400, "invalid_parameter", f"severity: expected one of {', '.join(SEVERITIES)}")
+    failure_type = query.get("failure_type")
+    if failure_type is not None and not re.fullmatch(r"[A-Z][A-Z_]{1,63}", failure_type):
+        raise ApiError(400, "invalid_parameter", "failure_type: expected an upper-case type such as TOOL_LOOP")
+    flt = SignalFilter(
+        agent_id=query.get("agent_id"),
+        run_id=parse_run_id(query["run_id"]) if "run_id" in query else None,
+        failure_type=failure_type,
+        severity=severity.upper() if severity else None,
+        since_ns=parse_time_ns("since", query["since"]) if "since" in query else None,
+        until_ns=parse_time_ns("until", query["until"]) if "until" in query else None,
+        include_shadow=parse_bool("include_shadow", query.get("include_shadow")),
+        after=decode_cursor(query["cursor"]) if "cursor" in query else None,
+        limit=parse_limit(query.get("limit")),
+    )
+    signals = await _read(request, request.app[STORE].list_signals, flt)
+    last = signals[-1] if signals else None
+    next_cursor = encode_cursor(last.detected_ns, last.signal_id) if last and len(signals) == flt.limit else None
+    return web.json_response({"signals": [signal_view(s) for s in signals], "next_cursor": next_cursor})
+
+
+async def get_signal(request: web.Request) -> web.Response:
+    raw = request.match_info["signal_id"]
+    try:
+        signal_id = str(uuid.UUID(raw))
+    except ValueError:
+        raise ApiError(400, "invalid_signal_id", f"{raw!r} is not a signal id (a UUID)") from None
+    signal = await _read(request, request.app[STORE].get_signal, signal_id)
+    if signal is None:
+        raise ApiError(404, "signal_not_found", f"no signal {signal_id}")
+    return web.json_response(signal_view(signal))
 
 
 ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], ...] = (
@@ -282,6 +352,8 @@ ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamRespon
     ("GET", "/v1/agents", list_agents),
     ("GET", "/v1/runs", list_runs),
     ("GET", "/v1/runs/{run_id}", get_run),
+    ("GET", "/v1/signals", list_signals),
+    ("GET", "/v1/signals/{signal_id}", get_signal),
 )
 
 

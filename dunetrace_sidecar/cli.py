@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 
 from dunetrace_sidecar import __version__
-from dunetrace_sidecar.config import ConfigError, load, settings_help_text
+from dunetrace_sidecar.config import CONFIG_ENV, ConfigError, load, settings_help_text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,4 +51,4 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(config.log_level)
     from dunetrace_sidecar.daemon import serve  # heavy imports only when serving
 
-    return asyncio.run(serve(config))
+    return asyncio.run(serve(config, config_file or os.environ.get(CONFIG_ENV) or None))

@@ -12,11 +12,13 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from detectors.settings import DetectorSettings
 
 
 class ConfigError(ValueError):
@@ -239,6 +241,14 @@ SETTINGS: tuple[Setting, ...] = (
         "agent_id for runs whose spans name no agent, workflow or service.",
     ),
     Setting(
+        "runs.max_open_runs",
+        "DUNETRACE_MAX_OPEN_RUNS",
+        20_000,
+        parse_positive_int,
+        "Runs kept open in memory; past this the least recently active are shed (and rebuilt from the "
+        "store if they send again).",
+    ),
+    Setting(
         "privacy.hash_key",
         "DUNETRACE_HASH_KEY",
         "",
@@ -250,6 +260,7 @@ SETTINGS: tuple[Setting, ...] = (
 )
 SETTINGS_BY_PATH = {s.path: s for s in SETTINGS}
 CONFIG_ENV = "DUNETRACE_CONFIG"
+DETECTORS_KEY = "detectors"  # its own section: see detectors/settings.py and the README
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,6 +289,7 @@ class StoreConfig:
 class RunsConfig:
     stall_timeout_seconds: float
     default_agent_id: str
+    max_open_runs: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +305,7 @@ class Config:
     runs: RunsConfig
     privacy: PrivacyConfig
     log_level: str
+    detectors: DetectorSettings = field(default_factory=DetectorSettings.default)
 
     def validate(self) -> None:
         """Cross-field rules; single-field ones live in the parsers."""
@@ -340,9 +353,13 @@ def read_file(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of settings")
+    data = dict(data)
+    detectors = data.pop(DETECTORS_KEY, None)
     flat = _flatten(data)
+    if detectors is not None:
+        flat[DETECTORS_KEY] = detectors
     for key in flat:
-        if key not in SETTINGS_BY_PATH:
+        if key not in SETTINGS_BY_PATH and key != DETECTORS_KEY:
             raise ConfigError(f"{key}: unknown setting (see `dunetrace-sidecar --help`)")
     return flat
 
@@ -353,6 +370,10 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
     raw: dict[str, Any] = {s.path: s.default for s in SETTINGS}
     if config_file:
         raw.update(read_file(config_file))
+    try:
+        detectors = DetectorSettings.parse(raw.get(DETECTORS_KEY))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         source = setting.path
@@ -381,9 +402,11 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
         runs=RunsConfig(
             stall_timeout_seconds=values["runs.stall_timeout_seconds"],
             default_agent_id=values["runs.default_agent_id"],
+            max_open_runs=values["runs.max_open_runs"],
         ),
         privacy=PrivacyConfig(hash_key=values["privacy.hash_key"]),
         log_level=values["log_level"],
+        detectors=detectors,
     )
     config.validate()
     return config
@@ -416,4 +439,5 @@ def settings_help_text() -> str:
         lines.append(f"  {s.path}  /  {s.env}  [default: {default}]")
         lines.append(f"      {s.help}")
     lines.append(f"  the config file itself: --config FILE or {CONFIG_ENV}")
+    lines.append("  detectors: thresholds per detector and per agent, in the file only (see the README)")
     return "\n".join(lines)

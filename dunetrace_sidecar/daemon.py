@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import socket
 from contextlib import suppress
+from dataclasses import replace
 
 import grpc
 from aiohttp import web
 
+from detectors.engine import DetectionEngine
 from dunetrace_sidecar.api import build_api_app
-from dunetrace_sidecar.config import Config, Endpoint
+from dunetrace_sidecar.baseline import BaselineCache
+from dunetrace_sidecar.config import Config, ConfigError, Endpoint, load
 from dunetrace_sidecar.pipeline import Pipeline
 from receiver.content import Hasher
 from receiver.grpc_server import build_grpc_server
@@ -35,20 +39,28 @@ def _bound_port(runner: web.AppRunner) -> int:
     raise RuntimeError("listener has no socket")
 
 
+CONFIG_POLL_SECONDS = 1.0
+
+
 class Daemon:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, config_file: str | None = None) -> None:
         self.config = config
+        self.config_file = config_file
         self.store = DuckStore(config.store.path)
+        baselines = BaselineCache(self.store.recent_completed_steps)
         self.pipeline = Pipeline(
             self.store,
             Hasher(config.privacy.hash_key or None),
+            DetectionEngine(config.detectors, baselines.p75),
+            baselines,
             default_agent_id=config.runs.default_agent_id,
             stall_timeout_seconds=config.runs.stall_timeout_seconds,
             max_queued_events=config.receiver.max_queued_events,
+            max_open_runs=config.runs.max_open_runs,
         )
         self._grpc: grpc.aio.Server | None = None
         self._runners: list[web.AppRunner] = []
-        self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.addresses: dict[str, Endpoint] = {}
 
     async def start(self) -> None:
@@ -87,7 +99,9 @@ class Daemon:
         await self._serve("api", build_api_app(self.store, cfg.api.keys), cfg.api.endpoint)
 
         interval = min(max(cfg.runs.stall_timeout_seconds / 4, 0.05), 5.0)
-        self._sweeper = asyncio.create_task(self.pipeline.run_sweeper(interval), name="stall-sweeper")
+        self._tasks.append(asyncio.create_task(self.pipeline.run_sweeper(interval), name="stall-sweeper"))
+        if self.config_file:
+            self._tasks.append(asyncio.create_task(self._watch_config(self.config_file), name="config-watch"))
         log.info("ready")
 
     async def _serve(self, name: str, app: web.Application, endpoint: Endpoint, lingering_time: float = 10.0) -> None:
@@ -114,11 +128,11 @@ class Daemon:
     async def shutdown(self) -> None:
         """Idempotent; safe after a partial start."""
         self.pipeline.begin_shutdown()
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._tasks:
+            task.cancel()
             with suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+                await task
+        self._tasks.clear()
         if self._grpc is not None:
             await self._grpc.stop(GRACE_SECONDS)  # in-flight exports finish, new ones are refused
             self._grpc = None
@@ -128,13 +142,51 @@ class Daemon:
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
         log.info("stopped")
 
+    # --- hot reload of detector settings ------------------------------------------------------
 
-async def serve(config: Config) -> int:
-    daemon = Daemon(config)
+    def reload(self, reason: str) -> bool:
+        """Re-read the config file; detector settings take effect at once, a bad file changes nothing."""
+        try:
+            new = load(self.config_file)
+        except ConfigError as exc:
+            log.error("config reload rejected (%s): %s; keeping the running configuration", reason, exc)
+            return False
+        if new.detectors != self.config.detectors:
+            self.pipeline.reconfigure(new.detectors)
+            log.info("config reloaded (%s): detector settings updated", reason)
+        else:
+            log.info("config reloaded (%s): detector settings unchanged", reason)
+        if replace(new, detectors=self.config.detectors) != self.config:
+            log.warning("config reloaded (%s): settings outside `detectors` change only on restart", reason)
+        self.config = replace(self.config, detectors=new.detectors)
+        return True
+
+    async def _watch_config(self, path: str) -> None:
+        """Reload when the file changes (its mtime, size or inode), polled: works on every filesystem."""
+        last = _file_stamp(path)
+        while True:
+            await asyncio.sleep(CONFIG_POLL_SECONDS)
+            stamp = _file_stamp(path)
+            if stamp != last and stamp is not None:
+                last = stamp
+                self.reload("file changed")
+
+
+def _file_stamp(path: str) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None  # mid-replace by an editor: look again next time
+    return (info.st_mtime_ns, info.st_size, info.st_ino)
+
+
+async def serve(config: Config, config_file: str | None = None) -> int:
+    daemon = Daemon(config, config_file)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload, "SIGHUP")
     try:
         await daemon.start()
     except Exception:  # logged by start(); e.g. a port taken, the DuckDB file locked by another process

@@ -39,6 +39,13 @@ def openapi_document() -> dict[str, Any]:
         "description": "The run id as a UUID, or the 32-hex OTel / Langfuse trace id.",
         "schema": {"type": "string"},
     }
+    signal_id_param = {
+        "name": "signal_id",
+        "in": "path",
+        "required": True,
+        "description": "The signal id (a UUID).",
+        "schema": {"type": "string", "format": "uuid"},
+    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -99,6 +106,44 @@ def openapi_document() -> dict[str, Any]:
                         "payload": {"type": "object", "description": "names, numbers and hashes; see detectors.md §2"},
                     },
                 },
+                "Signal": {
+                    "type": "object",
+                    "properties": {
+                        "signal_id": {"type": "string", "format": "uuid", "description": "stable: from run and type"},
+                        "run_id": {"type": "string", "format": "uuid"},
+                        "agent_id": {"type": "string"},
+                        "failure_type": {"type": "string", "description": "e.g. TOOL_LOOP"},
+                        "severity": {"type": "string", "enum": ["CRITICAL", "HIGH", "MEDIUM", "LOW"]},
+                        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                        "step_index": {"type": "integer", "description": "the step that proves it"},
+                        "evidence": {"type": "object", "description": "names, numbers and hashes only"},
+                        "detected_at": {"type": "string", "format": "date-time"},
+                        "mode": {"type": "string", "enum": ["live", "end"]},
+                        "shadow": {"type": "boolean", "description": "stored, never alerted"},
+                        "explanation": {"$ref": "#/components/schemas/Explanation"},
+                    },
+                },
+                "Explanation": {
+                    "type": "object",
+                    "description": "Deterministic, built from the evidence (no LLM).",
+                    "properties": {
+                        "title": {"type": "string"},
+                        "what": {"type": "string"},
+                        "why_it_matters": {"type": "string"},
+                        "evidence_summary": {"type": "string"},
+                        "suggested_fixes": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "description": {"type": "string"},
+                                    "language": {"type": "string", "enum": ["python", "text", "yaml"]},
+                                    "code": {"type": "string"},
+                                },
+                            },
+                        },
+                    },
+                },
                 "RunDetail": {
                     "allOf": [
                         {"$ref": "#/components/schemas/Run"},
@@ -106,7 +151,7 @@ def openapi_document() -> dict[str, Any]:
                             "type": "object",
                             "properties": {
                                 "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
-                                "signals": {"type": "array", "items": {"type": "object"}},
+                                "signals": {"type": "array", "items": {"$ref": "#/components/schemas/Signal"}},
                             },
                         },
                     ]
@@ -148,6 +193,7 @@ def openapi_document() -> dict[str, Any]:
                                                 "agent_id": {"type": "string"},
                                                 "run_count": {"type": "integer"},
                                                 "running_runs": {"type": "integer"},
+                                                "signal_count": {"type": "integer", "description": "not shadow"},
                                                 "last_seen": {"type": "string", "format": "date-time"},
                                             },
                                         },
@@ -192,6 +238,45 @@ def openapi_document() -> dict[str, Any]:
                     "parameters": [run_id_param],
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/RunDetail"}, "The run"),
+                        **_errors(400, 401, 404),
+                    },
+                }
+            },
+            "/v1/signals": {
+                "get": {
+                    "summary": "Signals, newest first, with their deterministic explanation",
+                    "parameters": [
+                        _query("agent_id", "Only this agent's signals"),
+                        _query("run_id", "Only this run's signals (UUID or 32 hex)"),
+                        _query("failure_type", "e.g. TOOL_LOOP"),
+                        _query("severity", "CRITICAL, HIGH, MEDIUM or LOW"),
+                        _query("since", f"Detected at or after ({_TIME})"),
+                        _query("until", f"Detected before ({_TIME})"),
+                        _query("include_shadow", "Also shadow-mode signals (default false)", {"type": "boolean"}),
+                        _query("limit", "Page size, 1-500 (default 50)", {"type": "integer"}),
+                        _query("cursor", "next_cursor of the previous page"),
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "signals": {"type": "array", "items": {"$ref": "#/components/schemas/Signal"}},
+                                    "next_cursor": {"type": ["string", "null"]},
+                                },
+                            },
+                            "A page of signals",
+                        ),
+                        **_errors(400, 401),
+                    },
+                }
+            },
+            "/v1/signals/{signal_id}": {
+                "get": {
+                    "summary": "One signal with its evidence and explanation",
+                    "parameters": [signal_id_param],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Signal"}, "The signal"),
                         **_errors(400, 401, 404),
                     },
                 }

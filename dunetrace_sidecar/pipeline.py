@@ -1,9 +1,14 @@
-"""The pipeline: decoded OTLP → run events (receiver) → durable store, with open-run state.
+"""The pipeline: decoded OTLP → run events (receiver) → signals (detectors) → durable store.
 
-Runs on the event loop thread. Each export is translated, applied to the states of its runs
-and written as one ``WriteBatch``; the call returns only when that batch is committed.
-If the write fails, the runs it touched are dropped from memory and rebuilt from the store
-on their next span, so a client's retry is applied again rather than deduplicated away.
+Runs on the event loop thread. Each export is translated, applied to the states of its runs,
+run through the detectors, and written as one ``WriteBatch`` (events, run rows and signals
+together); the call returns only when that batch is committed. If the write fails, the runs
+it touched are dropped from memory and rebuilt from the store on their next span, so a
+client's retry is applied again rather than deduplicated away.
+
+Open runs live in an LRU map: idle runs are evaluated and evicted after ``stall_timeout``,
+and past ``max_open_runs`` the least recently active are shed (they are rebuilt from the
+store if they ever send again).
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -19,12 +24,17 @@ from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as pb_logs_se
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as pb_metrics_service
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb_trace_service
 
-from detectors.events import RunEvent, RunRow
-from receiver.assemble import TERMINAL_STATUSES, RunState
+from detectors.base import Signal
+from detectors.engine import DetectionEngine
+from detectors.events import RunEvent, RunRow, fold_content
+from detectors.run_view import RunView
+from detectors.settings import DetectorSettings
+from dunetrace_sidecar.baseline import BaselineCache
+from receiver.assemble import STATUS_COMPLETED, TERMINAL_STATUSES, RunState
 from receiver.content import Hasher
 from receiver.errors import QUEUE_FULL, SHUTTING_DOWN, STORE_UNAVAILABLE, ReceiverError
 from receiver.ingest import ExportResult
-from receiver.spans import SpanFacts, translate_logs, translate_request
+from receiver.spans import LogContent, SpanFacts, translate_logs, translate_request
 from store.duckdb_store import DuckStore, StoreUnavailable, WriteBatch
 
 log = logging.getLogger("dunetrace.pipeline")
@@ -32,17 +42,31 @@ log = logging.getLogger("dunetrace.pipeline")
 
 @dataclass
 class PipelineStats:
-    """Counters the metrics issue will expose; kept here so nothing is lost until then."""
+    """Counters the metrics issue exposes; kept here so nothing is lost until then."""
 
     spans_received: int = 0
     spans_rejected: int = 0
-    spans_unused: int = 0  # spans of no GenAI kind
     log_records_dropped: int = 0
     metric_points_dropped: int = 0
     events_stored: int = 0
+    signals_stored: int = 0
     refused: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     runs_stalled: int = 0
     runs_evicted: int = 0
+    runs_shed: int = 0
+
+
+@dataclass(slots=True)
+class OpenRun:
+    state: RunState  # translation (receiver)
+    view: RunView  # detection (detectors)
+
+
+@dataclass(slots=True)
+class _Batch:
+    events: list[RunEvent] = field(default_factory=list)
+    rows: list[RunRow] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
 
 
 class Pipeline:
@@ -50,17 +74,23 @@ class Pipeline:
         self,
         store: DuckStore,
         hasher: Hasher,
+        engine: DetectionEngine,
+        baselines: BaselineCache,
         *,
         default_agent_id: str,
         stall_timeout_seconds: float,
         max_queued_events: int,
+        max_open_runs: int,
     ) -> None:
         self._store = store
         self._hasher = hasher
+        self.engine = engine
+        self._baselines = baselines
         self._default_agent_id = default_agent_id
         self._stall_timeout = stall_timeout_seconds
         self._max_queued = max_queued_events
-        self._runs: dict[str, RunState] = {}
+        self._max_open = max_open_runs
+        self._runs: OrderedDict[str, OpenRun] = OrderedDict()  # least recently active first
         self._closing = False
         self.stats = PipelineStats()
 
@@ -85,17 +115,16 @@ class Pipeline:
         by_run: dict[str, list[SpanFacts]] = defaultdict(list)
         for facts in translated.facts:
             by_run[facts.run_id].append(facts)
-        await self._load_states(by_run)
-        events: list[RunEvent] = []
-        rows: list[RunRow] = []
+        await self._load_runs(by_run)
+        changed: list[tuple[OpenRun, list[RunEvent], str]] = []
         for run_id, spans in by_run.items():
             spans.sort(key=lambda s: (s.start_ns, s.end_ns))
-            state = self._runs[run_id]
-            new = state.apply_spans(spans)
+            run = self._touch(run_id)
+            status_before = run.state.status
+            new = run.state.apply_spans(spans)
             if new:
-                events.extend(new)
-                rows.append(state.row())
-        await self._commit(events, rows)
+                changed.append((run, new, status_before))
+        await self._detect_and_commit(changed)
         message = ""
         if translated.rejected:
             message = f"{translated.rejected} span(s) rejected: " + "; ".join(translated.reasons)
@@ -104,19 +133,17 @@ class Pipeline:
     async def export_logs(self, request: pb_logs_service.ExportLogsServiceRequest) -> ExportResult:
         contents, dropped = translate_logs(request.resource_logs, self._hasher)
         self.stats.log_records_dropped += dropped
-        by_run: dict[str, list] = defaultdict(list)
+        by_run: dict[str, list[LogContent]] = defaultdict(list)
         for content in contents:
             by_run[content.run_id].append(content)
-        await self._load_states(by_run)
-        events: list[RunEvent] = []
-        rows: list[RunRow] = []
+        await self._load_runs(by_run)
+        changed = []
         for run_id, items in by_run.items():
-            state = self._runs[run_id]
-            new = [event for item in items for event in state.apply_log_content(item)]
+            run = self._touch(run_id)
+            new = [event for item in items for event in run.state.apply_log_content(item)]
             if new:
-                events.extend(new)
-                rows.append(state.row())
-        await self._commit(events, rows)
+                changed.append((run, new, run.state.status))
+        await self._detect_and_commit(changed)
         return ExportResult()
 
     async def export_metrics(self, request: pb_metrics_service.ExportMetricsServiceRequest) -> ExportResult:
@@ -128,10 +155,58 @@ class Pipeline:
         )
         return ExportResult()
 
-    # --- run state -------------------------------------------------------------------------
+    # --- detection and commit -------------------------------------------------------------
 
-    async def _load_states(self, run_ids: Iterable[str]) -> None:
-        """Make sure every run has a state: in memory, rebuilt from the store, or new."""
+    async def _detect_and_commit(self, changed: list[tuple[OpenRun, list[RunEvent], str]]) -> None:
+        if not changed:
+            return
+        agents = {run.state.agent_id or self._default_agent_id for run, _, _ in changed}
+        await self._load_baselines(agents)
+        batch = _Batch()
+        now_ns = time.time_ns()
+        for run, new, status_before in changed:
+            run.view.agent_id = run.state.agent_id or self._default_agent_id
+            batch.signals.extend(self.engine.process(run.view, new, now_ns))
+            batch.events.extend(new)
+            batch.rows.append(run.state.row())
+            if run.state.status == STATUS_COMPLETED and status_before != STATUS_COMPLETED:
+                self._baselines.record(run.view.agent_id, run.state.steps)
+        await self._commit(batch)
+        self._shed()
+
+    async def _load_baselines(self, agents: set[str]) -> None:
+        missing = self._baselines.missing(agents)
+        if not missing:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            loaded = await loop.run_in_executor(None, self._baselines.load, missing)
+        except StoreUnavailable as exc:
+            raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
+        self._baselines.install(loaded)
+
+    async def _commit(self, batch: _Batch) -> None:
+        if not batch.events and not batch.rows and not batch.signals:
+            return
+        future = self._store.submit(WriteBatch(events=batch.events, runs=batch.rows, signals=batch.signals))
+        try:
+            await asyncio.wrap_future(future)
+        except StoreUnavailable as exc:
+            for row in batch.rows:
+                self._runs.pop(row.run_id, None)
+            raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
+        self.stats.events_stored += len(batch.events)
+        self.stats.signals_stored += len(batch.signals)
+
+    # --- open runs ------------------------------------------------------------------------
+
+    def _touch(self, run_id: str) -> OpenRun:
+        run = self._runs[run_id]
+        self._runs.move_to_end(run_id)
+        return run
+
+    async def _load_runs(self, run_ids: Iterable[str]) -> None:
+        """Make sure every run is open: in memory, rebuilt from the store, or new."""
         missing = [run_id for run_id in run_ids if run_id not in self._runs]
         if not missing:
             return
@@ -141,50 +216,62 @@ class Pipeline:
         except StoreUnavailable as exc:
             raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
         for run_id in missing:
-            # Another export may have created it while we were reading.
+            # Another export may have opened it while we were reading.
             if run_id not in self._runs:
-                self._runs[run_id] = restored.get(run_id) or RunState(run_id, self._default_agent_id)
+                self._runs[run_id] = restored.get(run_id) or OpenRun(
+                    RunState(run_id, self._default_agent_id), RunView(run_id, self._default_agent_id)
+                )
 
-    def _restore(self, run_ids: list[str]) -> dict[str, RunState]:
-        """Executor thread: rebuild states of runs the store already knows."""
-        states = {}
+    def _restore(self, run_ids: list[str]) -> dict[str, OpenRun]:
+        """Executor thread: rebuild runs the store already knows (events replayed, no detection)."""
+        runs = {}
         for row in self._store.get_runs(run_ids):
-            states[row.run_id] = RunState.restore(row, self._store.run_events(row.run_id), self._default_agent_id)
-        return states
+            events = self._store.run_events(row.run_id)
+            state = RunState.restore(row, events, self._default_agent_id)
+            view = RunView(row.run_id, row.agent_id)
+            for event in sorted(fold_content(events), key=RunEvent.sort_key):
+                view.apply(event)
+            view.fired = {s.failure_type for s in self._store.run_signals(row.run_id)}
+            runs[row.run_id] = OpenRun(state, view)
+        return runs
 
-    async def _commit(self, events: list[RunEvent], rows: list[RunRow]) -> None:
-        if not events and not rows:
-            return
-        future = self._store.submit(WriteBatch(events=events, runs=rows))
-        try:
-            await asyncio.wrap_future(future)
-        except StoreUnavailable as exc:
-            for row in rows:
-                self._runs.pop(row.run_id, None)
-            raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
-        self.stats.events_stored += len(events)
+    def _shed(self) -> None:
+        """Past the cap, forget the least recently active runs (rebuilt from the store if needed)."""
+        while len(self._runs) > self._max_open:
+            self._runs.popitem(last=False)
+            self.stats.runs_shed += 1
 
     async def sweep(self, now: float | None = None) -> None:
-        """Stall runs idle past stall_timeout with no root span; evict every idle run."""
+        """Evaluate and stall runs idle past stall_timeout with no root span; evict every idle run."""
         now = time.monotonic() if now is None else now
-        idle = [s for s in self._runs.values() if now - s.touched_at >= self._stall_timeout]
+        idle = []
+        for run in self._runs.values():  # least recently active first: stop at the first active one
+            if now - run.state.touched_at < self._stall_timeout:
+                break
+            idle.append(run)
         if not idle:
             return
-        events: list[RunEvent] = []
-        rows: list[RunRow] = []
-        for state in idle:
-            if state.status not in TERMINAL_STATUSES:
-                events.extend(state.close_stalled())
-                rows.append(state.row())
-                self.stats.runs_stalled += 1
+        batch = _Batch()
+        stalled = 0
+        for run in idle:
+            if run.state.status not in TERMINAL_STATUSES:
+                events = run.state.close_stalled()  # requested tool calls no span answered
+                run.view.agent_id = run.state.agent_id or self._default_agent_id
+                batch.events.extend(events)
+                batch.signals.extend(self.engine.process(run.view, events))
+                batch.signals.extend(self.engine.close_stalled(run.view))
+                batch.rows.append(run.state.row())
+                stalled += 1
         try:
-            await self._commit(events, rows)
+            await self._commit(batch)
         except ReceiverError:
-            log.warning("could not record %d stalled run(s); will retry", len(rows))
+            log.warning("could not record %d stalled run(s); will retry", stalled)
             return
-        for state in idle:
-            if self._runs.get(state.run_id) is state and now - state.touched_at >= self._stall_timeout:
-                del self._runs[state.run_id]
+        self.stats.runs_stalled += stalled
+        for run in idle:
+            run_id = run.state.run_id
+            if self._runs.get(run_id) is run and now - run.state.touched_at >= self._stall_timeout:
+                del self._runs[run_id]
                 self.stats.runs_evicted += 1
 
     async def run_sweeper(self, interval: float) -> None:
@@ -198,3 +285,7 @@ class Pipeline:
     def begin_shutdown(self) -> None:
         """Refuse new exports from now on; in-flight ones finish."""
         self._closing = True
+
+    def reconfigure(self, settings: DetectorSettings) -> None:
+        """New thresholds apply from the next event on (hot reload)."""
+        self.engine.settings = settings

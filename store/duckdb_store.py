@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 
+from detectors.base import Signal
 from detectors.events import RunEvent, RunRow
 from store.migrations import MIGRATIONS
 
@@ -52,11 +53,41 @@ class StoreUnavailable(RuntimeError):
     """The store cannot take writes right now (transient from the client's point of view)."""
 
 
+SIGNAL_COLUMNS = (
+    "signal_id",
+    "run_id",
+    "agent_id",
+    "failure_type",
+    "severity",
+    "confidence",
+    "step_index",
+    "evidence",
+    "detected_ns",
+    "mode",
+    "shadow",
+)
+
+
 @dataclass(slots=True)
 class WriteBatch:
     events: list[RunEvent] = field(default_factory=list)
     runs: list[RunRow] = field(default_factory=list)
+    signals: list[Signal] = field(default_factory=list)
     future: Future[None] = field(default_factory=Future)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalFilter:
+    agent_id: str | None = None
+    run_id: str | None = None
+    failure_type: str | None = None
+    severity: str | None = None
+    since_ns: int | None = None
+    until_ns: int | None = None
+    include_shadow: bool = False
+    # keyset cursor: (detected_ns, signal_id) of the last row of the previous page
+    after: tuple[int, str] | None = None
+    limit: int = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +229,28 @@ class DuckStore:
                 appender = conn.appender("events")
                 appender.append_rows(events)
                 appender.flush()
+            signals = [
+                (
+                    s.signal_id,
+                    s.run_id,
+                    s.agent_id,
+                    s.failure_type,
+                    s.severity,
+                    s.confidence,
+                    s.step_index,
+                    _payload_json(s.evidence),
+                    s.detected_ns,
+                    s.mode,
+                    s.shadow,
+                )
+                for batch in batches
+                for s in batch.signals
+            ]
+            if signals:
+                # Upsert: the id is derived from run and type, so a race can only rewrite the same signal.
+                signal_upsert = conn.appender("signals", action="upsert")
+                signal_upsert.append_rows(signals)
+                signal_upsert.flush()
             if runs:
                 upsert = conn.appender("runs", action="upsert")
                 upsert.append_rows(
@@ -305,13 +358,89 @@ class DuckStore:
         rows = (
             self._cursor()
             .execute(
-                "SELECT agent_id, count(*) AS run_count, max(last_event_ns) AS last_seen_ns,"
-                " count(*) FILTER (WHERE status = 'running') AS running"
-                " FROM runs GROUP BY agent_id ORDER BY agent_id"
+                "SELECT r.agent_id, r.run_count, r.last_seen_ns, r.running, coalesce(s.signal_count, 0)"
+                " FROM (SELECT agent_id, count(*) AS run_count, max(last_event_ns) AS last_seen_ns,"
+                "       count(*) FILTER (WHERE status = 'running') AS running FROM runs GROUP BY agent_id) r"
+                " LEFT JOIN (SELECT agent_id, count(*) AS signal_count FROM signals WHERE NOT shadow"
+                "            GROUP BY agent_id) s USING (agent_id)"
+                " ORDER BY r.agent_id"
             )
             .fetchall()
         )
-        return [{"agent_id": r[0], "run_count": r[1], "last_seen_ns": r[2], "running_runs": r[3]} for r in rows]
+        return [
+            {"agent_id": r[0], "run_count": r[1], "last_seen_ns": r[2], "running_runs": r[3], "signal_count": r[4]}
+            for r in rows
+        ]
+
+    def recent_completed_steps(self, agent_id: str, limit: int) -> list[int]:
+        """Step counts of the agent's latest completed runs, newest first (the inflation baseline)."""
+        rows = (
+            self._cursor()
+            .execute(
+                "SELECT step_count FROM runs WHERE agent_id = ? AND status = 'completed'"
+                " ORDER BY ended_ns DESC LIMIT ?",
+                [agent_id, limit],
+            )
+            .fetchall()
+        )
+        return [int(r[0]) for r in rows]
+
+    def list_signals(self, flt: SignalFilter) -> list[Signal]:
+        where: list[str] = []
+        params: list[Any] = []
+        for column, value in (
+            ("agent_id", flt.agent_id),
+            ("failure_type", flt.failure_type),
+            ("severity", flt.severity),
+        ):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if flt.run_id is not None:
+            where.append("run_id = ?::UUID")
+            params.append(flt.run_id)
+        if not flt.include_shadow:
+            where.append("NOT shadow")
+        if flt.since_ns is not None:
+            where.append("detected_ns >= ?")
+            params.append(flt.since_ns)
+        if flt.until_ns is not None:
+            where.append("detected_ns < ?")
+            params.append(flt.until_ns)
+        if flt.after is not None:
+            where.append("(detected_ns, signal_id) < (?, ?)")
+            params.extend(flt.after)
+        sql = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY detected_ns DESC, signal_id DESC LIMIT ?"
+        params.append(flt.limit)
+        return [_signal(r) for r in self._cursor().execute(sql, params).fetchall()]
+
+    def get_signal(self, signal_id: str) -> Signal | None:
+        sql = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals WHERE signal_id = ?"
+        rows = self._cursor().execute(sql, [signal_id]).fetchall()
+        return _signal(rows[0]) if rows else None
+
+    def run_signals(self, run_id: str) -> list[Signal]:
+        sql = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals WHERE run_id = ?::UUID ORDER BY step_index, detected_ns"
+        return [_signal(r) for r in self._cursor().execute(sql, [run_id]).fetchall()]
+
+
+def _signal(r: Sequence[Any]) -> Signal:
+    return Signal(
+        signal_id=r[0],
+        run_id=str(r[1]),
+        agent_id=r[2],
+        failure_type=r[3],
+        severity=r[4],
+        confidence=r[5],
+        step_index=r[6],
+        evidence=json.loads(r[7]),
+        detected_ns=r[8],
+        mode=r[9],
+        shadow=r[10],
+    )
 
 
 def _run_row(r: Sequence[Any]) -> RunRow:

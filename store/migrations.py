@@ -44,3 +44,25 @@ MIGRATIONS: tuple[tuple[int, tuple[str, ...]], ...] = (
         ),
     ),
 )
+MIGRATIONS += (
+    (
+        2,
+        (
+            """
+            CREATE TABLE signals (
+                signal_id VARCHAR PRIMARY KEY,
+                run_id UUID NOT NULL,
+                agent_id VARCHAR NOT NULL,
+                failure_type VARCHAR NOT NULL,
+                severity VARCHAR NOT NULL,
+                confidence DOUBLE NOT NULL,
+                step_index INTEGER NOT NULL,
+                evidence VARCHAR NOT NULL,
+                detected_ns BIGINT NOT NULL,
+                mode VARCHAR NOT NULL,
+                shadow BOOLEAN NOT NULL
+            )
+            """,
+        ),
+    ),
+)

@@ -367,28 +367,34 @@ def test_agents_with_run_count_and_last_seen(make_sidecar: Sidecars) -> None:
     send(daemon, TOOLCALL, copy=True)
     send(daemon, ERRORS, copy=True)
     # last_seen: the end of each agent's latest run (its root span's end in the capture).
+    # signal_count: each errors run fails a tool at step 2 (FIRST_STEP_FAILURE); the tool loop
+    # repeats lookup_order (TOOL_LOOP); the tool-call captures are clean.
     assert daemon.api_json("/v1/agents") == {
         "agents": [
             {
                 "agent_id": "fixture-agent-openinference",
+                "signal_count": 0,
                 "run_count": 1,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:09:43.114320Z",
             },
             {
                 "agent_id": "support_session_errors",
+                "signal_count": 2,
                 "run_count": 2,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:02:32.104701Z",
             },
             {
                 "agent_id": "support_session_toolcall",
+                "signal_count": 0,
                 "run_count": 3,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:02:16.002614Z",
             },
             {
                 "agent_id": "support_session_toolloop",
+                "signal_count": 1,
                 "run_count": 1,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:09:18.992319Z",
@@ -522,6 +528,9 @@ def documented_operations(document: Mapping[str, Any]) -> set[tuple[str, str]]:
 def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
     daemon = make_sidecar()
     run_id = send(daemon, TOOLCALL)
+    send(daemon, TOOLLOOP)  # its tool loop gives a real signal id
+    [signal] = daemon.api_json("/v1/signals")["signals"]
+    signal_id = signal["signal_id"]
     document = daemon.api_json("/openapi.json")
     assert document["openapi"] == "3.1.0"
     assert set(document["info"]) >= {"title", "version"}
@@ -534,6 +543,8 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
         ("GET", "/v1/agents"),
         ("GET", "/v1/runs"),
         ("GET", "/v1/runs/{run_id}"),
+        ("GET", "/v1/signals"),
+        ("GET", "/v1/signals/{signal_id}"),
     }
     # ROUTES is what the app is built from: its router holds exactly these operations.
     app = build_api_app(DuckStore(":memory:"), ())
@@ -541,7 +552,8 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
     assert served == operations
     # Every documented operation answers on the live daemon.
     for method, path in sorted(operations):
-        result = http(method, daemon.api_url + path.replace("{run_id}", run_id))
+        concrete = path.replace("{run_id}", run_id).replace("{signal_id}", signal_id)
+        result = http(method, daemon.api_url + concrete)
         assert result.status not in (404, 405), (method, path, result.status)
         assert result.status == 200, (method, path, result.body[:300])
     # Every path parameter is declared.

@@ -1,0 +1,104 @@
+"""The detection engine: feeds a run's events to its view and asks the detectors.
+
+Live detectors are asked after each event of a kind they watch; end detectors when the run
+completes, errors or stalls. A type fires at most once per run (``RunView.fired``), so a
+re-delivered span never duplicates a signal; the signal id is derived from run and type too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from detectors import events as ev
+from detectors.base import END, LIVE, REGISTRY, Detector, DetectorConfig, Signal, signal_id_for
+from detectors.events import RunEvent
+from detectors.run_view import RunView
+from detectors.settings import DetectorSettings
+
+Baseline = Callable[[str], float | None]
+
+
+def _no_baseline(agent_id: str) -> float | None:
+    return None
+
+
+class DetectionEngine:
+    """Runs on the pipeline's thread; holds no per-run state of its own (that is the RunView)."""
+
+    def __init__(self, settings: DetectorSettings | None = None, baseline: Baseline = _no_baseline) -> None:
+        self.settings = settings or DetectorSettings.default()
+        self.baseline = baseline
+        detectors = list(REGISTRY.values())
+        self._live: dict[str, list[Detector[Any]]] = {}
+        for detector in detectors:
+            if detector.mode == LIVE:
+                for kind in detector.triggers:
+                    self._live.setdefault(kind, []).append(detector)
+        self._end = [d for d in detectors if d.mode == END]
+
+    def process(self, view: RunView, events: Iterable[RunEvent], now_ns: int | None = None) -> list[Signal]:
+        """Apply ``events`` in order; the signals they prove, each at most once per run."""
+        configs = self.settings.for_agent(view.agent_id)
+        view.baseline_p75 = self.baseline(view.agent_id)
+        now_ns = now_ns or time.time_ns()
+        signals: list[Signal] = []
+        for event in events:
+            for seen in view.apply(event):
+                for detector in self._live.get(seen.kind, ()):
+                    self._ask(detector, view, seen, configs, now_ns, signals)
+                if seen.kind in ev.TERMINAL_KINDS:
+                    signals.extend(self.evaluate_end(view, seen, now_ns))
+        return signals
+
+    def close_stalled(self, view: RunView, now_ns: int | None = None) -> list[Signal]:
+        """The run went quiet without a root span: evaluate it as ended with no exit."""
+        view.outcome = "stalled"
+        view.final_answer = False
+        view.event_step = view.step
+        marker = RunEvent(view.run_id, "stalled", "run.stalled", now_ns or time.time_ns(), "", {})
+        return self.evaluate_end(view, marker, now_ns)
+
+    def evaluate_end(self, view: RunView, event: RunEvent, now_ns: int | None = None) -> list[Signal]:
+        configs = self.settings.for_agent(view.agent_id)
+        now_ns = now_ns or time.time_ns()
+        signals: list[Signal] = []
+        for detector in self._end:
+            self._ask(detector, view, event, configs, now_ns, signals)
+        return signals
+
+    @staticmethod
+    def _ask(
+        detector: Detector[Any],
+        view: RunView,
+        event: RunEvent,
+        configs: dict[str, DetectorConfig] | Any,
+        now_ns: int,
+        out: list[Signal],
+    ) -> None:
+        failure_type = detector.failure_type
+        if failure_type in view.fired:
+            return
+        config = configs[failure_type]
+        if not config.enabled:
+            return
+        finding = detector.check(view, event, config)
+        if finding is None:
+            return
+        view.fired.add(failure_type)
+        out.append(
+            Signal(
+                signal_id=signal_id_for(view.run_id, failure_type),
+                run_id=view.run_id,
+                agent_id=view.agent_id,
+                failure_type=failure_type,
+                severity=finding.severity,
+                confidence=finding.confidence,
+                step_index=finding.step_index,
+                evidence=dict(finding.evidence),
+                detected_ns=now_ns,
+                mode=detector.mode,
+                shadow=config.shadow,
+            )
+        )

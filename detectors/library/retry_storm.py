@@ -1,0 +1,58 @@
+"""RETRY_STORM: the same tool failed several times in a row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from detectors.base import HIGH, LIVE, MAX_WINDOW, Detector, DetectorConfig, Finding, register, scale, setting
+from detectors.events import TOOL_RESPONDED, RunEvent
+from detectors.run_view import RunView
+
+
+@dataclass(frozen=True, slots=True)
+class RetryStormConfig(DetectorConfig):
+    threshold: int = setting(3, f"Consecutive failed calls of one tool (at most {MAX_WINDOW}).", minimum=2)
+
+    def validate(self, path: str) -> None:
+        DetectorConfig.validate(self, path)
+        if self.threshold > MAX_WINDOW:
+            raise ValueError(f"{path}.threshold: at most {MAX_WINDOW}, got {self.threshold}")
+
+
+@register
+class RetryStorm(Detector[RetryStormConfig]):
+    failure_type = "RETRY_STORM"
+    key = "retry_storm"
+    mode = LIVE
+    triggers = frozenset({TOOL_RESPONDED})
+    config_type = RetryStormConfig
+    summary = (
+        "`threshold` consecutive tool calls of the same tool all failed (a call still waiting for its "
+        "result breaks the run)."
+    )
+
+    def check(self, run: RunView, event: RunEvent, config: RetryStormConfig) -> Finding | None:
+        last = run.last_tool_call()
+        if last is None or last.success is not False:
+            return None
+        streak = []
+        for call in reversed(run.tools):
+            if call.name != last.name or call.success is not False:
+                break
+            streak.append(call)
+        if len(streak) < config.threshold:
+            return None
+        streak.reverse()
+        hashes = {call.args_hash for call in streak}
+        return Finding(
+            severity=HIGH,
+            confidence=scale(len(streak) / config.threshold),
+            step_index=run.event_step,
+            evidence={
+                "tool": last.name,
+                "consecutive_fails": len(streak),
+                "step_indices": [call.step for call in streak],
+                "args_identical": len(hashes) == 1 and None not in hashes,
+                "error_types": [call.error_type for call in streak],
+            },
+        )
