@@ -25,6 +25,15 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("run", help="run the daemon (the default)")
     validate = commands.add_parser("validate", help="check a config file and exit (0 when valid)")
     validate.add_argument("--config", dest="validate_config", metavar="FILE", help="YAML config file")
+    replay = commands.add_parser(
+        "replay",
+        help="run translation and detectors over recorded OTLP requests or run events; print the signals",
+        description="Backtest detector thresholds: .pb, .pb.gz, OTLP/JSON .json (traces or logs) or run-event "
+        ".jsonl files, in the order given, through the daemon's translation and detectors (nothing is stored).",
+    )
+    replay.add_argument("files", nargs="+", metavar="FILE")
+    replay.add_argument("--config", dest="replay_config", metavar="FILE", help="YAML config file (thresholds)")
+    replay.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
 
 
@@ -39,7 +48,7 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config_file = getattr(args, "validate_config", None) or args.config
+    config_file = getattr(args, "validate_config", None) or getattr(args, "replay_config", None) or args.config
     try:
         config = load(config_file)
     except ConfigError as exc:
@@ -48,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         print(f"configuration ok: {config_file or '(defaults and environment)'}")
         return 0
+    if args.command == "replay":
+        from dunetrace_sidecar.replay import ReplayError, run_replay
+
+        try:
+            return run_replay(config, args.files, args.json)
+        except ReplayError as exc:
+            print(f"dunetrace-sidecar replay: {exc}", file=sys.stderr)
+            return 2
     _configure_logging(config.log_level)
     from dunetrace_sidecar.daemon import serve  # heavy imports only when serving
 
