@@ -32,24 +32,29 @@ class RetryStorm(Detector[RetryStormConfig]):
     )
 
     def check(self, run: RunView, event: RunEvent, config: RetryStormConfig) -> Finding | None:
-        last = run.last_tool_call()
-        if last is None or last.success is not False:
+        calls = list(run.tools)
+        index = next((i for i in range(len(calls) - 1, -1, -1) if calls[i].call_id == event.call_id), None)
+        if index is None or calls[index].success is not False:
             return None
-        streak = []
-        for call in reversed(run.tools):
-            if call.name != last.name or call.success is not False:
-                break
-            streak.append(call)
+        name = calls[index].name
+        # The run of consecutive calls of this tool around the one that just failed, all failed;
+        # another tool, a success or a call still waiting for its result ends it.
+        start = index
+        while start > 0 and calls[start - 1].name == name and calls[start - 1].success is False:
+            start -= 1
+        end = index
+        while end + 1 < len(calls) and calls[end + 1].name == name and calls[end + 1].success is False:
+            end += 1
+        streak = calls[start : end + 1]
         if len(streak) < config.threshold:
             return None
-        streak.reverse()
         hashes = {call.args_hash for call in streak}
         return Finding(
             severity=HIGH,
             confidence=scale(len(streak) / config.threshold),
             step_index=run.event_step,
             evidence={
-                "tool": last.name,
+                "tool": name,
                 "consecutive_fails": len(streak),
                 "step_indices": [call.step for call in streak],
                 "args_identical": len(hashes) == 1 and None not in hashes,
