@@ -4,12 +4,13 @@ Constant memory per run: recent tool calls in a bounded window, recent LLM calls
 map, counters, and a few first/last values. Nothing is rescanned per event beyond that window,
 so a 1,000-step run costs per event what a 10-step run does.
 
-Steps are numbered in the order events are applied (each ``*.called`` opens one); with
-spans delivered in end-time order that is the timestamp order of ../shared/spec/detectors.md.
+Each ``*.called`` opens a step, numbered by its start time among the calls seen so far (spec
+§1), so parallel calls exported as they end still get their timestamp order.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -82,6 +83,9 @@ class RunView:
     baseline_p75: float | None = None
     # the step of the event just applied (a response shares its call's step)
     event_step: int = 0
+    # start times of the most recent calls, sorted, and how many calls came before them
+    recent_starts: list[int] = field(default_factory=list)
+    older_calls: int = 0
 
     def apply(self, event: RunEvent) -> list[RunEvent]:
         """Fold one event in; returns the events detectors should look at (an ``llm.content``
@@ -90,12 +94,12 @@ class RunView:
         payload = event.payload
         if kind in ev.CALLED_KINDS:
             self.step += 1
-            self.event_step = self.step
+            self.event_step = self._step_by_start(event.ts_ns)
         elif kind not in ev.RESPONDED_KINDS and kind != ev.LLM_CONTENT:
             self.event_step = self.step
         if kind == ev.TOOL_CALLED:
             name = payload.get("tool_name", "unknown")
-            self.tools.append(ToolCall(event.call_id, name, payload.get("args_hash"), self.step))
+            self.tools.append(ToolCall(event.call_id, name, payload.get("args_hash"), self.event_step))
             self.tool_counts[name] = self.tool_counts.get(name, 0) + 1
             self.tool_calls += 1
             self.llm_calls_since_tool = 0
@@ -108,7 +112,7 @@ class RunView:
         elif kind == ev.LLM_CALLED:
             self.llm_calls += 1
             self.llm_calls_since_tool += 1
-            self.llm[event.call_id] = LlmCall(self.step)
+            self.llm[event.call_id] = LlmCall(self.event_step)
             while len(self.llm) > RECENT_LLM_CALLS:
                 self.llm.popitem(last=False)
             tokens = payload.get("prompt_tokens")
@@ -148,6 +152,18 @@ class RunView:
         return [event]
 
     # --- helpers ---------------------------------------------------------------------------
+
+    def _step_by_start(self, start_ns: int) -> int:
+        """Steps follow start times (spec §1), not arrival: a call that started before calls
+        already seen (parallel tool calls exported as they end) takes its place among them.
+        Calls seen earlier keep the number they had when they were judged."""
+        position = bisect.bisect_right(self.recent_starts, start_ns)
+        self.recent_starts.insert(position, start_ns)
+        if len(self.recent_starts) > MAX_WINDOW:  # constant memory: older calls become a count
+            self.recent_starts.pop(0)
+            self.older_calls += 1
+            position -= 1
+        return self.older_calls + position + 1
 
     def _tool(self, call_id: str) -> ToolCall | None:
         for call in reversed(self.tools):
