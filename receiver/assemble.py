@@ -19,8 +19,9 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Sequence
+from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from detectors import events as ev
 from detectors.events import RunEvent, RunRow
@@ -42,6 +43,7 @@ TERMINAL_STATUSES = frozenset({STATUS_COMPLETED, STATUS_ERRORED})
 
 SYNTHETIC_PREFIX = "req:"  # call ids of tool calls built from LLM requests
 MAX_STASHED_LOG_CONTENT = 256  # per run: content for spans not seen yet
+TWIN_SEARCH = 8  # sibling LLM spans searched for the other view of one provider call
 
 
 @dataclass(slots=True)
@@ -113,10 +115,14 @@ class RunState:
     llm_by_id: dict[str, _LlmSpan] = field(default_factory=dict)
     llm_by_parent: dict[str, list[_LlmSpan]] = field(default_factory=dict)
     has_native: bool = False
-    requests_by_name: dict[str, list[_Request]] = field(default_factory=dict)
+    # Tool-call pairing, O(1) per span: requests by key and call id, and per tool name the
+    # requests and tool spans not matched yet, in order (matched ones are dropped lazily).
+    requests_by_key: dict[str, _Request] = field(default_factory=dict)
     requests_by_call_id: dict[str, _Request] = field(default_factory=dict)
+    open_requests: dict[str, deque[_Request]] = field(default_factory=dict)
     pending: list[_Request] = field(default_factory=list)
-    tool_spans_by_name: dict[str, list[_ToolSpan]] = field(default_factory=dict)
+    open_tool_spans: dict[str, deque[_ToolSpan]] = field(default_factory=dict)  # spans without a call id
+    open_tool_spans_by_call_id: dict[str, _ToolSpan] = field(default_factory=dict)
     log_stash: dict[str, LogContent] = field(default_factory=dict)
     content_events: set[str] = field(default_factory=set)
     touched_at: float = field(default_factory=time.monotonic)
@@ -342,7 +348,8 @@ class RunState:
         parent = self.llm_by_id.get(span.parent_id)
         if parent is not None and parent.native != native:
             return parent
-        for sibling in self.llm_by_parent.get(span.parent_id, ()):
+        # The twin is close in time: look at the latest few siblings, not the whole run.
+        for sibling in self.llm_by_parent.get(span.parent_id, [])[-TWIN_SEARCH:]:
             if sibling.native == native:
                 continue
             outer_start, outer_end, inner_start, inner_end = (
@@ -392,9 +399,9 @@ class RunState:
                 ts_ns=llm.end_ns,
                 parent_id=llm.parent_id,
             )
-            if any(r.key == request.key for r in self.requests_by_name.get(req.name, ())):
+            if request.key in self.requests_by_key:
                 continue  # the same response's requests, seen again through log content
-            self.requests_by_name.setdefault(req.name, []).append(request)
+            self.requests_by_key[request.key] = request
             if req.call_id:
                 self.requests_by_call_id[req.call_id] = request
             tool_span = self._unmatched_tool_span(req.name, req.call_id)
@@ -402,27 +409,31 @@ class RunState:
                 tool_span.matched = True
                 request.matched = True
             else:
+                self.open_requests.setdefault(req.name, deque()).append(request)
                 self.pending.append(request)
 
     def _unmatched_tool_span(self, name: str, call_id: str | None) -> _ToolSpan | None:
-        spans = self.tool_spans_by_name.get(name, ())
+        """The tool span that answers a request: same call id, else the oldest unmatched one
+        of that tool that carries no call id."""
         if call_id:
-            for tool_span in spans:
-                if tool_span.call_id == call_id and not tool_span.matched:
-                    return tool_span
-        for tool_span in spans:
-            if not tool_span.matched and tool_span.call_id is None:
+            tool_span = self.open_tool_spans_by_call_id.pop(call_id, None)
+            if tool_span is not None:
                 return tool_span
-        return None
+        return _first_open(self.open_tool_spans.get(name))
 
     def _matching_request(self, name: str, call_id: str | None) -> _Request | None:
+        """The request a tool span answers: same call id, else the oldest unmatched one of that tool."""
         if call_id and call_id in self.requests_by_call_id:
             request = self.requests_by_call_id[call_id]
             return None if request.matched else request
-        for request in self.requests_by_name.get(name, ()):
-            if not request.matched:
-                return request
-        return None
+        return _first_open(self.open_requests.get(name))
+
+    def _open_tool_span(self, name: str, call_id: str | None) -> None:
+        tool_span = _ToolSpan(call_id)
+        if call_id:
+            self.open_tool_spans_by_call_id[call_id] = tool_span
+        else:
+            self.open_tool_spans.setdefault(name, deque()).append(tool_span)
 
     def _tool(self, span: SpanFacts, out: list[RunEvent]) -> None:
         tool = span.tool
@@ -435,7 +446,7 @@ class RunState:
             if request.emitted:
                 return  # already counted from the LLM's request
         else:
-            self.tool_spans_by_name.setdefault(tool.name, []).append(_ToolSpan(tool.call_id))
+            self._open_tool_span(tool.name, tool.call_id)
         self.tool_calls += 1
         if span.is_error:
             self.errors += 1
@@ -627,12 +638,11 @@ class RunState:
         elif event.kind == ev.TOOL_CALLED:
             name = payload.get("tool_name", "unknown")
             if event.call_id.startswith(SYNTHETIC_PREFIX):
-                key = event.call_id[len(SYNTHETIC_PREFIX) :]
-                for request in self.requests_by_name.get(name, ()):
-                    if request.key == key:
-                        request.emitted = request.matched = True
-                        if request in self.pending:
-                            self.pending.remove(request)
+                replayed = self.requests_by_key.get(event.call_id[len(SYNTHETIC_PREFIX) :])
+                if replayed is not None:
+                    replayed.emitted = replayed.matched = True
+                    if replayed in self.pending:
+                        self.pending.remove(replayed)
             else:
                 answered = self._matching_request(name, payload.get("tool_call_id"))
                 if answered is not None:
@@ -640,7 +650,23 @@ class RunState:
                     if answered in self.pending:
                         self.pending.remove(answered)
                 else:
-                    self.tool_spans_by_name.setdefault(name, []).append(_ToolSpan(payload.get("tool_call_id")))
+                    self._open_tool_span(name, payload.get("tool_call_id"))
+
+
+class _Matchable(Protocol):
+    matched: bool
+
+
+M = TypeVar("M", bound=_Matchable)
+
+
+def _first_open(queue: deque[M] | None) -> M | None:
+    """The oldest item not matched yet; matched ones at the front are dropped for good."""
+    while queue:
+        if not queue[0].matched:
+            return queue[0]
+        queue.popleft()
+    return None
 
 
 def _request_payload(request: ToolRequest) -> dict[str, Any]:

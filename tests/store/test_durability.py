@@ -113,3 +113,24 @@ def test_graceful_stop_checkpoints_and_reopens(make_sidecar: Callable[..., Sidec
         assert version == (2,)
     _restart(daemon)
     assert daemon.run(next(iter(ids.values())))["llm_calls"] == 4
+
+
+def test_signals_of_an_acknowledged_export_survive_kill_9_and_are_not_raised_twice(
+    make_sidecar: Callable[..., Sidecar],
+) -> None:
+    daemon = make_sidecar()
+    body, ids = _fresh("openllmetry-openai-toolloop.pb")
+    [run_id] = ids.values()
+    pieces = split_requests(body, [1] * span_count(body))
+    for piece in pieces[:-1]:  # the loop is proved mid-run, before the root arrives
+        assert daemon.post_otlp(piece).status == 200
+    daemon.kill()
+    _restart(daemon)
+    [signal] = daemon.api_json(f"/v1/signals?run_id={run_id}")["signals"]
+    assert (signal["failure_type"], signal["step_index"]) == ("TOOL_LOOP", 6)
+    for piece in pieces:  # the exporter retries everything, then the root completes the run
+        assert daemon.post_otlp(piece).status == 200
+    run = daemon.run(run_id)
+    assert run["status"] == "completed"
+    assert [s["signal_id"] for s in run["signals"]] == [signal["signal_id"]]
+    assert run["signals"][0]["detected_at"] == signal["detected_at"]  # the stored one, not a new one
