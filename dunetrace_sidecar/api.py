@@ -22,6 +22,8 @@ from aiohttp import web
 from detectors.base import SEVERITIES, Signal
 from detectors.events import RunEvent, RunRow, fold_content, number_steps
 from dunetrace_sidecar.openapi import openapi_document
+from explain.errors import ExplainError
+from explain.service import ExplainService
 from explain.templates import explain
 from store.duckdb_store import DuckStore, RunFilter, SignalFilter, StoreUnavailable
 
@@ -34,6 +36,7 @@ DEFAULT_LIMIT = 50
 RUN_STATUSES = frozenset({"running", "completed", "errored", "stalled"})
 
 STORE = web.AppKey("store", DuckStore)
+EXPLAIN = web.AppKey("explain", ExplainService)
 API_KEYS = web.AppKey("api_keys", tuple)
 
 
@@ -69,7 +72,7 @@ async def errors_middleware(
 ) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
+    except (ApiError, ExplainError) as exc:
         return error_response(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -345,6 +348,39 @@ async def get_signal(request: web.Request) -> web.Response:
     return web.json_response(signal_view(signal))
 
 
+async def _json_body(request: web.Request, required: bool) -> dict[str, Any]:
+    if not request.can_read_body:
+        if required:
+            raise ApiError(400, "invalid_body", "a JSON object body is required")
+        return {}
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "invalid_body", "the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    return body
+
+
+async def explain_signal(request: web.Request) -> web.Response:
+    body = await _json_body(request, required=False)
+    answer = await request.app[EXPLAIN].explain(request.match_info["signal_id"], body.get("langfuse_trace_id"))
+    return web.json_response(answer)
+
+
+async def apply_fix(request: web.Request) -> web.Response:
+    body = await _json_body(request, required=True)
+    return web.json_response(await request.app[EXPLAIN].apply_fix(request.match_info["signal_id"], body))
+
+
+async def rollback_fix(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[EXPLAIN].rollback(request.match_info["signal_id"]))
+
+
+async def fix_status(request: web.Request) -> web.Response:
+    return web.json_response(await request.app[EXPLAIN].fix_status(request.match_info["signal_id"]))
+
+
 ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], ...] = (
     ("GET", "/healthz", healthz),
     ("GET", "/readyz", readyz),
@@ -354,12 +390,19 @@ ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamRespon
     ("GET", "/v1/runs/{run_id}", get_run),
     ("GET", "/v1/signals", list_signals),
     ("GET", "/v1/signals/{signal_id}", get_signal),
+    ("POST", "/v1/signals/{signal_id}/explain", explain_signal),
+    ("POST", "/v1/signals/{signal_id}/apply-fix", apply_fix),
+    ("POST", "/v1/signals/{signal_id}/rollback-fix", rollback_fix),
+    ("GET", "/v1/signals/{signal_id}/fix-status", fix_status),
 )
 
 
-def build_api_app(store: DuckStore, api_keys: tuple[str, ...]) -> web.Application:
+def build_api_app(
+    store: DuckStore, api_keys: tuple[str, ...], explainer: ExplainService | None = None
+) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=1024 * 1024)
     app[STORE] = store
+    app[EXPLAIN] = explainer or ExplainService(store, None, None, prompt_label="production", cache_seconds=0)
     app[API_KEYS] = api_keys
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,28 @@ def parse_key_list(value: Any) -> tuple[str, ...]:
         if len(key) < 16:
             raise ValueError("API keys must be at least 16 characters")
     return keys
+
+
+def parse_non_negative_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a whole number, got {value!r}") from None
+    if number < 0 or (isinstance(value, float) and value != number):
+        raise ValueError(f"expected a whole number >= 0, got {value!r}")
+    return number
+
+
+def parse_url(value: Any) -> str:
+    """An http(s) base URL, or empty for "not configured"."""
+    if not isinstance(value, str):
+        raise ValueError(f"expected a URL, got {type(value).__name__}")
+    text = value.strip().rstrip("/")
+    if text and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", text):
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return text
 
 
 def parse_text(value: Any) -> str:
@@ -256,6 +279,81 @@ SETTINGS: tuple[Setting, ...] = (
         "When set, content hashes are hmac-sha256 with this key instead of plain sha256.",
         secret=True,
     ),
+    Setting(
+        "langfuse.base_url",
+        "LANGFUSE_BASE_URL",
+        "",
+        parse_url,
+        "Langfuse to fetch traces from and publish prompt fixes to (e.g. https://cloud.langfuse.com); "
+        "empty: explain uses the sidecar's own spans and apply-fix is unavailable.",
+    ),
+    Setting("langfuse.public_key", "LANGFUSE_PUBLIC_KEY", "", parse_text, "Langfuse public key (Basic auth user)."),
+    Setting(
+        "langfuse.secret_key", "LANGFUSE_SECRET_KEY", "", parse_text, "Langfuse secret key (Basic auth).", secret=True
+    ),
+    Setting(
+        "langfuse.timeout_seconds",
+        "LANGFUSE_TIMEOUT",
+        10,
+        parse_positive_float,
+        "Per-request timeout for Langfuse calls.",
+    ),
+    Setting(
+        "langfuse.prompt_label",
+        "DUNETRACE_LANGFUSE_PROMPT_LABEL",
+        "production",
+        parse_agent_id,
+        "The prompt label agents fetch; apply-fix appends to the version carrying it and moves it to the new one.",
+    ),
+    Setting(
+        "explain.anthropic_api_key",
+        "ANTHROPIC_API_KEY",
+        "",
+        parse_text,
+        "When set, explain asks Anthropic for the root cause and fix (first choice).",
+        secret=True,
+    ),
+    Setting("explain.anthropic_base_url", "ANTHROPIC_BASE_URL", "", parse_url, "Anthropic API base URL (no /v1)."),
+    Setting(
+        "explain.anthropic_model",
+        "DUNETRACE_ANTHROPIC_MODEL",
+        "claude-sonnet-4-6",
+        parse_agent_id,
+        "Anthropic model for explain.",
+    ),
+    Setting(
+        "explain.openai_api_key",
+        "OPENAI_API_KEY",
+        "",
+        parse_text,
+        "When set (and no Anthropic key), explain asks OpenAI.",
+        secret=True,
+    ),
+    Setting("explain.openai_base_url", "OPENAI_BASE_URL", "", parse_url, "OpenAI API base URL (including /v1)."),
+    Setting(
+        "explain.openai_model", "DUNETRACE_OPENAI_MODEL", "gpt-4.1-mini", parse_agent_id, "OpenAI model for explain."
+    ),
+    Setting(
+        "explain.timeout_seconds",
+        "DUNETRACE_EXPLAIN_TIMEOUT",
+        30,
+        parse_positive_float,
+        "Timeout of one LLM call; the explain request also bounds its retries within twice this.",
+    ),
+    Setting(
+        "explain.max_retries",
+        "DUNETRACE_EXPLAIN_MAX_RETRIES",
+        2,
+        parse_non_negative_int,
+        "Retries of a failed LLM call (429, 5xx, 529 overloaded), with the SDK's backoff.",
+    ),
+    Setting(
+        "explain.cache_seconds",
+        "DUNETRACE_EXPLAIN_CACHE_SECONDS",
+        600,
+        parse_non_negative_int,
+        "How long an explain answer is kept in memory per signal (never on disk); 0 disables.",
+    ),
     Setting("log_level", "DUNETRACE_LOG_LEVEL", "info", parse_log_level, "Log level: debug, info, warning or error."),
 )
 SETTINGS_BY_PATH = {s.path: s for s in SETTINGS}
@@ -298,6 +396,32 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LangfuseConfig:
+    base_url: str
+    public_key: str
+    secret_key: str
+    timeout_seconds: float
+    prompt_label: str
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url and self.public_key and self.secret_key)
+
+
+@dataclass(frozen=True, slots=True)
+class ExplainConfig:
+    anthropic_api_key: str
+    anthropic_base_url: str
+    anthropic_model: str
+    openai_api_key: str
+    openai_base_url: str
+    openai_model: str
+    timeout_seconds: float
+    max_retries: int
+    cache_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     receiver: ReceiverConfig
     api: ApiConfig
@@ -305,6 +429,8 @@ class Config:
     runs: RunsConfig
     privacy: PrivacyConfig
     log_level: str
+    langfuse: LangfuseConfig
+    explain: ExplainConfig
     detectors: DetectorSettings = field(default_factory=DetectorSettings.default)
 
     def validate(self) -> None:
@@ -405,6 +531,24 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
             max_open_runs=values["runs.max_open_runs"],
         ),
         privacy=PrivacyConfig(hash_key=values["privacy.hash_key"]),
+        langfuse=LangfuseConfig(
+            base_url=values["langfuse.base_url"],
+            public_key=values["langfuse.public_key"],
+            secret_key=values["langfuse.secret_key"],
+            timeout_seconds=values["langfuse.timeout_seconds"],
+            prompt_label=values["langfuse.prompt_label"],
+        ),
+        explain=ExplainConfig(
+            anthropic_api_key=values["explain.anthropic_api_key"],
+            anthropic_base_url=values["explain.anthropic_base_url"],
+            anthropic_model=values["explain.anthropic_model"],
+            openai_api_key=values["explain.openai_api_key"],
+            openai_base_url=values["explain.openai_base_url"],
+            openai_model=values["explain.openai_model"],
+            timeout_seconds=values["explain.timeout_seconds"],
+            max_retries=values["explain.max_retries"],
+            cache_seconds=values["explain.cache_seconds"],
+        ),
         log_level=values["log_level"],
         detectors=detectors,
     )

@@ -23,6 +23,9 @@ from dunetrace_sidecar.api import build_api_app
 from dunetrace_sidecar.baseline import BaselineCache
 from dunetrace_sidecar.config import Config, ConfigError, Endpoint, load
 from dunetrace_sidecar.pipeline import Pipeline
+from explain.analyzer import build_analyzer
+from explain.langfuse_client import LangfuseClient
+from explain.service import ExplainService
 from receiver.content import Hasher
 from receiver.grpc_server import build_grpc_server
 from receiver.http_server import LINGERING_TIME_SECONDS, build_otlp_app
@@ -57,6 +60,23 @@ class Daemon:
             stall_timeout_seconds=config.runs.stall_timeout_seconds,
             max_queued_events=config.receiver.max_queued_events,
             max_open_runs=config.runs.max_open_runs,
+        )
+        self.langfuse = (
+            LangfuseClient(
+                config.langfuse.base_url,
+                config.langfuse.public_key,
+                config.langfuse.secret_key,
+                config.langfuse.timeout_seconds,
+            )
+            if config.langfuse.configured
+            else None
+        )
+        self.explainer = ExplainService(
+            self.store,
+            self.langfuse,
+            build_analyzer(config.explain),
+            prompt_label=config.langfuse.prompt_label,
+            cache_seconds=config.explain.cache_seconds,
         )
         self._grpc: grpc.aio.Server | None = None
         self._runners: list[web.AppRunner] = []
@@ -96,7 +116,12 @@ class Daemon:
                 "anyone who can reach it can read it",
                 cfg.api.endpoint,
             )
-        await self._serve("api", build_api_app(self.store, cfg.api.keys), cfg.api.endpoint)
+        await self._serve("api", build_api_app(self.store, cfg.api.keys, self.explainer), cfg.api.endpoint)
+        log.info(
+            "explain: langfuse=%s llm=%s",
+            "configured" if self.langfuse else "off",
+            self.explainer.analyzer_name or "off (deterministic explanations)",
+        )
 
         interval = min(max(cfg.runs.stall_timeout_seconds / 4, 0.05), 5.0)
         self._tasks.append(asyncio.create_task(self.pipeline.run_sweeper(interval), name="stall-sweeper"))
@@ -139,6 +164,8 @@ class Daemon:
         for runner in reversed(self._runners):
             await runner.cleanup()  # stops accepting, waits for in-flight requests
         self._runners.clear()
+        if self.langfuse is not None:
+            await self.langfuse.close()
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
         log.info("stopped")
 

@@ -14,7 +14,15 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    text = {400: "Bad parameter", 401: "Missing or wrong bearer key", 404: "Not found", 503: "Store unavailable"}
+    text = {
+        400: "Bad parameter",
+        401: "Missing or wrong bearer key",
+        403: "Refused for this failure type",
+        404: "Not found",
+        502: "Upstream (Langfuse / LLM) failed or refused",
+        503: "Store, Langfuse or LLM unavailable or not configured",
+        504: "Upstream timed out",
+    }
     return {str(s): _json(_ERROR, text[s]) for s in statuses}
 
 
@@ -144,6 +152,51 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                 },
+                "ExplainAnswer": {
+                    "type": "object",
+                    "properties": {
+                        "signal_id": {"type": "string"},
+                        "root_cause": {"type": "string"},
+                        "fix_content": {"type": "string", "description": "one sentence for prompt_addition"},
+                        "fix_type": {"type": "string", "enum": ["prompt_addition", "code_change", "no_auto_apply"]},
+                        "apply_blocked": {"type": "boolean"},
+                        "langfuse_prompt_name": {"type": ["string", "null"]},
+                        "langfuse_prompt_version": {"type": ["integer", "null"]},
+                        "langfuse_trace_id": {"type": "string"},
+                        "source": {"type": "string", "enum": ["langfuse", "sidecar_spans", "signal_only"]},
+                        "explainer": {"type": "string", "description": "template, anthropic:<model> or openai:<model>"},
+                        "fallback_reason": {"type": "string", "description": "why the LLM answer was not used"},
+                        "langfuse_error": {"type": "string", "description": "why the Langfuse trace was not used"},
+                    },
+                },
+                "AppliedFix": {
+                    "type": "object",
+                    "properties": {
+                        "fix_id": {"type": ["string", "null"]},
+                        "langfuse_prompt_name": {"type": "string"},
+                        "label": {"type": "string"},
+                        "old_version": {"type": "integer"},
+                        "new_version": {"type": "integer"},
+                        "prompt_url": {"type": "string"},
+                        "already_applied": {"type": "boolean"},
+                    },
+                },
+                "FixStatus": {
+                    "type": "object",
+                    "properties": {
+                        "fix_applied": {"type": "boolean"},
+                        "runs_after_fix": {"type": "integer"},
+                        "recurrences_after_fix": {"type": "integer"},
+                        "adopted_runs": {
+                            "type": "integer",
+                            "description": "runs whose generations used the new version",
+                        },
+                        "verdict": {
+                            "type": "string",
+                            "enum": ["verified", "likely_fixed", "still_occurring", "insufficient_data"],
+                        },
+                    },
+                },
                 "RunDetail": {
                     "allOf": [
                         {"$ref": "#/components/schemas/Run"},
@@ -268,6 +321,80 @@ def openapi_document() -> dict[str, Any]:
                             "A page of signals",
                         ),
                         **_errors(400, 401),
+                    },
+                }
+            },
+            "/v1/signals/{signal_id}/explain": {
+                "post": {
+                    "summary": "Root cause and one fix for a signal (LLM when configured, else deterministic)",
+                    "parameters": [signal_id_param],
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "langfuse_trace_id": {
+                                            "type": "string",
+                                            "description": "32 hex; default: the run's own trace id",
+                                        }
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/ExplainAnswer"}, "The explanation"),
+                        **_errors(400, 401, 404, 503),
+                    },
+                }
+            },
+            "/v1/signals/{signal_id}/apply-fix": {
+                "post": {
+                    "summary": "Append the fix to the Langfuse prompt and publish it as a new version with the label",
+                    "parameters": [signal_id_param],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["fix_content", "langfuse_prompt_name"],
+                                    "properties": {
+                                        "fix_content": {"type": "string", "maxLength": 1000},
+                                        "langfuse_prompt_name": {"type": "string"},
+                                        "label": {"type": "string", "description": "default: langfuse.prompt_label"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/AppliedFix"}, "Published (or already applied)"),
+                        **_errors(400, 401, 403, 404, 502, 503, 504),
+                    },
+                }
+            },
+            "/v1/signals/{signal_id}/rollback-fix": {
+                "post": {
+                    "summary": "Move the label back to the version before the fix",
+                    "parameters": [signal_id_param],
+                    "responses": {
+                        "200": _json({"type": "object"}, "Rolled back"),
+                        **_errors(400, 401, 404, 502, 503, 504),
+                    },
+                }
+            },
+            "/v1/signals/{signal_id}/fix-status": {
+                "get": {
+                    "summary": "Whether the fix worked: runs after it, recurrences, adoption, verdict",
+                    "parameters": [signal_id_param],
+                    "responses": {
+                        "200": _json(
+                            {"$ref": "#/components/schemas/FixStatus"}, "The status (or that no fix was applied)"
+                        ),
+                        **_errors(400, 401, 404),
                     },
                 }
             },

@@ -68,11 +68,45 @@ SIGNAL_COLUMNS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class FixRecord:
+    """A prompt fix the user chose to publish (its text is theirs, not the agent's content)."""
+
+    fix_id: str
+    signal_id: str
+    failure_type: str
+    agent_id: str
+    prompt_name: str
+    prompt_label: str
+    old_version: int
+    new_version: int
+    fix_content: str
+    applied_ns: int
+    rolled_back_ns: int | None = None
+
+
+FIX_COLUMNS = (
+    "fix_id",
+    "signal_id",
+    "failure_type",
+    "agent_id",
+    "prompt_name",
+    "prompt_label",
+    "old_version",
+    "new_version",
+    "fix_content",
+    "applied_ns",
+    "rolled_back_ns",
+)
+
+
 @dataclass(slots=True)
 class WriteBatch:
     events: list[RunEvent] = field(default_factory=list)
     runs: list[RunRow] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
+    fixes: list[FixRecord] = field(default_factory=list)
+    rolled_back: list[tuple[str, int]] = field(default_factory=list)  # (fix_id, rolled_back_ns)
     future: Future[None] = field(default_factory=Future)
 
 
@@ -251,6 +285,15 @@ class DuckStore:
                 signal_upsert = conn.appender("signals", action="upsert")
                 signal_upsert.append_rows(signals)
                 signal_upsert.flush()
+            for batch in batches:
+                for fix in batch.fixes:
+                    placeholders = ", ".join("?" for _ in FIX_COLUMNS)
+                    conn.execute(
+                        f"INSERT INTO fixes ({', '.join(FIX_COLUMNS)}) VALUES ({placeholders})",
+                        [getattr(fix, c) for c in FIX_COLUMNS],
+                    )
+                for fix_id, rolled_back_ns in batch.rolled_back:
+                    conn.execute("UPDATE fixes SET rolled_back_ns = ? WHERE fix_id = ?", [rolled_back_ns, fix_id])
             if runs:
                 upsert = conn.appender("runs", action="upsert")
                 upsert.append_rows(
@@ -421,6 +464,38 @@ class DuckStore:
         sql = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals WHERE signal_id = ?"
         rows = self._cursor().execute(sql, [signal_id]).fetchall()
         return _signal(rows[0]) if rows else None
+
+    # --- fixes ---------------------------------------------------------------------------------
+
+    def fixes_for_signal(self, signal_id: str) -> list[FixRecord]:
+        sql = f"SELECT {', '.join(FIX_COLUMNS)} FROM fixes WHERE signal_id = ? ORDER BY applied_ns DESC"
+        return [FixRecord(*r) for r in self._cursor().execute(sql, [signal_id]).fetchall()]
+
+    def fix_outcome(self, fix: FixRecord) -> dict[str, int]:
+        """Runs of the fixed agent started since the fix, the failure's recurrences on them, and
+        how many of them ran a generation on the new prompt version."""
+        row = (
+            self._cursor()
+            .execute(
+                """
+                WITH after AS (
+                    SELECT run_id FROM runs WHERE agent_id = ? AND started_ns >= ?
+                )
+                SELECT
+                    (SELECT count(*) FROM after),
+                    (SELECT count(DISTINCT s.run_id) FROM signals s
+                       WHERE s.failure_type = ? AND s.run_id IN (SELECT run_id FROM after)),
+                    (SELECT count(DISTINCT e.run_id) FROM events e
+                       WHERE e.kind = 'llm.called' AND e.run_id IN (SELECT run_id FROM after)
+                         AND json_extract_string(e.payload, '$.langfuse_prompt_name') = ?
+                         AND TRY_CAST(json_extract_string(e.payload, '$.langfuse_prompt_version') AS BIGINT) = ?)
+                """,
+                [fix.agent_id, fix.applied_ns, fix.failure_type, fix.prompt_name, fix.new_version],
+            )
+            .fetchone()
+        )
+        assert row is not None
+        return {"runs_after_fix": row[0], "recurrences_after_fix": row[1], "adopted_runs": row[2]}
 
     def run_signals(self, run_id: str) -> list[Signal]:
         sql = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals WHERE run_id = ?::UUID ORDER BY step_index, detected_ns"

@@ -66,3 +66,25 @@ MIGRATIONS += (
         ),
     ),
 )
+MIGRATIONS += (
+    (
+        3,
+        (
+            """
+            CREATE TABLE fixes (
+                fix_id VARCHAR PRIMARY KEY,
+                signal_id VARCHAR NOT NULL,
+                failure_type VARCHAR NOT NULL,
+                agent_id VARCHAR NOT NULL,
+                prompt_name VARCHAR NOT NULL,
+                prompt_label VARCHAR NOT NULL,
+                old_version INTEGER NOT NULL,
+                new_version INTEGER NOT NULL,
+                fix_content VARCHAR NOT NULL,
+                applied_ns BIGINT NOT NULL,
+                rolled_back_ns BIGINT
+            )
+            """,
+        ),
+    ),
+)

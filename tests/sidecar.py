@@ -80,7 +80,9 @@ class Sidecar:
         self._log_offset = 0
 
     def start(self, timeout: float = 30.0) -> Sidecar:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DUNETRACE_", "OTEL_", "TRACELOOP_"))}
+        # Nothing from the developer's environment leaks in: the embedded defaults unless a test says so.
+        prefixes = ("DUNETRACE_", "OTEL_", "TRACELOOP_", "LANGFUSE_", "ANTHROPIC_", "OPENAI_")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
         env.update(
             {
                 "DUNETRACE_OTLP_GRPC_ENDPOINT": "127.0.0.1:0",
