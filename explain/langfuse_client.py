@@ -177,7 +177,8 @@ class LangfuseClient:
     async def get_prompt(self, name: str, label: str) -> Prompt | None:
         try:
             return await self._call(
-                "get prompt", lambda: self._api.prompts.get(name, label=label, request_options={"max_retries": 1})
+                "get prompt",
+                lambda: self._api.prompts.get(quote(name, safe=""), label=label, request_options={"max_retries": 1}),
             )
         except NotFoundError:
             return None
@@ -214,7 +215,7 @@ class LangfuseClient:
         try:
             await self._call(
                 "update prompt labels",
-                lambda: self._api.prompt_version.update(name, version, new_labels=[label]),
+                lambda: self._api.prompt_version.update(quote(name, safe=""), version, new_labels=[label]),
             )
         except NotFoundError:
             raise ExplainError(

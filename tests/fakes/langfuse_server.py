@@ -30,6 +30,8 @@ from typing import Any, Self
 from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+JSON_BODY = web.RequestKey("json_body", object)  # the parsed JSON body, set by the middleware
+RAW_BODY = web.RequestKey("raw_body", bytes)
 
 
 # --- lifecycle base ---------------------------------------------------------------------------
@@ -91,12 +93,12 @@ class BackgroundAiohttpServer:
             return self
 
     async def _bind(self) -> None:
-        runner = web.AppRunner(self.make_app(), access_log=None, handler_cancellation=True)
+        runner = web.AppRunner(self.make_app(), access_log=None, handler_cancellation=True, shutdown_timeout=0.5)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self._port, shutdown_timeout=0.5)
+        site = web.TCPSite(runner, self.host, self._port)
         await site.start()
         server = site._server
-        assert server is not None and server.sockets
+        assert isinstance(server, asyncio.Server) and server.sockets
         self._port = int(server.sockets[0].getsockname()[1])
         self._runner = runner
 
@@ -691,6 +693,9 @@ class FakeLangfuse(BackgroundAiohttpServer):
         r.add_get("/api/public/traces/{trace_id}", self._legacy_trace)
         r.add_get("/api/public/v2/prompts", self._list_prompts)
         r.add_post("/api/public/v2/prompts", self._create_prompt)
+        # current servers route prompts/[...promptName] (a catch-all): a folder name may arrive URL-encoded
+        # (folder%2Fname, as the SDK's high-level client sends it) or with a plain slash; PATCH splits off
+        # a trailing /versions/{version}
         r.add_patch(r"/api/public/v2/prompts/{name:.+}/versions/{version}", self._update_labels)
         r.add_get(r"/api/public/v2/prompts/{name:.+}", self._get_prompt)
         r.add_post("/api/public/otel/v1/traces", self._otel_traces)
@@ -734,14 +739,14 @@ class FakeLangfuse(BackgroundAiohttpServer):
             return _error_response(
                 401, "Invalid authorization header. Confirm that you've configured the correct host."
             )
-        request["json_body"] = body
-        request["raw_body"] = raw
+        request[JSON_BODY] = body
+        request[RAW_BODY] = raw
         try:
             return await handler(request)
         except _ApiError as exc:
             return _error_response(exc.status, exc.message, **exc.extra)
         except web.HTTPException as exc:
-            return _error_response(exc.status, exc.reason or "error", headers=None)
+            return _error_response(exc.status, exc.reason or "error")
         except Exception as exc:  # a broken fake must show up in the test, with a JSON body the SDK can read
             self.errors.append(f"{request.method} {request.path}: {type(exc).__name__}: {exc}")
             return _error_response(500, f"fake error: {type(exc).__name__}: {exc}")
@@ -1127,7 +1132,7 @@ class FakeLangfuse(BackgroundAiohttpServer):
         return web.json_response({"data": chunk, "meta": meta})
 
     async def _create_prompt(self, request: web.Request) -> web.Response:
-        body = request["json_body"]
+        body = request[JSON_BODY]
         if not isinstance(body, dict):
             raise _ApiError(400, "Request body must be a JSON object")
         name = body.get("name")
@@ -1173,7 +1178,7 @@ class FakeLangfuse(BackgroundAiohttpServer):
             version = int(request.match_info["version"])
         except ValueError as exc:
             raise _ApiError(400, "version must be an integer") from exc
-        body = request["json_body"]
+        body = request[JSON_BODY]
         new_labels = body.get("newLabels") if isinstance(body, dict) else None
         if not isinstance(new_labels, list) or not all(isinstance(label, str) for label in new_labels):
             raise _ApiError(400, "Invalid request data: newLabels must be a list of strings")
@@ -1196,7 +1201,7 @@ class FakeLangfuse(BackgroundAiohttpServer):
     # OTLP ingestion
 
     async def _otel_traces(self, request: web.Request) -> web.Response:
-        raw: bytes = request["raw_body"]
+        raw: bytes = request[RAW_BODY]
         if raw[:2] == b"\x1f\x8b":  # aiohttp already inflated Content-Encoding: gzip bodies; this is a 2nd layer
             try:
                 raw = gzip.decompress(raw)
