@@ -18,9 +18,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
 
 from detectors.base import SEVERITIES, Signal
 from detectors.events import RunEvent, RunRow, fold_content, number_steps
+from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.openapi import openapi_document
 from explain.errors import ExplainError
 from explain.service import ExplainService
@@ -36,6 +38,7 @@ DEFAULT_LIMIT = 50
 RUN_STATUSES = frozenset({"running", "completed", "errored", "stalled"})
 
 STORE = web.AppKey("store", DuckStore)
+METRICS = web.AppKey("metrics", Metrics)
 EXPLAIN = web.AppKey("explain", ExplainService)
 API_KEYS = web.AppKey("api_keys", tuple)
 
@@ -257,6 +260,11 @@ async def readyz(request: web.Request) -> web.Response:
     return error_response(503, "not_ready", "the store is not available")
 
 
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus exposition, content-negotiated (text or OpenMetrics); no key needed."""
+    return await make_aiohttp_handler(request.app[METRICS].registry)(request)
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
@@ -362,19 +370,32 @@ async def _json_body(request: web.Request, required: bool) -> dict[str, Any]:
     return body
 
 
+async def _counted(request: web.Request, operation: str, call: Awaitable[dict[str, Any]]) -> web.Response:
+    counter = request.app[METRICS].explain_requests
+    try:
+        answer = await call
+    except (ApiError, ExplainError) as exc:
+        counter.labels(operation, exc.code).inc()
+        raise
+    counter.labels(operation, "fallback" if answer.get("fallback_reason") else "ok").inc()
+    return web.json_response(answer)
+
+
 async def explain_signal(request: web.Request) -> web.Response:
     body = await _json_body(request, required=False)
-    answer = await request.app[EXPLAIN].explain(request.match_info["signal_id"], body.get("langfuse_trace_id"))
-    return web.json_response(answer)
+    service = request.app[EXPLAIN]
+    return await _counted(
+        request, "explain", service.explain(request.match_info["signal_id"], body.get("langfuse_trace_id"))
+    )
 
 
 async def apply_fix(request: web.Request) -> web.Response:
     body = await _json_body(request, required=True)
-    return web.json_response(await request.app[EXPLAIN].apply_fix(request.match_info["signal_id"], body))
+    return await _counted(request, "apply_fix", request.app[EXPLAIN].apply_fix(request.match_info["signal_id"], body))
 
 
 async def rollback_fix(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[EXPLAIN].rollback(request.match_info["signal_id"]))
+    return await _counted(request, "rollback", request.app[EXPLAIN].rollback(request.match_info["signal_id"]))
 
 
 async def fix_status(request: web.Request) -> web.Response:
@@ -385,6 +406,7 @@ ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamRespon
     ("GET", "/healthz", healthz),
     ("GET", "/readyz", readyz),
     ("GET", "/openapi.json", openapi),
+    ("GET", "/metrics", metrics),
     ("GET", "/v1/agents", list_agents),
     ("GET", "/v1/runs", list_runs),
     ("GET", "/v1/runs/{run_id}", get_run),
@@ -398,12 +420,16 @@ ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamRespon
 
 
 def build_api_app(
-    store: DuckStore, api_keys: tuple[str, ...], explainer: ExplainService | None = None
+    store: DuckStore,
+    api_keys: tuple[str, ...],
+    explainer: ExplainService | None = None,
+    metrics: Metrics | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=1024 * 1024)
     app[STORE] = store
     app[EXPLAIN] = explainer or ExplainService(store, None, None, prompt_label="production", cache_seconds=0)
     app[API_KEYS] = api_keys
+    app[METRICS] = metrics or Metrics()
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

@@ -22,6 +22,7 @@ from detectors.engine import DetectionEngine
 from dunetrace_sidecar.api import build_api_app
 from dunetrace_sidecar.baseline import BaselineCache
 from dunetrace_sidecar.config import Config, ConfigError, Endpoint, load
+from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.pipeline import Pipeline
 from explain.analyzer import build_analyzer
 from explain.langfuse_client import LangfuseClient
@@ -49,7 +50,8 @@ class Daemon:
     def __init__(self, config: Config, config_file: str | None = None) -> None:
         self.config = config
         self.config_file = config_file
-        self.store = DuckStore(config.store.path)
+        self.metrics = Metrics()
+        self.store = DuckStore(config.store.path, on_write=self.metrics.store_write.observe)
         baselines = BaselineCache(self.store.recent_completed_steps)
         self.pipeline = Pipeline(
             self.store,
@@ -60,6 +62,7 @@ class Daemon:
             stall_timeout_seconds=config.runs.stall_timeout_seconds,
             max_queued_events=config.receiver.max_queued_events,
             max_open_runs=config.runs.max_open_runs,
+            metrics=self.metrics,
         )
         self.langfuse = (
             LangfuseClient(
@@ -116,7 +119,9 @@ class Daemon:
                 "anyone who can reach it can read it",
                 cfg.api.endpoint,
             )
-        await self._serve("api", build_api_app(self.store, cfg.api.keys, self.explainer), cfg.api.endpoint)
+        await self._serve(
+            "api", build_api_app(self.store, cfg.api.keys, self.explainer, self.metrics), cfg.api.endpoint
+        )
         log.info(
             "explain: langfuse=%s llm=%s",
             "configured" if self.langfuse else "off",

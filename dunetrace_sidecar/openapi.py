@@ -227,6 +227,13 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object"}, "Ready"), **_errors(503)},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (text exposition, or OpenMetrics when asked for)",
+                    "security": [],
+                    "responses": {"200": {"description": "Metrics", "content": {"text/plain": {}}}},
+                }
+            },
             "/openapi.json": {
                 "get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}
             },

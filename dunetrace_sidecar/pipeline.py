@@ -30,6 +30,7 @@ from detectors.events import RunEvent, RunRow, fold_content
 from detectors.run_view import RunView
 from detectors.settings import DetectorSettings
 from dunetrace_sidecar.baseline import BaselineCache
+from dunetrace_sidecar.metrics import Metrics
 from receiver.assemble import STATUS_COMPLETED, TERMINAL_STATUSES, RunState
 from receiver.content import Hasher
 from receiver.errors import QUEUE_FULL, SHUTTING_DOWN, STORE_UNAVAILABLE, ReceiverError
@@ -38,22 +39,6 @@ from receiver.spans import LogContent, SpanFacts, translate_logs, translate_requ
 from store.duckdb_store import DuckStore, StoreUnavailable, WriteBatch
 
 log = logging.getLogger("dunetrace.pipeline")
-
-
-@dataclass
-class PipelineStats:
-    """Counters the metrics issue exposes; kept here so nothing is lost until then."""
-
-    spans_received: int = 0
-    spans_rejected: int = 0
-    log_records_dropped: int = 0
-    metric_points_dropped: int = 0
-    events_stored: int = 0
-    signals_stored: int = 0
-    refused: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    runs_stalled: int = 0
-    runs_evicted: int = 0
-    runs_shed: int = 0
 
 
 @dataclass(slots=True)
@@ -81,6 +66,7 @@ class Pipeline:
         stall_timeout_seconds: float,
         max_queued_events: int,
         max_open_runs: int,
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._hasher = hasher
@@ -92,7 +78,9 @@ class Pipeline:
         self._max_open = max_open_runs
         self._runs: OrderedDict[str, OpenRun] = OrderedDict()  # least recently active first
         self._closing = False
-        self.stats = PipelineStats()
+        self.metrics = metrics
+        metrics.runs_open.set_function(lambda: len(self._runs))
+        metrics.store_queue.set_function(lambda: store.queued_events)
 
     @property
     def open_runs(self) -> int:
@@ -102,16 +90,18 @@ class Pipeline:
 
     def check_capacity(self) -> None:
         if self._closing:
-            self.stats.refused["shutting_down"] += 1
             raise ReceiverError(SHUTTING_DOWN, "the sidecar is shutting down; retry shortly")
         if self._store.queued_events >= self._max_queued:
-            self.stats.refused["queue_full"] += 1
             raise ReceiverError(QUEUE_FULL, "the store queue is full; retry after the delay")
 
-    async def export_traces(self, request: pb_trace_service.ExportTraceServiceRequest) -> ExportResult:
+    def note_refused(self, transport: str, signal: str, reason: str) -> None:
+        self.metrics.export_requests.labels(transport, signal, reason).inc()
+
+    async def export_traces(
+        self, request: pb_trace_service.ExportTraceServiceRequest, transport: str = "internal"
+    ) -> ExportResult:
+        received = time.monotonic()
         translated = translate_request(request.resource_spans, self._hasher)
-        self.stats.spans_received += len(translated.facts) + translated.rejected
-        self.stats.spans_rejected += translated.rejected
         by_run: dict[str, list[SpanFacts]] = defaultdict(list)
         for facts in translated.facts:
             by_run[facts.run_id].append(facts)
@@ -124,15 +114,22 @@ class Pipeline:
             new = run.state.apply_spans(spans)
             if new:
                 changed.append((run, new, status_before))
-        await self._detect_and_commit(changed)
+        await self._detect_and_commit(changed, received)
+        metrics = self.metrics
+        metrics.spans_received.labels(transport).inc(len(translated.facts) + translated.rejected)
         message = ""
         if translated.rejected:
+            metrics.spans_refused.labels(transport, "invalid_id").inc(translated.rejected)
             message = f"{translated.rejected} span(s) rejected: " + "; ".join(translated.reasons)
+        metrics.export_requests.labels(transport, "traces", "partial" if translated.rejected else "accepted").inc()
         return ExportResult(translated.rejected, message)
 
-    async def export_logs(self, request: pb_logs_service.ExportLogsServiceRequest) -> ExportResult:
+    async def export_logs(
+        self, request: pb_logs_service.ExportLogsServiceRequest, transport: str = "internal"
+    ) -> ExportResult:
+        received = time.monotonic()
         contents, dropped = translate_logs(request.resource_logs, self._hasher)
-        self.stats.log_records_dropped += dropped
+        self.metrics.log_records_dropped.inc(dropped)
         by_run: dict[str, list[LogContent]] = defaultdict(list)
         for content in contents:
             by_run[content.run_id].append(content)
@@ -143,21 +140,27 @@ class Pipeline:
             new = [event for item in items for event in run.state.apply_log_content(item)]
             if new:
                 changed.append((run, new, run.state.status))
-        await self._detect_and_commit(changed)
+        await self._detect_and_commit(changed, received)
+        self.metrics.export_requests.labels(transport, "logs", "accepted").inc()
         return ExportResult()
 
-    async def export_metrics(self, request: pb_metrics_service.ExportMetricsServiceRequest) -> ExportResult:
-        self.stats.metric_points_dropped += sum(
-            len(metric.ListFields())
-            for resource in request.resource_metrics
-            for scope in resource.scope_metrics
-            for metric in scope.metrics
+    async def export_metrics(
+        self, request: pb_metrics_service.ExportMetricsServiceRequest, transport: str = "internal"
+    ) -> ExportResult:
+        self.metrics.export_requests.labels(transport, "metrics", "accepted").inc()
+        self.metrics.metric_points_dropped.inc(
+            sum(
+                len(metric.ListFields())
+                for resource in request.resource_metrics
+                for scope in resource.scope_metrics
+                for metric in scope.metrics
+            )
         )
         return ExportResult()
 
     # --- detection and commit -------------------------------------------------------------
 
-    async def _detect_and_commit(self, changed: list[tuple[OpenRun, list[RunEvent], str]]) -> None:
+    async def _detect_and_commit(self, changed: list[tuple[OpenRun, list[RunEvent], str]], received: float) -> None:
         if not changed:
             return
         agents = {run.state.agent_id or self._default_agent_id for run, _, _ in changed}
@@ -171,7 +174,13 @@ class Pipeline:
             batch.rows.append(run.state.row())
             if run.state.status == STATUS_COMPLETED and status_before != STATUS_COMPLETED:
                 self._baselines.record(run.view.agent_id, run.state.steps)
+            if run.state.status in TERMINAL_STATUSES and status_before not in TERMINAL_STATUSES:
+                self.metrics.runs_ended.labels(run.state.status).inc()
         await self._commit(batch)
+        if batch.signals:
+            elapsed = time.monotonic() - received
+            for _ in batch.signals:
+                self.metrics.detection_latency.observe(elapsed)
         self._shed()
 
     async def _load_baselines(self, agents: set[str]) -> None:
@@ -195,8 +204,9 @@ class Pipeline:
             for row in batch.rows:
                 self._runs.pop(row.run_id, None)
             raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
-        self.stats.events_stored += len(batch.events)
-        self.stats.signals_stored += len(batch.signals)
+        self.metrics.events_stored.inc(len(batch.events))
+        for signal in batch.signals:
+            self.metrics.signals.labels(signal.failure_type, signal.severity).inc()
 
     # --- open runs ------------------------------------------------------------------------
 
@@ -239,7 +249,7 @@ class Pipeline:
         """Past the cap, forget the least recently active runs (rebuilt from the store if needed)."""
         while len(self._runs) > self._max_open:
             self._runs.popitem(last=False)
-            self.stats.runs_shed += 1
+            self.metrics.runs_shed.inc()
 
     async def sweep(self, now: float | None = None) -> None:
         """Evaluate and stall runs idle past stall_timeout with no root span; evict every idle run."""
@@ -267,12 +277,11 @@ class Pipeline:
         except ReceiverError:
             log.warning("could not record %d stalled run(s); will retry", stalled)
             return
-        self.stats.runs_stalled += stalled
+        self.metrics.runs_ended.labels("stalled").inc(stalled)
         for run in idle:
             run_id = run.state.run_id
             if self._runs.get(run_id) is run and now - run.state.touched_at >= self._stall_timeout:
                 del self._runs[run_id]
-                self.stats.runs_evicted += 1
 
     async def run_sweeper(self, interval: float) -> None:
         while True:

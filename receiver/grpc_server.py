@@ -67,8 +67,9 @@ class OtlpGrpcHandlers:
                     message.ParseFromString(body)
                 except DecodeError as exc:
                     raise ReceiverError(BAD_DATA, f"not a valid {signal.request_type.__name__}: {exc}") from None
-                result = await signal.export(self._ingest, message)
+                result = await signal.export(self._ingest, message, "grpc")
             except ReceiverError as exc:
+                self._ingest.note_refused("grpc", signal.name, exc.kind.name)
                 code = exc.kind.grpc_code
                 trailers = _retry_trailers(code, exc.message, self._retry_after) if exc.kind.retryable else ()
                 await context.abort(code, exc.message, trailing_metadata=trailers)

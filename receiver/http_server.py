@@ -64,8 +64,10 @@ class OtlpHttpHandler:
     async def _handle(self, signal: OtlpSignal, request: web.Request) -> web.StreamResponse:
         content_type = request.content_type
         if request.method != "POST":
+            self._ingest.note_refused("http", signal.name, METHOD_NOT_ALLOWED.name)
             return error_response(METHOD_NOT_ALLOWED, f"{request.method} is not allowed; use POST", content_type)
         if content_type not in (PROTOBUF, JSON):
+            self._ingest.note_refused("http", signal.name, UNSUPPORTED_MEDIA.name)
             return error_response(
                 UNSUPPORTED_MEDIA,
                 f"Content-Type {content_type or '(none)'} is not supported; use {PROTOBUF} or {JSON}",
@@ -73,6 +75,7 @@ class OtlpHttpHandler:
             )
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
         if encoding not in _ENCODINGS:
+            self._ingest.note_refused("http", signal.name, UNSUPPORTED_MEDIA.name)
             return error_response(
                 UNSUPPORTED_MEDIA, f"Content-Encoding {encoding} is not supported; use gzip", content_type
             )
@@ -80,8 +83,9 @@ class OtlpHttpHandler:
             self._ingest.check_capacity()
             body = await self._read(request)
             message = self._decode(signal, body, content_type)
-            result = await signal.export(self._ingest, message)
+            result = await signal.export(self._ingest, message, "http")
         except ReceiverError as exc:
+            self._ingest.note_refused("http", signal.name, exc.kind.name)
             return error_response(exc.kind, exc.message, content_type, self._retry_after)
         return web.Response(status=200, body=_encode(signal.response(result), content_type), content_type=content_type)
 

@@ -22,11 +22,16 @@ class Ingest(Protocol):
     def check_capacity(self) -> None:
         """Raise ReceiverError(QUEUE_FULL | SHUTTING_DOWN) when no more work can be taken."""
 
-    async def export_traces(self, request: pb_trace_service.ExportTraceServiceRequest) -> ExportResult:
+    def note_refused(self, transport: str, signal: str, reason: str) -> None:
+        """A whole export request was refused (counted, never logged per request)."""
+
+    async def export_traces(self, request: pb_trace_service.ExportTraceServiceRequest, transport: str) -> ExportResult:
         """Translate and store; returns once the result is durable. Raises ReceiverError."""
 
-    async def export_logs(self, request: pb_logs_service.ExportLogsServiceRequest) -> ExportResult:
+    async def export_logs(self, request: pb_logs_service.ExportLogsServiceRequest, transport: str) -> ExportResult:
         """gen_ai content records are used, the rest dropped and counted."""
 
-    async def export_metrics(self, request: pb_metrics_service.ExportMetricsServiceRequest) -> ExportResult:
+    async def export_metrics(
+        self, request: pb_metrics_service.ExportMetricsServiceRequest, transport: str
+    ) -> ExportResult:
         """Accepted so default OpenLLMetry setups see no errors; counted and dropped."""

@@ -22,7 +22,7 @@ class OtlpSignal:
     request_type: type[Message]
     response_type: type[Message]
     partial_field: str  # rejected_spans / rejected_log_records / rejected_data_points
-    export: Callable[[Ingest, Any], Awaitable[ExportResult]]
+    export: Callable[[Ingest, Any, str], Awaitable[ExportResult]]
 
     def response(self, result: ExportResult) -> Message:
         response = self.response_type()
@@ -40,7 +40,7 @@ TRACES = OtlpSignal(
     pb_trace_service.ExportTraceServiceRequest,
     pb_trace_service.ExportTraceServiceResponse,
     "rejected_spans",
-    lambda ingest, request: ingest.export_traces(request),
+    lambda ingest, request, transport: ingest.export_traces(request, transport),
 )
 LOGS = OtlpSignal(
     "logs",
@@ -49,7 +49,7 @@ LOGS = OtlpSignal(
     pb_logs_service.ExportLogsServiceRequest,
     pb_logs_service.ExportLogsServiceResponse,
     "rejected_log_records",
-    lambda ingest, request: ingest.export_logs(request),
+    lambda ingest, request, transport: ingest.export_logs(request, transport),
 )
 METRICS = OtlpSignal(
     "metrics",
@@ -58,6 +58,6 @@ METRICS = OtlpSignal(
     pb_metrics_service.ExportMetricsServiceRequest,
     pb_metrics_service.ExportMetricsServiceResponse,
     "rejected_data_points",
-    lambda ingest, request: ingest.export_metrics(request),
+    lambda ingest, request, transport: ingest.export_metrics(request, transport),
 )
 ALL_SIGNALS = (TRACES, LOGS, METRICS)

@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,8 +140,12 @@ def _payload_json(payload: Any) -> str:
 
 
 class DuckStore:
-    def __init__(self, path: str, max_batch_events: int = 50_000) -> None:
+    def __init__(
+        self, path: str, max_batch_events: int = 50_000, on_write: Callable[[float], None] | None = None
+    ) -> None:
+        """``on_write(seconds)`` is called from the writer thread after each committed transaction."""
         self.path = path
+        self._on_write = on_write
         self._max_batch_events = max_batch_events
         self._queue: queue.Queue[Any] = queue.Queue()
         self._queued_events = 0
@@ -329,6 +333,8 @@ class DuckStore:
                 batch.future.set_exception(StoreUnavailable(f"store write failed: {type(exc).__name__}"))
             return
         self.last_write_seconds = time.perf_counter() - started
+        if self._on_write is not None:
+            self._on_write(self.last_write_seconds)
         for batch in batches:
             batch.future.set_result(None)
 

@@ -499,7 +499,7 @@ def test_documented_security_matches_what_needs_a_key(make_sidecar: Sidecars) ->
                 assert result.status == 200, path
             else:
                 assert_error(result, 401, "unauthorized")
-    assert sorted(open_paths) == ["/healthz", "/readyz"]
+    assert sorted(open_paths) == ["/healthz", "/metrics", "/readyz"]
 
 
 # --- health -------------------------------------------------------------------------------------------------
@@ -542,6 +542,7 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/openapi.json"),
+        ("GET", "/metrics"),
         ("GET", "/v1/agents"),
         ("GET", "/v1/runs"),
         ("GET", "/v1/runs/{run_id}"),
