@@ -21,6 +21,8 @@ RETRIEVAL_CALLED = "retrieval.called"
 RETRIEVAL_RESPONDED = "retrieval.responded"
 # Content that reached us as OTLP log records after the LLM span it belongs to.
 LLM_CONTENT = "llm.content"
+# An operator policy matched (recorded by the daemon, not derived from spans).
+POLICY_TRIGGERED = "policy.triggered"
 
 CALLED_KINDS = frozenset({LLM_CALLED, TOOL_CALLED, RETRIEVAL_CALLED})
 RESPONDED_KINDS = frozenset({LLM_RESPONDED, TOOL_RESPONDED, RETRIEVAL_RESPONDED})
@@ -38,6 +40,7 @@ _KIND_RANK = {
     TOOL_RESPONDED: 2,
     RETRIEVAL_RESPONDED: 2,
     LLM_CONTENT: 3,
+    POLICY_TRIGGERED: 4,
     RUN_COMPLETED: 9,
     RUN_ERRORED: 9,
 }

@@ -24,6 +24,7 @@ from detectors.base import SEVERITIES, Signal
 from detectors.events import RunEvent, RunRow, fold_content, number_steps
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.openapi import openapi_document
+from dunetrace_sidecar.policies import PolicyBook, PolicyError, PolicyService
 from explain.errors import ExplainError
 from explain.service import ExplainService
 from explain.templates import explain
@@ -39,6 +40,7 @@ RUN_STATUSES = frozenset({"running", "completed", "errored", "stalled"})
 
 STORE = web.AppKey("store", DuckStore)
 METRICS = web.AppKey("metrics", Metrics)
+POLICIES = web.AppKey("policies", PolicyService)
 EXPLAIN = web.AppKey("explain", ExplainService)
 API_KEYS = web.AppKey("api_keys", tuple)
 
@@ -402,6 +404,71 @@ async def fix_status(request: web.Request) -> web.Response:
     return web.json_response(await request.app[EXPLAIN].fix_status(request.match_info["signal_id"]))
 
 
+def _policy_id(request: web.Request) -> int:
+    raw = request.match_info["policy_id"]
+    if not raw.isdigit() or int(raw) > 2**62:
+        raise ApiError(400, "invalid_policy_id", f"{raw!r} is not a policy id (a positive whole number)")
+    return int(raw)
+
+
+def _policy_error(exc: PolicyError) -> ApiError:
+    return ApiError(400, "invalid_policy", str(exc))
+
+
+async def list_policies(request: web.Request) -> web.Response:
+    book = request.app[POLICIES].book
+    agent_id = request.query.get("agent_id")
+    policies = book.all() if agent_id is None else book.for_agent(agent_id, enabled_only=False)
+    return web.json_response({"policies": [p.as_dict() for p in policies]})
+
+
+async def create_policy(request: web.Request) -> web.Response:
+    body = await _json_body(request, required=True)
+    try:
+        policy = await request.app[POLICIES].create(body)
+    except PolicyError as exc:
+        raise _policy_error(exc) from None
+    return web.json_response(policy.as_dict(), status=201, headers={"Location": f"/v1/policies/{policy.id}"})
+
+
+async def get_policy(request: web.Request) -> web.Response:
+    policy = request.app[POLICIES].book.get(_policy_id(request))
+    if policy is None:
+        raise ApiError(404, "policy_not_found", f"no policy {request.match_info['policy_id']}")
+    return web.json_response(policy.as_dict())
+
+
+async def replace_policy(request: web.Request) -> web.Response:
+    policy_id = _policy_id(request)
+    body = await _json_body(request, required=True)
+    try:
+        policy = await request.app[POLICIES].replace(policy_id, body)
+    except PolicyError as exc:
+        raise _policy_error(exc) from None
+    if policy is None:
+        raise ApiError(404, "policy_not_found", f"no policy {policy_id}")
+    return web.json_response(policy.as_dict())
+
+
+async def delete_policy(request: web.Request) -> web.Response:
+    policy_id = _policy_id(request)
+    if not await request.app[POLICIES].delete(policy_id):
+        raise ApiError(404, "policy_not_found", f"no policy {policy_id}")
+    return web.Response(status=204)
+
+
+async def toggle_policy(request: web.Request) -> web.Response:
+    policy_id = _policy_id(request)
+    body = await _json_body(request, required=False)
+    enabled = body.get("enabled")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise ApiError(400, "invalid_policy", "enabled: true or false is required")
+    policy = await request.app[POLICIES].toggle(policy_id, enabled)
+    if policy is None:
+        raise ApiError(404, "policy_not_found", f"no policy {policy_id}")
+    return web.json_response(policy.as_dict())
+
+
 ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], ...] = (
     ("GET", "/healthz", healthz),
     ("GET", "/readyz", readyz),
@@ -416,6 +483,12 @@ ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamRespon
     ("POST", "/v1/signals/{signal_id}/apply-fix", apply_fix),
     ("POST", "/v1/signals/{signal_id}/rollback-fix", rollback_fix),
     ("GET", "/v1/signals/{signal_id}/fix-status", fix_status),
+    ("GET", "/v1/policies", list_policies),
+    ("POST", "/v1/policies", create_policy),
+    ("GET", "/v1/policies/{policy_id}", get_policy),
+    ("PUT", "/v1/policies/{policy_id}", replace_policy),
+    ("DELETE", "/v1/policies/{policy_id}", delete_policy),
+    ("PATCH", "/v1/policies/{policy_id}/toggle", toggle_policy),
 )
 
 
@@ -424,12 +497,14 @@ def build_api_app(
     api_keys: tuple[str, ...],
     explainer: ExplainService | None = None,
     metrics: Metrics | None = None,
+    policies: PolicyService | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=1024 * 1024)
     app[STORE] = store
     app[EXPLAIN] = explainer or ExplainService(store, None, None, prompt_label="production", cache_seconds=0)
     app[API_KEYS] = api_keys
     app[METRICS] = metrics or Metrics()
+    app[POLICIES] = policies or PolicyService(PolicyBook([], {}), store)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

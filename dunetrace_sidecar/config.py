@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from detectors.settings import DetectorSettings
+from dunetrace_sidecar.policies import DEFAULT_MODEL_PRICES
 
 
 class ConfigError(ValueError):
@@ -359,6 +360,25 @@ SETTINGS: tuple[Setting, ...] = (
 SETTINGS_BY_PATH = {s.path: s for s in SETTINGS}
 CONFIG_ENV = "DUNETRACE_CONFIG"
 DETECTORS_KEY = "detectors"  # its own section: see detectors/settings.py and the README
+PRICES_KEY = "model_prices"  # model-name prefix: [USD per million input tokens, per million output tokens]
+
+
+def parse_prices(raw: Any) -> dict[str, tuple[float, float]]:
+    """The default price table with the file's entries merged over it."""
+    prices = dict(DEFAULT_MODEL_PRICES)
+    if raw is None:
+        return prices
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{PRICES_KEY}: expected a mapping of model prefix to [input, output] USD per million")
+    for model, pair in raw.items():
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in pair)
+        ):
+            raise ConfigError(f"{PRICES_KEY}.{model}: expected [input, output] USD per million tokens, both >= 0")
+        prices[str(model)] = (float(pair[0]), float(pair[1]))
+    return prices
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,6 +452,7 @@ class Config:
     langfuse: LangfuseConfig
     explain: ExplainConfig
     detectors: DetectorSettings = field(default_factory=DetectorSettings.default)
+    model_prices: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_MODEL_PRICES))
 
     def validate(self) -> None:
         """Cross-field rules; single-field ones live in the parsers."""
@@ -480,12 +501,11 @@ def read_file(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of settings")
     data = dict(data)
-    detectors = data.pop(DETECTORS_KEY, None)
+    sections = {key: data.pop(key) for key in (DETECTORS_KEY, PRICES_KEY) if key in data}
     flat = _flatten(data)
-    if detectors is not None:
-        flat[DETECTORS_KEY] = detectors
+    flat.update(sections)
     for key in flat:
-        if key not in SETTINGS_BY_PATH and key != DETECTORS_KEY:
+        if key not in SETTINGS_BY_PATH and key not in (DETECTORS_KEY, PRICES_KEY):
             raise ConfigError(f"{key}: unknown setting (see `dunetrace-sidecar --help`)")
     return flat
 
@@ -500,6 +520,7 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
         detectors = DetectorSettings.parse(raw.get(DETECTORS_KEY))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    prices = parse_prices(raw.get(PRICES_KEY))
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         source = setting.path
@@ -551,6 +572,7 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
         ),
         log_level=values["log_level"],
         detectors=detectors,
+        model_prices=prices,
     )
     config.validate()
     return config

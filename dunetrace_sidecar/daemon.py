@@ -24,6 +24,7 @@ from dunetrace_sidecar.baseline import BaselineCache
 from dunetrace_sidecar.config import Config, ConfigError, Endpoint, load
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.pipeline import Pipeline
+from dunetrace_sidecar.policies import PolicyBook, PolicyService
 from explain.analyzer import build_analyzer
 from explain.langfuse_client import LangfuseClient
 from explain.service import ExplainService
@@ -53,6 +54,7 @@ class Daemon:
         self.metrics = Metrics()
         self.store = DuckStore(config.store.path, on_write=self.metrics.store_write.observe)
         baselines = BaselineCache(self.store.recent_completed_steps)
+        self.policies = PolicyService(PolicyBook([], config.model_prices), self.store)
         self.pipeline = Pipeline(
             self.store,
             Hasher(config.privacy.hash_key or None),
@@ -63,6 +65,7 @@ class Daemon:
             max_queued_events=config.receiver.max_queued_events,
             max_open_runs=config.runs.max_open_runs,
             metrics=self.metrics,
+            policies=self.policies.book,
         )
         self.langfuse = (
             LangfuseClient(
@@ -97,7 +100,13 @@ class Daemon:
     async def _start(self) -> None:
         cfg = self.config
         await asyncio.get_running_loop().run_in_executor(None, self.store.open)
-        log.info("store open path=%s schema_version=%d", cfg.store.path, self.store.schema_version)
+        await asyncio.get_running_loop().run_in_executor(None, self.policies.load)
+        log.info(
+            "store open path=%s schema_version=%d policies=%d",
+            cfg.store.path,
+            self.store.schema_version,
+            len(self.policies.book.all()),
+        )
 
         self._grpc = build_grpc_server(
             self.pipeline, cfg.receiver.max_grpc_message_bytes, cfg.receiver.retry_after_seconds
@@ -120,7 +129,9 @@ class Daemon:
                 cfg.api.endpoint,
             )
         await self._serve(
-            "api", build_api_app(self.store, cfg.api.keys, self.explainer, self.metrics), cfg.api.endpoint
+            "api",
+            build_api_app(self.store, cfg.api.keys, self.explainer, self.metrics, self.policies),
+            cfg.api.endpoint,
         )
         log.info(
             "explain: langfuse=%s llm=%s",

@@ -6,8 +6,9 @@ reasons, outcomes, failure types, severities, destinations, actions — never ru
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
+disable_created_metrics()  # the *_created series only double the exposition
 PREFIX = "dunetrace"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

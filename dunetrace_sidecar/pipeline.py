@@ -31,6 +31,7 @@ from detectors.run_view import RunView
 from detectors.settings import DetectorSettings
 from dunetrace_sidecar.baseline import BaselineCache
 from dunetrace_sidecar.metrics import Metrics
+from dunetrace_sidecar.policies import PolicyBook, PolicyRunState
 from receiver.assemble import STATUS_COMPLETED, TERMINAL_STATUSES, RunState
 from receiver.content import Hasher
 from receiver.errors import QUEUE_FULL, SHUTTING_DOWN, STORE_UNAVAILABLE, ReceiverError
@@ -45,6 +46,7 @@ log = logging.getLogger("dunetrace.pipeline")
 class OpenRun:
     state: RunState  # translation (receiver)
     view: RunView  # detection (detectors)
+    policy: PolicyRunState = field(default_factory=PolicyRunState)  # operator policies
 
 
 @dataclass(slots=True)
@@ -67,6 +69,7 @@ class Pipeline:
         max_queued_events: int,
         max_open_runs: int,
         metrics: Metrics,
+        policies: PolicyBook,
     ) -> None:
         self._store = store
         self._hasher = hasher
@@ -79,6 +82,7 @@ class Pipeline:
         self._runs: OrderedDict[str, OpenRun] = OrderedDict()  # least recently active first
         self._closing = False
         self.metrics = metrics
+        self.policies = policies
         metrics.runs_open.set_function(lambda: len(self._runs))
         metrics.store_queue.set_function(lambda: store.queued_events)
 
@@ -168,9 +172,8 @@ class Pipeline:
         batch = _Batch()
         now_ns = time.time_ns()
         for run, new, status_before in changed:
-            run.view.agent_id = run.state.agent_id or self._default_agent_id
-            batch.signals.extend(self.engine.process(run.view, new, now_ns))
-            batch.events.extend(new)
+            agent_id = run.view.agent_id = run.state.agent_id or self._default_agent_id
+            self._detect(run, agent_id, new, now_ns, batch)
             batch.rows.append(run.state.row())
             if run.state.status == STATUS_COMPLETED and status_before != STATUS_COMPLETED:
                 self._baselines.record(run.view.agent_id, run.state.steps)
@@ -182,6 +185,21 @@ class Pipeline:
             for _ in batch.signals:
                 self.metrics.detection_latency.observe(elapsed)
         self._shed()
+
+    def _detect(self, run: OpenRun, agent_id: str, new: list[RunEvent], now_ns: int, batch: _Batch) -> None:
+        """Detectors, then the agent's policies, event by event (a policy may test a signal)."""
+        for event in new:
+            signals = self.engine.process(run.view, [event], now_ns)
+            triggered, raised = self.policies.evaluate(
+                run.policy, run.state.run_id, agent_id, event, run.view.event_step, signals
+            )
+            run.view.fired.update(s.failure_type for s in raised)
+            batch.events.append(event)
+            batch.events.extend(triggered)
+            batch.signals.extend(signals)
+            batch.signals.extend(raised)
+            for policy_event in triggered:
+                self.metrics.policy_triggers.labels(policy_event.payload["action_type"]).inc()
 
     async def _load_baselines(self, agents: set[str]) -> None:
         missing = self._baselines.missing(agents)
@@ -241,8 +259,11 @@ class Pipeline:
             view = RunView(row.run_id, row.agent_id)
             for event in sorted(fold_content(events), key=RunEvent.sort_key):
                 view.apply(event)
-            view.fired = {s.failure_type for s in self._store.run_signals(row.run_id)}
-            runs[row.run_id] = OpenRun(state, view)
+            signals = self._store.run_signals(row.run_id)
+            view.fired = {s.failure_type for s in signals}
+            policy = PolicyRunState()
+            PolicyBook.restore(policy, sorted(events, key=RunEvent.sort_key), signals, self.policies.prices)
+            runs[row.run_id] = OpenRun(state, view, policy)
         return runs
 
     def _shed(self) -> None:

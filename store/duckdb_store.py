@@ -107,6 +107,8 @@ class WriteBatch:
     signals: list[Signal] = field(default_factory=list)
     fixes: list[FixRecord] = field(default_factory=list)
     rolled_back: list[tuple[str, int]] = field(default_factory=list)  # (fix_id, rolled_back_ns)
+    policies_put: list[tuple[int, str]] = field(default_factory=list)  # (id, JSON body)
+    policies_deleted: list[int] = field(default_factory=list)
     future: Future[None] = field(default_factory=Future)
 
 
@@ -298,6 +300,10 @@ class DuckStore:
                     )
                 for fix_id, rolled_back_ns in batch.rolled_back:
                     conn.execute("UPDATE fixes SET rolled_back_ns = ? WHERE fix_id = ?", [rolled_back_ns, fix_id])
+                for policy_id, body in batch.policies_put:
+                    conn.execute("INSERT OR REPLACE INTO policies VALUES (?, ?, ?)", [policy_id, body, time.time_ns()])
+                for policy_id in batch.policies_deleted:
+                    conn.execute("DELETE FROM policies WHERE id = ?", [policy_id])
             if runs:
                 upsert = conn.appender("runs", action="upsert")
                 upsert.append_rows(
@@ -470,6 +476,10 @@ class DuckStore:
         sql = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals WHERE signal_id = ?"
         rows = self._cursor().execute(sql, [signal_id]).fetchall()
         return _signal(rows[0]) if rows else None
+
+    def load_policies(self) -> list[dict[str, Any]]:
+        rows = self._cursor().execute("SELECT body FROM policies ORDER BY id").fetchall()
+        return [json.loads(r[0]) for r in rows]
 
     # --- fixes ---------------------------------------------------------------------------------
 

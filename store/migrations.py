@@ -88,3 +88,17 @@ MIGRATIONS += (
         ),
     ),
 )
+MIGRATIONS += (
+    (
+        4,
+        (
+            """
+            CREATE TABLE policies (
+                id BIGINT PRIMARY KEY,
+                body VARCHAR NOT NULL,
+                updated_ns BIGINT NOT NULL
+            )
+            """,
+        ),
+    ),
+)
