@@ -20,14 +20,14 @@ from typing import Any, TypeVar
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from detectors.base import SEVERITIES, Signal
+from detectors.base import SEVERITIES
 from detectors.events import RunEvent, RunRow, fold_content, number_steps
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.openapi import openapi_document
 from dunetrace_sidecar.policies import PolicyBook, PolicyError, PolicyService
+from dunetrace_sidecar.views import iso, signal_view
 from explain.errors import ExplainError
 from explain.service import ExplainService
-from explain.templates import explain
 from store.duckdb_store import DuckStore, RunFilter, SignalFilter, StoreUnavailable
 
 log = logging.getLogger("dunetrace.api")
@@ -184,14 +184,6 @@ def parse_bool(name: str, text: str | None) -> bool:
     raise ApiError(400, "invalid_parameter", f"{name}: expected true or false, got {text!r}")
 
 
-def iso(ns: int | None) -> str | None:
-    if not ns:
-        return None
-    seconds, rest = divmod(ns, 1_000_000_000)
-    stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{stamp}.{rest // 1000:06d}Z"
-
-
 # --- views -----------------------------------------------------------------------------
 
 
@@ -213,23 +205,6 @@ def run_view(row: RunRow) -> dict[str, Any]:
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "exit_reason": row.exit_reason,
-    }
-
-
-def signal_view(signal: Signal) -> dict[str, Any]:
-    return {
-        "signal_id": signal.signal_id,
-        "run_id": signal.run_id,
-        "agent_id": signal.agent_id,
-        "failure_type": signal.failure_type,
-        "severity": signal.severity,
-        "confidence": signal.confidence,
-        "step_index": signal.step_index,
-        "evidence": signal.evidence,
-        "detected_at": iso(signal.detected_ns),
-        "mode": signal.mode,
-        "shadow": signal.shadow,
-        "explanation": explain(signal.failure_type, signal.evidence, signal.confidence).as_dict(),
     }
 
 

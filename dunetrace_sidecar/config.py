@@ -136,6 +136,16 @@ def parse_url(value: Any) -> str:
     return text
 
 
+SEVERITY_NAMES = ("CRITICAL", "HIGH", "MEDIUM", "LOW")
+
+
+def parse_severity(value: Any) -> str:
+    text = str(value).strip().upper()
+    if text not in SEVERITY_NAMES:
+        raise ValueError(f"expected one of {', '.join(SEVERITY_NAMES)}, got {value!r}")
+    return text
+
+
 def parse_text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__}")
@@ -355,6 +365,65 @@ SETTINGS: tuple[Setting, ...] = (
         parse_non_negative_int,
         "How long an explain answer is kept in memory per signal (never on disk); 0 disables.",
     ),
+    Setting(
+        "alerts.slack_webhook_url",
+        "SLACK_WEBHOOK_URL",
+        "",
+        parse_url,
+        "Slack incoming webhook for alerts (Block Kit); empty: no Slack alerts.",
+        secret=True,
+    ),
+    Setting(
+        "alerts.slack_min_severity",
+        "SLACK_MIN_SEVERITY",
+        "HIGH",
+        parse_severity,
+        "Least severe signal sent to Slack: CRITICAL, HIGH, MEDIUM or LOW.",
+    ),
+    Setting(
+        "alerts.webhook_url",
+        "WEBHOOK_URL",
+        "",
+        parse_url,
+        "Generic webhook for alerts (JSON: the signal, its evidence and explanation); empty: none.",
+    ),
+    Setting(
+        "alerts.webhook_min_severity",
+        "WEBHOOK_MIN_SEVERITY",
+        "LOW",
+        parse_severity,
+        "Least severe signal sent to the webhook.",
+    ),
+    Setting(
+        "alerts.webhook_secret",
+        "WEBHOOK_SECRET",
+        "",
+        parse_text,
+        "Signs webhook alerts (Standard Webhooks: webhook-id, webhook-timestamp, webhook-signature); "
+        "a whsec_ secret is base64.",
+        secret=True,
+    ),
+    Setting(
+        "alerts.dashboard_url",
+        "DASHBOARD_URL",
+        "",
+        parse_url,
+        "When set, Slack alerts link to <dashboard_url>/runs/<run_id>.",
+    ),
+    Setting(
+        "alerts.max_attempts",
+        "DUNETRACE_ALERT_MAX_ATTEMPTS",
+        10,
+        parse_positive_int,
+        "Attempts per alert and destination (exponential backoff with jitter, honouring Retry-After).",
+    ),
+    Setting(
+        "alerts.timeout_seconds",
+        "DUNETRACE_ALERT_TIMEOUT",
+        5,
+        parse_positive_float,
+        "Timeout of one alert delivery attempt.",
+    ),
     Setting("log_level", "DUNETRACE_LOG_LEVEL", "info", parse_log_level, "Log level: debug, info, warning or error."),
 )
 SETTINGS_BY_PATH = {s.path: s for s in SETTINGS}
@@ -429,6 +498,18 @@ class LangfuseConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AlertsConfig:
+    slack_webhook_url: str
+    slack_min_severity: str
+    webhook_url: str
+    webhook_min_severity: str
+    webhook_secret: str
+    dashboard_url: str
+    max_attempts: int
+    timeout_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class ExplainConfig:
     anthropic_api_key: str
     anthropic_base_url: str
@@ -451,6 +532,7 @@ class Config:
     log_level: str
     langfuse: LangfuseConfig
     explain: ExplainConfig
+    alerts: AlertsConfig
     detectors: DetectorSettings = field(default_factory=DetectorSettings.default)
     model_prices: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_MODEL_PRICES))
 
@@ -558,6 +640,16 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
             secret_key=values["langfuse.secret_key"],
             timeout_seconds=values["langfuse.timeout_seconds"],
             prompt_label=values["langfuse.prompt_label"],
+        ),
+        alerts=AlertsConfig(
+            slack_webhook_url=values["alerts.slack_webhook_url"],
+            slack_min_severity=values["alerts.slack_min_severity"],
+            webhook_url=values["alerts.webhook_url"],
+            webhook_min_severity=values["alerts.webhook_min_severity"],
+            webhook_secret=values["alerts.webhook_secret"],
+            dashboard_url=values["alerts.dashboard_url"],
+            max_attempts=values["alerts.max_attempts"],
+            timeout_seconds=values["alerts.timeout_seconds"],
         ),
         explain=ExplainConfig(
             anthropic_api_key=values["explain.anthropic_api_key"],

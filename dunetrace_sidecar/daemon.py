@@ -19,6 +19,7 @@ import grpc
 from aiohttp import web
 
 from detectors.engine import DetectionEngine
+from dunetrace_sidecar.alerts import SLACK, WEBHOOK, AlertDispatcher, Destination
 from dunetrace_sidecar.api import build_api_app
 from dunetrace_sidecar.baseline import BaselineCache
 from dunetrace_sidecar.config import Config, ConfigError, Endpoint, load
@@ -55,6 +56,7 @@ class Daemon:
         self.store = DuckStore(config.store.path, on_write=self.metrics.store_write.observe)
         baselines = BaselineCache(self.store.recent_completed_steps)
         self.policies = PolicyService(PolicyBook([], config.model_prices), self.store)
+        self.alerts = build_dispatcher(config, self.store, self.metrics)
         self.pipeline = Pipeline(
             self.store,
             Hasher(config.privacy.hash_key or None),
@@ -66,6 +68,7 @@ class Daemon:
             max_open_runs=config.runs.max_open_runs,
             metrics=self.metrics,
             policies=self.policies.book,
+            alerts=self.alerts,
         )
         self.langfuse = (
             LangfuseClient(
@@ -143,6 +146,9 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self.pipeline.run_sweeper(interval), name="stall-sweeper"))
         if self.config_file:
             self._tasks.append(asyncio.create_task(self._watch_config(self.config_file), name="config-watch"))
+        if self.alerts is not None:
+            self._tasks.append(asyncio.create_task(self.alerts.run(), name="alerts"))
+            log.info("alerts: %s", ", ".join(sorted(self.alerts.destinations)))
         log.info("ready")
 
     async def _serve(self, name: str, app: web.Application, endpoint: Endpoint, lingering_time: float = 10.0) -> None:
@@ -213,6 +219,27 @@ class Daemon:
             if stamp != last and stamp is not None:
                 last = stamp
                 self.reload("file changed")
+
+
+def build_dispatcher(config: Config, store: DuckStore, metrics: Metrics) -> AlertDispatcher | None:
+    alerts = config.alerts
+    destinations = {}
+    if alerts.slack_webhook_url:
+        destinations[SLACK] = Destination(SLACK, alerts.slack_webhook_url, alerts.slack_min_severity)
+    if alerts.webhook_url:
+        destinations[WEBHOOK] = Destination(
+            WEBHOOK, alerts.webhook_url, alerts.webhook_min_severity, alerts.webhook_secret
+        )
+    if not destinations:
+        return None
+    return AlertDispatcher(
+        store,
+        destinations,
+        metrics,
+        dashboard_url=alerts.dashboard_url,
+        max_attempts=alerts.max_attempts,
+        timeout_seconds=alerts.timeout_seconds,
+    )
 
 
 def _file_stamp(path: str) -> tuple[int, int, int] | None:

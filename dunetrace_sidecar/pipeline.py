@@ -29,6 +29,7 @@ from detectors.engine import DetectionEngine
 from detectors.events import RunEvent, RunRow, fold_content
 from detectors.run_view import RunView
 from detectors.settings import DetectorSettings
+from dunetrace_sidecar.alerts import AlertDispatcher, deliveries_for
 from dunetrace_sidecar.baseline import BaselineCache
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.policies import PolicyBook, PolicyRunState
@@ -70,6 +71,7 @@ class Pipeline:
         max_open_runs: int,
         metrics: Metrics,
         policies: PolicyBook,
+        alerts: AlertDispatcher | None = None,
     ) -> None:
         self._store = store
         self._hasher = hasher
@@ -83,6 +85,7 @@ class Pipeline:
         self._closing = False
         self.metrics = metrics
         self.policies = policies
+        self._alerts = alerts
         metrics.runs_open.set_function(lambda: len(self._runs))
         metrics.store_queue.set_function(lambda: store.queued_events)
 
@@ -215,13 +218,18 @@ class Pipeline:
     async def _commit(self, batch: _Batch) -> None:
         if not batch.events and not batch.rows and not batch.signals:
             return
-        future = self._store.submit(WriteBatch(events=batch.events, runs=batch.rows, signals=batch.signals))
+        owed = deliveries_for(batch.signals, self._alerts.destinations, time.time_ns()) if self._alerts else []
+        future = self._store.submit(
+            WriteBatch(events=batch.events, runs=batch.rows, signals=batch.signals, deliveries=owed)
+        )
         try:
             await asyncio.wrap_future(future)
         except StoreUnavailable as exc:
             for row in batch.rows:
                 self._runs.pop(row.run_id, None)
             raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
+        if owed and self._alerts is not None:
+            self._alerts.wake()
         self.metrics.events_stored.inc(len(batch.events))
         for signal in batch.signals:
             self.metrics.signals.labels(signal.failure_type, signal.severity).inc()

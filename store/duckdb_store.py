@@ -100,6 +100,44 @@ FIX_COLUMNS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One alert owed: a signal to one destination (the id is stable: receivers dedupe on it)."""
+
+    delivery_id: str
+    signal_id: str
+    destination: str
+    status: str  # pending | sent | failed
+    attempts: int
+    next_attempt_ns: int
+    last_error: str | None
+    created_ns: int
+    sent_ns: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryUpdate:
+    delivery_id: str
+    status: str
+    attempts: int
+    next_attempt_ns: int
+    last_error: str | None
+    sent_ns: int | None
+
+
+DELIVERY_COLUMNS = (
+    "delivery_id",
+    "signal_id",
+    "destination",
+    "status",
+    "attempts",
+    "next_attempt_ns",
+    "last_error",
+    "created_ns",
+    "sent_ns",
+)
+
+
 @dataclass(slots=True)
 class WriteBatch:
     events: list[RunEvent] = field(default_factory=list)
@@ -109,6 +147,8 @@ class WriteBatch:
     rolled_back: list[tuple[str, int]] = field(default_factory=list)  # (fix_id, rolled_back_ns)
     policies_put: list[tuple[int, str]] = field(default_factory=list)  # (id, JSON body)
     policies_deleted: list[int] = field(default_factory=list)
+    deliveries: list[Delivery] = field(default_factory=list)  # new; an existing one is left alone
+    delivery_updates: list[DeliveryUpdate] = field(default_factory=list)
     future: Future[None] = field(default_factory=Future)
 
 
@@ -153,6 +193,7 @@ class DuckStore:
         self._queued_events = 0
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._thread: threading.Thread | None = None
         self._healthy = False
@@ -176,8 +217,15 @@ class DuckStore:
             self._thread.join()
             self._thread = None
         if self._conn is not None:
+            with self._lock:
+                cursors, self._cursors = self._cursors, []
+            for cursor in cursors:  # readers' connections, so nothing holds a transaction open
+                with contextlib.suppress(duckdb.Error):
+                    cursor.close()
             try:
                 self._conn.execute("CHECKPOINT")
+            except duckdb.Error as exc:  # not fatal: the write-ahead log is replayed on the next open
+                log.warning("store checkpoint at close skipped: %s", exc)
             finally:
                 self._conn.close()
                 self._conn = None
@@ -304,6 +352,25 @@ class DuckStore:
                     conn.execute("INSERT OR REPLACE INTO policies VALUES (?, ?, ?)", [policy_id, body, time.time_ns()])
                 for policy_id in batch.policies_deleted:
                     conn.execute("DELETE FROM policies WHERE id = ?", [policy_id])
+                for delivery in batch.deliveries:
+                    conn.execute(
+                        f"INSERT INTO deliveries VALUES ({', '.join('?' for _ in DELIVERY_COLUMNS)}) "
+                        "ON CONFLICT DO NOTHING",
+                        [getattr(delivery, c) for c in DELIVERY_COLUMNS],
+                    )
+                for update in batch.delivery_updates:
+                    conn.execute(
+                        "UPDATE deliveries SET status = ?, attempts = ?, next_attempt_ns = ?, last_error = ?,"
+                        " sent_ns = ? WHERE delivery_id = ?",
+                        [
+                            update.status,
+                            update.attempts,
+                            update.next_attempt_ns,
+                            update.last_error,
+                            update.sent_ns,
+                            update.delivery_id,
+                        ],
+                    )
             if runs:
                 upsert = conn.appender("runs", action="upsert")
                 upsert.append_rows(
@@ -353,6 +420,8 @@ class DuckStore:
                 raise StoreUnavailable("store is not open")
             cursor = self._conn.cursor()
             self._local.cursor = cursor
+            with self._lock:
+                self._cursors.append(cursor)
         return cursor
 
     def ping(self) -> bool:
@@ -476,6 +545,17 @@ class DuckStore:
         sql = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals WHERE signal_id = ?"
         rows = self._cursor().execute(sql, [signal_id]).fetchall()
         return _signal(rows[0]) if rows else None
+
+    def due_deliveries(self, now_ns: int, limit: int) -> list[Delivery]:
+        sql = (
+            f"SELECT {', '.join(DELIVERY_COLUMNS)} FROM deliveries WHERE status = 'pending' AND next_attempt_ns <= ?"
+            " ORDER BY next_attempt_ns LIMIT ?"
+        )
+        return [Delivery(*r) for r in self._cursor().execute(sql, [now_ns, limit]).fetchall()]
+
+    def deliveries_of(self, signal_id: str) -> list[Delivery]:
+        sql = f"SELECT {', '.join(DELIVERY_COLUMNS)} FROM deliveries WHERE signal_id = ? ORDER BY destination"
+        return [Delivery(*r) for r in self._cursor().execute(sql, [signal_id]).fetchall()]
 
     def load_policies(self) -> list[dict[str, Any]]:
         rows = self._cursor().execute("SELECT body FROM policies ORDER BY id").fetchall()

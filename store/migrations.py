@@ -102,3 +102,23 @@ MIGRATIONS += (
         ),
     ),
 )
+MIGRATIONS += (
+    (
+        5,
+        (
+            """
+            CREATE TABLE deliveries (
+                delivery_id VARCHAR PRIMARY KEY,
+                signal_id VARCHAR NOT NULL,
+                destination VARCHAR NOT NULL,
+                status VARCHAR NOT NULL,
+                attempts INTEGER NOT NULL,
+                next_attempt_ns BIGINT NOT NULL,
+                last_error VARCHAR,
+                created_ns BIGINT NOT NULL,
+                sent_ns BIGINT
+            )
+            """,
+        ),
+    ),
+)
