@@ -37,6 +37,11 @@ def _query(name: str, description: str, schema: dict[str, Any] | None = None) ->
 
 
 _TIME = "RFC 3339 timestamp or Unix seconds"
+_POLICY = {"$ref": "#/components/schemas/Policy"}
+
+
+def _body() -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": _POLICY}}}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -53,6 +58,13 @@ def openapi_document() -> dict[str, Any]:
         "required": True,
         "description": "The signal id (a UUID).",
         "schema": {"type": "string", "format": "uuid"},
+    }
+    policy_id_param = {
+        "name": "policy_id",
+        "in": "path",
+        "required": True,
+        "description": "The policy id.",
+        "schema": {"type": "integer"},
     }
     return {
         "openapi": "3.1.0",
@@ -197,6 +209,51 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                 },
+                "Policy": {
+                    "type": "object",
+                    "required": ["name", "condition", "action"],
+                    "properties": {
+                        "id": {"type": "integer", "readOnly": True},
+                        "name": {"type": "string"},
+                        "agent_id": {"type": "string", "description": "'*' for every agent (default)"},
+                        "condition": {
+                            "type": "object",
+                            "required": ["trigger", "operator", "value"],
+                            "properties": {
+                                "trigger": {
+                                    "type": "string",
+                                    "enum": [
+                                        "tool_call_count",
+                                        "step_count",
+                                        "cost_usd",
+                                        "error_count",
+                                        "finish_reason",
+                                        "llm_latency_ms",
+                                        "signal",
+                                    ],
+                                },
+                                "operator": {
+                                    "type": "string",
+                                    "enum": ["gt", "gte", "lt", "lte", "eq", "neq", "contains"],
+                                },
+                                "value": {"description": "a number, or a string for finish_reason and signal"},
+                            },
+                        },
+                        "action": {
+                            "type": "object",
+                            "required": ["type"],
+                            "properties": {
+                                "type": {"type": "string", "enum": ["stop", "switch_model", "inject_prompt", "log"]},
+                                "params": {
+                                    "type": "object",
+                                    "description": "model for switch_model, prompt for inject_prompt",
+                                },
+                            },
+                        },
+                        "priority": {"type": "integer", "description": "lower first (default 100)"},
+                        "enabled": {"type": "boolean"},
+                    },
+                },
                 "RunDetail": {
                     "allOf": [
                         {"$ref": "#/components/schemas/Run"},
@@ -329,6 +386,54 @@ def openapi_document() -> dict[str, Any]:
                         ),
                         **_errors(400, 401),
                     },
+                }
+            },
+            "/v1/policies": {
+                "get": {
+                    "summary": "Policies; ?agent_id= gives that agent's and the '*' ones (what SDKs fetch)",
+                    "parameters": [_query("agent_id", "Only policies that apply to this agent")],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "policies": {"type": "array", "items": {"$ref": "#/components/schemas/Policy"}}
+                                },
+                            },
+                            "Policies, in priority order",
+                        ),
+                        **_errors(401),
+                    },
+                },
+                "post": {
+                    "summary": "Create a policy",
+                    "requestBody": _body(),
+                    "responses": {"201": _json(_POLICY, "Created"), **_errors(400, 401)},
+                },
+            },
+            "/v1/policies/{policy_id}": {
+                "get": {
+                    "summary": "One policy",
+                    "parameters": [policy_id_param],
+                    "responses": {"200": _json(_POLICY, "The policy"), **_errors(400, 401, 404)},
+                },
+                "put": {
+                    "summary": "Replace a policy",
+                    "parameters": [policy_id_param],
+                    "requestBody": _body(),
+                    "responses": {"200": _json(_POLICY, "Replaced"), **_errors(400, 401, 404)},
+                },
+                "delete": {
+                    "summary": "Delete a policy",
+                    "parameters": [policy_id_param],
+                    "responses": {"204": {"description": "Deleted"}, **_errors(400, 401, 404)},
+                },
+            },
+            "/v1/policies/{policy_id}/toggle": {
+                "patch": {
+                    "summary": 'Enable or disable (flip, or set with {"enabled": bool})',
+                    "parameters": [policy_id_param],
+                    "responses": {"200": _json(_POLICY, "The policy"), **_errors(400, 401, 404)},
                 }
             },
             "/v1/signals/{signal_id}/explain": {

@@ -9,6 +9,7 @@ status), not read back from the daemon.
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import subprocess
@@ -489,11 +490,13 @@ def test_documented_security_matches_what_needs_a_key(make_sidecar: Sidecars) ->
     open_paths = []
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
-            assert method in ("get", "post")
+            assert method in ("get", "post", "put", "delete", "patch")
             concrete = path.replace("{run_id}", "c948936fab6b60effe13376fabe2e8e6").replace(
                 "{signal_id}", "40d8586b-2229-5bae-844f-ce52e9ce3f3a"
             )
-            result = http(method.upper(), daemon.api_url + concrete, body=b"{}" if method == "post" else None)
+            concrete = concrete.replace("{policy_id}", "1")
+            body = b"{}" if method in ("post", "put") else None
+            result = http(method.upper(), daemon.api_url + concrete, body=body)
             if operation.get("security") == []:
                 open_paths.append(path)
                 assert result.status == 200, path
@@ -552,21 +555,37 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
         ("POST", "/v1/signals/{signal_id}/apply-fix"),
         ("POST", "/v1/signals/{signal_id}/rollback-fix"),
         ("GET", "/v1/signals/{signal_id}/fix-status"),
+        ("GET", "/v1/policies"),
+        ("POST", "/v1/policies"),
+        ("GET", "/v1/policies/{policy_id}"),
+        ("PUT", "/v1/policies/{policy_id}"),
+        ("DELETE", "/v1/policies/{policy_id}"),
+        ("PATCH", "/v1/policies/{policy_id}/toggle"),
     }
     # ROUTES is what the app is built from: its router holds exactly these operations.
     app = build_api_app(DuckStore(":memory:"), ())
     served = {(route.method, route.resource.canonical) for route in app.router.routes() if route.resource is not None}
     assert served == operations
     # Every documented operation answers on the live daemon.
+    policy = {
+        "name": "p",
+        "condition": {"trigger": "step_count", "operator": "gt", "value": 50},
+        "action": {"type": "log"},
+    }
+    created = http("POST", daemon.api_url + "/v1/policies", body=json.dumps(policy).encode())
+    policy_id = str(created.json()["id"])
     for method, path in sorted(operations):
         concrete = path.replace("{run_id}", run_id).replace("{signal_id}", signal_id)
-        result = http(method, daemon.api_url + concrete, body=b"{}" if method == "POST" else None)
+        concrete = concrete.replace("{policy_id}", "999999" if method == "DELETE" else policy_id)
+        body = b"{}" if method in ("POST", "PUT") else None
+        result = http(method, daemon.api_url + concrete, body=body)
         if method == "GET" or path.endswith("/explain"):
             assert result.status == 200, (method, path, result.body[:300])
-        else:  # apply-fix / rollback with an empty body and nothing configured: a documented error, not the router's
+        else:  # empty bodies, nothing configured, an unknown id: a documented answer, never the router's 404/405
             documented = document["paths"][path][method.lower()]["responses"]
             assert str(result.status) in documented, (method, path, result.status)
-            assert result.json()["error"]["code"] not in ("not_found", "method_not_allowed"), result.body
+            if result.status >= 400:
+                assert result.json()["error"]["code"] not in ("not_found", "method_not_allowed"), result.body
     # Every path parameter is declared.
     for path, item in document["paths"].items():
         for operation in (item[m] for m in item if m in HTTP_METHODS):
