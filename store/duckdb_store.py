@@ -440,21 +440,33 @@ class DuckStore:
         if flt.status is not None:
             where.append("status = ?")
             params.append(flt.status)
+        rows = self._page(
+            f"SELECT {', '.join(RUN_COLUMNS[:-1])} FROM runs", where, params, "started_ns", "run_id::VARCHAR", flt
+        )
+        return [_run_row(r) for r in rows]
+
+    def _page(
+        self,
+        select: str,
+        where: list[str],
+        params: list[Any],
+        time_column: str,
+        id_column: str,
+        flt: RunFilter | SignalFilter,
+    ) -> list[Any]:
+        """Newest first by ``time_column``, a keyset page after ``flt.after`` = (time, id)."""
         if flt.since_ns is not None:
-            where.append("started_ns >= ?")
+            where.append(f"{time_column} >= ?")
             params.append(flt.since_ns)
         if flt.until_ns is not None:
-            where.append("started_ns < ?")
+            where.append(f"{time_column} < ?")
             params.append(flt.until_ns)
         if flt.after is not None:
-            where.append("(started_ns, run_id) < (?, ?::UUID)")
+            where.append(f"({time_column}, {id_column}) < (?, ?)")
             params.extend(flt.after)
-        sql = f"SELECT {', '.join(RUN_COLUMNS[:-1])} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY started_ns DESC, run_id DESC LIMIT ?"
-        params.append(flt.limit)
-        return [_run_row(r) for r in self._cursor().execute(sql, params).fetchall()]
+        sql = select + (" WHERE " + " AND ".join(where) if where else "")
+        sql += f" ORDER BY {time_column} DESC, {id_column} DESC LIMIT ?"
+        return self._cursor().execute(sql, [*params, flt.limit]).fetchall()
 
     def get_run(self, run_id: str) -> RunRow | None:
         rows = self.get_runs([run_id])
@@ -525,21 +537,8 @@ class DuckStore:
             params.append(flt.run_id)
         if not flt.include_shadow:
             where.append("NOT shadow")
-        if flt.since_ns is not None:
-            where.append("detected_ns >= ?")
-            params.append(flt.since_ns)
-        if flt.until_ns is not None:
-            where.append("detected_ns < ?")
-            params.append(flt.until_ns)
-        if flt.after is not None:
-            where.append("(detected_ns, signal_id) < (?, ?)")
-            params.extend(flt.after)
         sql = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY detected_ns DESC, signal_id DESC LIMIT ?"
-        params.append(flt.limit)
-        return [_signal(r) for r in self._cursor().execute(sql, params).fetchall()]
+        return [_signal(r) for r in self._page(sql, where, params, "detected_ns", "signal_id", flt)]
 
     def get_signal(self, signal_id: str) -> Signal | None:
         sql = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals WHERE signal_id = ?"
