@@ -38,12 +38,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(level: str) -> None:
+    """``log_level`` applies to the sidecar's own loggers only. Libraries stay at WARNING: at
+    DEBUG the LLM and HTTP clients log whole request bodies, which would carry trace content."""
     logging.basicConfig(
-        level=getattr(logging, level.upper()),
+        level=logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
         stream=sys.stderr,
     )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("dunetrace").setLevel(getattr(logging, level.upper()))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -386,6 +386,7 @@ SETTINGS: tuple[Setting, ...] = (
         "",
         parse_url,
         "Generic webhook for alerts (JSON: the signal, its evidence and explanation); empty: none.",
+        secret=True,  # such URLs often carry a token
     ),
     Setting(
         "alerts.webhook_min_severity",

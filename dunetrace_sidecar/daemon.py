@@ -102,6 +102,7 @@ class Daemon:
 
     async def _start(self) -> None:
         cfg = self.config
+        log.debug("settings: %s", settings_summary(cfg))
         await asyncio.get_running_loop().run_in_executor(None, self.store.open)
         await asyncio.get_running_loop().run_in_executor(None, self.policies.load)
         log.info(
@@ -219,6 +220,20 @@ class Daemon:
             if stamp != last and stamp is not None:
                 last = stamp
                 self.reload("file changed")
+
+
+def settings_summary(config: Config) -> str:
+    """The settings in force, secrets left out (for a debug line)."""
+    from dunetrace_sidecar.config import SETTINGS
+
+    shown = []
+    for setting in SETTINGS:
+        if setting.secret:
+            continue
+        section, _, name = setting.path.rpartition(".")
+        value = getattr(getattr(config, section), name) if section else getattr(config, name)
+        shown.append(f"{setting.path}={value}")
+    return " ".join(shown)
 
 
 def build_dispatcher(config: Config, store: DuckStore, metrics: Metrics) -> AlertDispatcher | None:
