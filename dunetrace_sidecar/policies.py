@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -104,8 +105,8 @@ def parse_policy(body: Any, policy_id: int) -> Policy:
             "condition.operator", f"{operator!r} does not apply to {trigger}; one of {', '.join(sorted(allowed))}"
         )
     if trigger in NUMERIC_TRIGGERS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise PolicyError("condition.value", f"{trigger} takes a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise PolicyError("condition.value", f"{trigger} takes a finite number, got {value!r}")
     elif not isinstance(value, str) or not value:
         raise PolicyError("condition.value", f"{trigger} takes a non-empty string, got {value!r}")
     action = body.get("action")
@@ -120,6 +121,8 @@ def parse_policy(body: Any, policy_id: int) -> Policy:
     params = action.get("params", {}) or {}
     if not isinstance(params, Mapping):
         raise PolicyError("action.params", "an object is required")
+    if not _json_safe(params):
+        raise PolicyError("action.params", "numbers must be finite (NaN and Infinity are not JSON)")
     if action_type == "switch_model":
         model = params.get("model")
         if not isinstance(model, str) or not model.strip():
@@ -151,6 +154,16 @@ def parse_policy(body: Any, policy_id: int) -> Policy:
         priority=priority,
         enabled=enabled,
     )
+
+
+def _json_safe(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        return all(_json_safe(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_json_safe(v) for v in value)
+    return True
 
 
 def matches(operator: str, observed: Any, value: Any, trigger: str) -> bool:
@@ -198,36 +211,34 @@ class PolicyRunState:
     pending_models: dict[str, tuple[str | None, int]] = field(default_factory=dict)
 
     def observe(self, event: RunEvent, prices: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
-        """Fold the event in; the values a policy can test on it."""
+        """Fold the event in; the values this event changed (a log policy fires once per change)."""
         p = event.payload
         observed: dict[str, Any] = {}
-        if event.kind in (LLM_CALLED, TOOL_CALLED) or event.kind == "retrieval.called":
+        if event.kind in (LLM_CALLED, TOOL_CALLED, "retrieval.called"):
             self.steps += 1
+            observed["step_count"] = self.steps
         if event.kind == LLM_CALLED:
             self.pending_models[event.call_id] = (p.get("model"), int(p.get("prompt_tokens") or 0))
             if len(self.pending_models) > 64:
                 self.pending_models.pop(next(iter(self.pending_models)))
         elif event.kind == TOOL_CALLED:
             self.tool_calls += 1
-            observed = {"tool_call_count": self.tool_calls, "step_count": self.steps}
+            observed["tool_call_count"] = self.tool_calls
         elif event.kind == TOOL_RESPONDED:
             if p.get("success") is False:
                 self.errors += 1
-            observed = {"error_count": self.errors, "step_count": self.steps, "tool_call_count": self.tool_calls}
+                observed["error_count"] = self.errors
         elif event.kind == LLM_RESPONDED:
             model, prompt_tokens = self.pending_models.pop(event.call_id, (None, 0))
             price_in, price_out = price_of(model, prices)
             completion = int(p.get("completion_tokens") or 0)
             self.cost_usd += (prompt_tokens * price_in + completion * price_out) / 1_000_000
+            observed["cost_usd"] = round(self.cost_usd, 6)
+            observed["finish_reason"] = p.get("finish_reason")
+            observed["llm_latency_ms"] = p.get("latency_ms")
             if p.get("error_type"):
                 self.errors += 1
-            observed = {
-                "cost_usd": round(self.cost_usd, 6),
-                "finish_reason": p.get("finish_reason"),
-                "llm_latency_ms": p.get("latency_ms"),
-                "error_count": self.errors,
-                "step_count": self.steps,
-            }
+                observed["error_count"] = self.errors
         return observed
 
 
@@ -237,6 +248,7 @@ class PolicyBook:
     def __init__(self, policies: list[Policy], prices: Mapping[str, tuple[float, float]]) -> None:
         self._policies = {p.id: p for p in policies}
         self.prices = dict(prices)
+        self.highest_id = max(self._policies, default=0)  # ids are never reused, deleted ones included
         self._by_agent: dict[str, list[Policy]] = {}
 
     def all(self) -> list[Policy]:
@@ -246,10 +258,11 @@ class PolicyBook:
         return self._policies.get(policy_id)
 
     def next_id(self) -> int:
-        return max(self._policies, default=0) + 1
+        return self.highest_id + 1
 
     def put(self, policy: Policy) -> None:
         self._policies[policy.id] = policy
+        self.highest_id = max(self.highest_id, policy.id)
         self._by_agent.clear()
 
     def remove(self, policy_id: int) -> None:
@@ -352,14 +365,17 @@ class PolicyService:
     def load(self) -> None:
         """Startup (executor thread): the stored policies into the book."""
         for body in self._store.load_policies():
+            if body.get("deleted"):  # a tombstone keeps its id from being given out again
+                self.book.highest_id = max(self.book.highest_id, int(body["id"]))
+                continue
             self.book.put(parse_policy({k: v for k, v in body.items() if k != "id"}, int(body["id"])))
 
     async def _persist(self, put: list[Policy], deleted: list[int]) -> None:
         from store.duckdb_store import WriteBatch  # the store imports detectors; keep this module light
 
-        batch = WriteBatch(
-            policies_put=[(p.id, json.dumps(p.as_dict(), sort_keys=True)) for p in put], policies_deleted=deleted
-        )
+        rows = [(p.id, json.dumps(p.as_dict(), sort_keys=True)) for p in put]
+        rows += [(policy_id, json.dumps({"id": policy_id, "deleted": True})) for policy_id in deleted]
+        batch = WriteBatch(policies_put=rows)
         await asyncio.wrap_future(self._store.submit(batch))
 
     async def create(self, body: Any) -> Policy:
