@@ -204,6 +204,8 @@ class AlertDispatcher:
         self._timeout = timeout_seconds
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
+        self._sending: set[asyncio.Task[None]] = set()
+        self._bookkeeping = asyncio.Lock()
         self._session: aiohttp.ClientSession | None = None
 
     def wake(self) -> None:
@@ -222,23 +224,42 @@ class AlertDispatcher:
                     await asyncio.wait_for(self._wake.wait(), POLL_SECONDS)
                 self._wake.clear()
         finally:
+            for task in list(self._sending):  # unsent ones stay pending: sent after a restart
+                task.cancel()
+            await asyncio.gather(*self._sending, return_exceptions=True)
             await self._session.close()
 
     async def _pass(self) -> None:
+        """Start a send for each due delivery not already on its way; never wait for them here,
+        so a hung destination cannot hold up the others (each send is bounded by the timeout)."""
         loop = asyncio.get_running_loop()
+        # Held while reading: a send that finishes meanwhile records its outcome after the read,
+        # so a row read as pending is never one that has just been sent.
+        async with self._bookkeeping:
+            try:
+                due = await loop.run_in_executor(None, self._store.due_deliveries, time.time_ns(), BATCH)
+            except StoreUnavailable:
+                return
+            for delivery in due:
+                if delivery.delivery_id in self._in_flight or delivery.destination not in self.destinations:
+                    continue
+                self._in_flight.add(delivery.delivery_id)
+                task = asyncio.create_task(self._send_and_record(delivery))
+                self._sending.add(task)
+                task.add_done_callback(self._sending.discard)
+
+    async def _send_and_record(self, delivery: Delivery) -> None:
         try:
-            due = await loop.run_in_executor(None, self._store.due_deliveries, time.time_ns(), BATCH)
-        except StoreUnavailable:
-            return
-        due = [d for d in due if d.delivery_id not in self._in_flight and d.destination in self.destinations]
-        if not due:
-            return
-        self._in_flight.update(d.delivery_id for d in due)
-        try:
-            updates = await asyncio.gather(*(self._deliver(d) for d in due))
-            await asyncio.wrap_future(self._store.submit(WriteBatch(delivery_updates=list(updates))))
+            update = await self._deliver(delivery)
+            async with self._bookkeeping:
+                try:
+                    await asyncio.wrap_future(self._store.submit(WriteBatch(delivery_updates=[update])))
+                except StoreUnavailable:
+                    log.warning("could not record alert delivery %s; it will be tried again", delivery.delivery_id)
+                self._in_flight.discard(delivery.delivery_id)
         finally:
-            self._in_flight.difference_update(d.delivery_id for d in due)
+            self._in_flight.discard(delivery.delivery_id)
+            self._wake.set()  # its next attempt may already be due
 
     async def _deliver(self, delivery: Delivery) -> DeliveryUpdate:
         destination = self.destinations[delivery.destination]
