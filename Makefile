@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-test clean
+.PHONY: run test lint install install-test clean bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,3 +33,8 @@ test: $(VENV)/.installed-test lint
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (ratios against baselines measured in the same run): `make bench`, or
+# `make bench ARGS=--quick` for a one-minute pass. Results land in bench/results/.
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench $(ARGS)

@@ -46,17 +46,26 @@ class Server:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
-    def stop(self) -> None:
+    def rss_kb(self) -> int:
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        return 0
+
+    def stop(self) -> int:
+        """Stop gracefully (the store checkpoints); returns the store's size on disk in bytes."""
         self.process.terminate()
         try:
             self.process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        size = sum(p.stat().st_size for p in Path(self.workdir.name).glob("bench.duckdb*"))
         self.workdir.cleanup()
+        return size
 
 
-def start(kind: str) -> Server:
+def start(kind: str, extra_env: dict[str, str] | None = None) -> Server:
     workdir = tempfile.TemporaryDirectory(prefix=f"bench-{kind}-")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUNETRACE_")}
     env.update(
@@ -69,6 +78,7 @@ def start(kind: str) -> Server:
             "PYTHONPATH": str(ROOT),
         }
     )
+    env.update(extra_env or {})
     module = "dunetrace_sidecar" if kind == "sidecar" else "bench.null_receiver"
     log_path = Path(workdir.name) / "server.log"
     with log_path.open("wb") as log:
@@ -144,8 +154,8 @@ def _fan_out(worker: Callable[[list[bytes]], None], requests: list[bytes], strea
         raise errors[0]
 
 
-def measure(kind: str, transport: str, requests: list[bytes], spans: int, streams: int) -> tuple[float, float]:
-    """(spans/s, server CPU µs per span) for one fresh server."""
+def measure(kind: str, transport: str, requests: list[bytes], spans: int, streams: int) -> tuple[float, float, int]:
+    """(spans/s, server CPU µs per span, store bytes on disk) for one fresh server."""
     server = start(kind)
     try:
         if transport == "grpc":
@@ -160,9 +170,9 @@ def measure(kind: str, transport: str, requests: list[bytes], spans: int, stream
         elapsed = time.perf_counter() - t0
         cpu = server.cpu_seconds() - cpu0
     finally:
-        server.stop()
+        stored = server.stop()
     sent = spans * len(body) / len(requests)
-    return sent / elapsed, cpu / sent * 1e6
+    return sent / elapsed, cpu / sent * 1e6, stored
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     for transport in ("grpc", "http"):
         for _ in range(rounds):
             for kind in ("null", "sidecar"):
-                rate, cpu = measure(kind, transport, requests, spans, args.streams)
+                rate, cpu, _ = measure(kind, transport, requests, spans, args.streams)
                 row = results.setdefault(f"{transport}/{kind}", {"spans_per_s": [], "cpu_us_per_span": []})
                 row["spans_per_s"].append(rate)
                 row["cpu_us_per_span"].append(cpu)

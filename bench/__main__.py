@@ -1,0 +1,225 @@
+"""``python -m bench [--quick]`` (``make bench``): every benchmark in one run, as ratios and
+distributions measured side by side on this machine, written as Markdown and JSON.
+
+1. throughput: the sidecar's full path ÷ a null receiver (parses only), per transport;
+2. detection latency at ~50 % of the sidecar's maximum sustained load;
+3. memory: RSS per open run with 10,000 open runs, and RSS over a sustained run (flat?);
+4. storage: DuckDB bytes per 1,000 spans;
+5. cost growth: per-span CPU at runs of 10, 100 and 1,000 steps.
+
+Traffic goes only to 127.0.0.1, bounded in count and time. ``--quick`` finishes in about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from bench import detection_latency, run_length, throughput
+from bench.workload import RunShape, build_requests, build_run
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def fmt(s: dict[str, float], digits: int = 0) -> str:
+    return f"{s['median']:.{digits}f} ({s['min']:.{digits}f}–{s['max']:.{digits}f})"
+
+
+def bench_throughput(rounds: int, n_requests: int) -> dict[str, Any]:
+    requests, spans = build_requests(n_requests)
+    out: dict[str, Any] = {"spans_per_round": spans, "bytes_per_span": sum(map(len, requests)) / spans}
+    for transport in ("grpc", "http"):
+        null_rates, side_rates, ratios, cpu, stored = [], [], [], [], []
+        for _ in range(rounds):
+            null_rate, _, _ = throughput.measure("null", transport, requests, spans, 4)
+            side_rate, side_cpu, side_bytes = throughput.measure("sidecar", transport, requests, spans, 4)
+            null_rates.append(null_rate)
+            side_rates.append(side_rate)
+            ratios.append(side_rate / null_rate)
+            cpu.append(side_cpu)
+            stored.append(side_bytes / (spans * (len(requests) - 1) / len(requests)) * 1000)
+            print(f"  throughput {transport}: null {null_rate:.0f}, sidecar {side_rate:.0f} spans/s", flush=True)
+        out[transport] = {
+            "null_spans_per_s": summary(null_rates),
+            "sidecar_spans_per_s": summary(side_rates),
+            "ratio": summary(ratios),
+            "sidecar_cpu_us_per_span": summary(cpu),
+            "store_bytes_per_1000_spans": summary(stored),
+        }
+    return out
+
+
+def open_run_requests(runs: int, per_request: int = 100) -> list[bytes]:
+    """Runs that stay open: an LLM call and a tool call each, no root span."""
+    rng = random.Random(5)
+    out = []
+    for start in range(0, runs, per_request):
+        request = ExportTraceServiceRequest()
+        ss = request.resource_spans.add().scope_spans.add()
+        for _ in range(min(per_request, runs - start)):
+            spans = build_run(rng, RunShape(2, False, False, False, False), time.time_ns())
+            ss.spans.extend(s for s in spans if s.parent_span_id)
+        out.append(request.SerializeToString())
+    return out
+
+
+def bench_memory(open_runs: int, soak_seconds: float) -> dict[str, Any]:
+    server = throughput.start("sidecar", {"DUNETRACE_MAX_OPEN_RUNS": str(open_runs * 2)})
+    try:
+        target = server.addresses["otlp_grpc"]
+        throughput.send_grpc(target, open_run_requests(200), 1)  # warm every code path first
+        time.sleep(1.0)
+        before = server.rss_kb()
+        throughput.send_grpc(target, open_run_requests(open_runs), 2)
+        time.sleep(1.0)
+        after = server.rss_kb()
+    finally:
+        server.stop()
+    per_run = (after - before) * 1024 / open_runs
+    print(f"  memory: {open_runs} open runs: {before} → {after} KB RSS, {per_run:.0f} B/run", flush=True)
+
+    # Soak: steady load of complete runs; a short stall timeout so runs are evicted within the soak.
+    server = throughput.start("sidecar", {"DUNETRACE_STALL_TIMEOUT": "5"})
+    samples: list[tuple[float, int]] = []
+    try:
+        target = server.addresses["otlp_grpc"]
+        pool, _ = build_requests(60, spans_per_request=128, seed=int(uuid.uuid4().int % 1000))
+        t0 = time.monotonic()
+        i = 0
+        while time.monotonic() - t0 < soak_seconds:
+            body = pool[i % len(pool)]
+            request = ExportTraceServiceRequest.FromString(body)
+            for rs in request.resource_spans:  # fresh trace ids: new runs, not duplicates
+                for ss in rs.scope_spans:
+                    ids: dict[bytes, bytes] = {}
+                    for span in ss.spans:
+                        span.trace_id = ids.setdefault(span.trace_id, uuid.uuid4().bytes)
+            throughput.send_grpc(target, [request.SerializeToString()], 1)
+            i += 1
+            if not samples or time.monotonic() - samples[-1][0] - t0 >= max(soak_seconds / 20, 1.0):
+                samples.append((time.monotonic() - t0, server.rss_kb()))
+            time.sleep(0.05)
+        samples.append((time.monotonic() - t0, server.rss_kb()))
+    finally:
+        server.stop()
+    warm = [kb for t, kb in samples if t >= soak_seconds * 0.25] or [samples[-1][1]]
+    growth = warm[-1] - warm[0]
+    print(f"  soak {soak_seconds:.0f}s: RSS {warm[0]} → {warm[-1]} KB after warm-up ({growth:+d} KB)", flush=True)
+    return {
+        "open_runs": open_runs,
+        "rss_before_kb": before,
+        "rss_after_kb": after,
+        "bytes_per_open_run": per_run,
+        "soak_seconds": soak_seconds,
+        "soak_rss_kb": samples,
+        "soak_growth_after_warmup_kb": growth,
+    }
+
+
+def bench_latency(quick: bool) -> dict[str, Any]:
+    path = RESULTS / ".latency.json"
+    detection_latency.main(["--json", str(path), *(["--quick"] if quick else [])])
+    return json.loads(path.read_text())
+
+
+def bench_cost(quick: bool) -> dict[str, Any]:
+    out = {}
+    for loop in (False, True):
+        costs = [
+            run_length.cpu_per_span(n, loop, repeats=(1 if quick else 3) if n == 1000 else (3 if quick else 7))
+            for n in (10, 100, 1000)
+        ]
+        out["one tool repeated" if loop else "mixed tools"] = dict(zip(("10", "100", "1000"), costs, strict=True))
+    return out
+
+
+def report(results: dict[str, Any], command: str) -> str:
+    t = results["throughput"]
+    m = results["memory"]
+    lat = results["latency"]["levels"]
+    lines = [
+        f"Command: `{command}` — {results['machine']}, {results['date']}. Medians with min–max over "
+        f"{results['rounds']} interleaved rounds.",
+        "",
+        "| measure | result | target |",
+        "|---|---|---|",
+    ]
+    for transport in ("grpc", "http"):
+        r = t[transport]
+        lines.append(
+            f"| throughput ratio, {transport} (sidecar ÷ null receiver) | {fmt(r['ratio'], 3)} "
+            f"({fmt(r['sidecar_spans_per_s'])} vs {fmt(r['null_spans_per_s'])} spans/s; sidecar "
+            f"{fmt(r['sidecar_cpu_us_per_span'])} µs CPU/span) | ≥ 0.5 on gRPC |"
+        )
+    half = lat.get("50%", {})
+    lines.append(
+        f"| detection latency at 50 % load (max {results['latency']['max_spans_per_s']:.0f} spans/s): export "
+        f"returned → signal listed | p50 {half.get('p50_ms')} ms, p99 {half.get('p99_ms')} ms; proving export "
+        f"round trip p50 {half.get('export_rtt_p50_ms')} / p99 {half.get('export_rtt_p99_ms')} ms | p99 ≤ 250 ms |"
+    )
+    lines.append(
+        f"| RSS per open run ({m['open_runs']:,} open runs) | {m['bytes_per_open_run'] / 1024:.1f} KB "
+        f"({m['rss_before_kb'] / 1024:.0f} → {m['rss_after_kb'] / 1024:.0f} MB) | ≤ 4 KB |"
+    )
+    lines.append(
+        f"| RSS growth over a {m['soak_seconds']:.0f} s sustained run, after warm-up | "
+        f"{m['soak_growth_after_warmup_kb'] / 1024:+.1f} MB | flat |"
+    )
+    store = t["grpc"]["store_bytes_per_1000_spans"]
+    lines.append(f"| DuckDB bytes per 1,000 spans | {fmt(store)} | — |")
+    for shape, costs in results["cost"].items():
+        lines.append(
+            f"| per-span CPU at 10 / 100 / 1,000 steps ({shape}) | "
+            f"{costs['10']:.0f} / {costs['100']:.0f} / {costs['1000']:.0f} µs | flat |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer and smaller rounds (about a minute)")
+    parser.add_argument("--soak-seconds", type=float, default=None, help="sustained-run length (default 120, quick 10)")
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(exist_ok=True)
+    quick = args.quick
+    rounds = 1 if quick else 3
+    command = "make bench" + (" ARGS=--quick" if quick else "")
+    results: dict[str, Any] = {
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "date": time.strftime("%Y-%m-%d"),
+        "rounds": rounds,
+    }
+    print("throughput…", flush=True)
+    results["throughput"] = bench_throughput(rounds, 12 if quick else 40)
+    print("detection latency…", flush=True)
+    results["latency"] = bench_latency(quick)
+    print("memory…", flush=True)
+    soak = args.soak_seconds if args.soak_seconds is not None else (10.0 if quick else 120.0)
+    results["memory"] = bench_memory(2_000 if quick else 10_000, soak)
+    print("cost growth…", flush=True)
+    results["cost"] = bench_cost(quick)
+    table = report(results, command)
+    name = "quick" if quick else "latest"
+    (RESULTS / f"{name}.md").write_text(table + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print()
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
