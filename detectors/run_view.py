@@ -11,7 +11,7 @@ Each ``*.called`` opens a step, numbered by its start time among the calls seen 
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,7 +60,8 @@ class RunView:
     llm_calls: int = 0
     tool_calls: int = 0
     retrievals: int = 0
-    tools: deque[ToolCall] = field(default_factory=lambda: deque(maxlen=MAX_WINDOW))
+    # Bounded lists, not deques: a deque costs 760 bytes even when nearly empty (open runs add up).
+    tools: list[ToolCall] = field(default_factory=list)  # the most recent tool calls, at most MAX_WINDOW
     tool_counts: dict[str, int] = field(default_factory=dict)
     llm: OrderedDict[str, LlmCall] = field(default_factory=OrderedDict)
     llm_calls_since_tool: int = 0
@@ -73,8 +74,8 @@ class RunView:
     first_tokens: int | None = None
     last_tokens: int | None = None
     token_head: list[int] = field(default_factory=list)
-    token_tail: deque[int] = field(default_factory=lambda: deque(maxlen=TOKEN_SEQUENCE_EDGE))
-    retrieval_log: deque[Retrieval] = field(default_factory=lambda: deque(maxlen=MAX_WINDOW))
+    token_tail: list[int] = field(default_factory=list)  # at most TOKEN_SEQUENCE_EDGE
+    retrieval_log: list[Retrieval] = field(default_factory=list)  # at most MAX_WINDOW
     available_tools: tuple[str, ...] = ()
     outcome: str | None = None  # completed | errored | stalled
     final_answer: bool = False
@@ -100,6 +101,8 @@ class RunView:
         if kind == ev.TOOL_CALLED:
             name = payload.get("tool_name", "unknown")
             self.tools.append(ToolCall(event.call_id, name, payload.get("args_hash"), self.event_step))
+            if len(self.tools) > MAX_WINDOW:
+                del self.tools[0]
             self.tool_counts[name] = self.tool_counts.get(name, 0) + 1
             self.tool_calls += 1
             self.llm_calls_since_tool = 0
@@ -141,6 +144,8 @@ class RunView:
             self.retrieval_log.append(
                 Retrieval(payload.get("index_name"), payload.get("result_count"), payload.get("top_score"), self.step)
             )
+            if len(self.retrieval_log) > MAX_WINDOW:
+                del self.retrieval_log[0]
         elif kind == ev.RUN_STARTED:
             self.available_tools = tuple(payload.get("tools") or ())
         elif kind == ev.RUN_COMPLETED:
@@ -180,6 +185,8 @@ class RunView:
             self.token_head.append(tokens)
         else:
             self.token_tail.append(tokens)
+            if len(self.token_tail) > TOKEN_SEQUENCE_EDGE:
+                del self.token_tail[0]
 
     def token_sequence(self) -> list[int]:
         return [*self.token_head, *self.token_tail]
@@ -208,8 +215,7 @@ class RunView:
 
     def recent_tools(self, n: int) -> list[ToolCall]:
         """The last ``n`` tool calls, oldest first."""
-        calls = list(self.tools)
-        return calls[-n:] if n < len(calls) else calls
+        return self.tools[-n:] if n < len(self.tools) else list(self.tools)
 
     def last_tool_call(self) -> ToolCall | None:
         return self.tools[-1] if self.tools else None

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
@@ -119,9 +118,9 @@ class RunState:
     # requests and tool spans not matched yet, in order (matched ones are dropped lazily).
     requests_by_key: dict[str, _Request] = field(default_factory=dict)
     requests_by_call_id: dict[str, _Request] = field(default_factory=dict)
-    open_requests: dict[str, deque[_Request]] = field(default_factory=dict)
+    open_requests: dict[str, list[_Request]] = field(default_factory=dict)
     pending: list[_Request] = field(default_factory=list)
-    open_tool_spans: dict[str, deque[_ToolSpan]] = field(default_factory=dict)  # spans without a call id
+    open_tool_spans: dict[str, list[_ToolSpan]] = field(default_factory=dict)  # spans without a call id
     open_tool_spans_by_call_id: dict[str, _ToolSpan] = field(default_factory=dict)
     log_stash: dict[str, LogContent] = field(default_factory=dict)
     content_events: set[str] = field(default_factory=set)
@@ -409,7 +408,7 @@ class RunState:
                 tool_span.matched = True
                 request.matched = True
             else:
-                self.open_requests.setdefault(req.name, deque()).append(request)
+                self.open_requests.setdefault(req.name, []).append(request)
                 self.pending.append(request)
 
     def _unmatched_tool_span(self, name: str, call_id: str | None) -> _ToolSpan | None:
@@ -433,7 +432,7 @@ class RunState:
         if call_id:
             self.open_tool_spans_by_call_id[call_id] = tool_span
         else:
-            self.open_tool_spans.setdefault(name, deque()).append(tool_span)
+            self.open_tool_spans.setdefault(name, []).append(tool_span)
 
     def _tool(self, span: SpanFacts, out: list[RunEvent]) -> None:
         tool = span.tool
@@ -660,12 +659,13 @@ class _Matchable(Protocol):
 M = TypeVar("M", bound=_Matchable)
 
 
-def _first_open(queue: deque[M] | None) -> M | None:
-    """The oldest item not matched yet; matched ones at the front are dropped for good."""
+def _first_open(queue: list[M] | None) -> M | None:
+    """The oldest item not matched yet; matched ones at the front are dropped for good (the
+    queue holds only unmatched items and is short: deleting at its head is cheap)."""
     while queue:
         if not queue[0].matched:
             return queue[0]
-        queue.popleft()
+        del queue[0]
     return None
 
 
