@@ -146,6 +146,13 @@ def parse_severity(value: Any) -> str:
     return text
 
 
+def parse_memory_limit(value: Any) -> str:
+    text = str(value).strip().upper().replace(" ", "")
+    if not re.fullmatch(r"\d+(\.\d+)?(KB|MB|GB|TB|KIB|MIB|GIB|TIB)", text):
+        raise ValueError(f"expected a size such as 256MB or 1GB, got {value!r}")
+    return text
+
+
 def parse_text(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type(value).__name__}")
@@ -259,6 +266,13 @@ SETTINGS: tuple[Setting, ...] = (
         "./data/dunetrace.duckdb",
         parse_db_path,
         "DuckDB file (created with its directory if missing); ':memory:' keeps nothing on disk.",
+    ),
+    Setting(
+        "store.memory_limit",
+        "DUNETRACE_STORE_MEMORY_LIMIT",
+        "256MB",
+        parse_memory_limit,
+        "DuckDB's memory limit (its buffer cache grows to it, then evicts); e.g. 256MB, 1GB.",
     ),
     Setting(
         "runs.stall_timeout_seconds",
@@ -471,6 +485,7 @@ class ApiConfig:
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
     path: str
+    memory_limit: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -628,7 +643,7 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
             keys=values["api.keys"],
             allow_insecure=values["api.allow_insecure"],
         ),
-        store=StoreConfig(path=values["store.path"]),
+        store=StoreConfig(path=values["store.path"], memory_limit=values["store.memory_limit"]),
         runs=RunsConfig(
             stall_timeout_seconds=values["runs.stall_timeout_seconds"],
             default_agent_id=values["runs.default_agent_id"],

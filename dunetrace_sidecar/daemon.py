@@ -53,7 +53,9 @@ class Daemon:
         self.config = config
         self.config_file = config_file
         self.metrics = Metrics()
-        self.store = DuckStore(config.store.path, on_write=self.metrics.store_write.observe)
+        self.store = DuckStore(
+            config.store.path, on_write=self.metrics.store_write.observe, memory_limit=config.store.memory_limit
+        )
         baselines = BaselineCache(self.store.recent_completed_steps)
         self.policies = PolicyService(PolicyBook([], config.model_prices), self.store)
         self.alerts = build_dispatcher(config, self.store, self.metrics)

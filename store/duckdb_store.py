@@ -183,11 +183,16 @@ def _payload_json(payload: Any) -> str:
 
 class DuckStore:
     def __init__(
-        self, path: str, max_batch_events: int = 50_000, on_write: Callable[[float], None] | None = None
+        self,
+        path: str,
+        max_batch_events: int = 50_000,
+        on_write: Callable[[float], None] | None = None,
+        memory_limit: str = "256MB",
     ) -> None:
         """``on_write(seconds)`` is called from the writer thread after each committed transaction."""
         self.path = path
         self._on_write = on_write
+        self._memory_limit = memory_limit
         self._max_batch_events = max_batch_events
         self._queue: queue.Queue[Any] = queue.Queue()
         self._queued_events = 0
@@ -204,7 +209,7 @@ class DuckStore:
     def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = duckdb.connect(self.path)
+        self._conn = duckdb.connect(self.path, config={"memory_limit": self._memory_limit})
         self._migrate(self._conn)
         self._thread = threading.Thread(target=self._writer, name="duckdb-writer", daemon=True)
         self._thread.start()
