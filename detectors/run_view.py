@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import bisect
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -191,7 +192,7 @@ class RunView:
     def token_sequence(self) -> list[int]:
         return [*self.token_head, *self.token_tail]
 
-    def _answer(self, call: LlmCall, payload: dict[str, Any] | Any) -> None:
+    def _answer(self, call: LlmCall, payload: Mapping[str, Any]) -> None:
         """Record (or amend) an LLM answer, keeping the run's counters exact."""
         call.responded = True
         call.finish_reason = payload.get("finish_reason") or call.finish_reason

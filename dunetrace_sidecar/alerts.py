@@ -256,7 +256,6 @@ class AlertDispatcher:
                     await asyncio.wrap_future(self._store.submit(WriteBatch(delivery_updates=[update])))
                 except StoreUnavailable:
                     log.warning("could not record alert delivery %s; it will be tried again", delivery.delivery_id)
-                self._in_flight.discard(delivery.delivery_id)
         finally:
             self._in_flight.discard(delivery.delivery_id)
             self._wake.set()  # its next attempt may already be due

@@ -22,7 +22,7 @@ from detectors.engine import DetectionEngine
 from dunetrace_sidecar.alerts import SLACK, WEBHOOK, AlertDispatcher, Destination
 from dunetrace_sidecar.api import build_api_app
 from dunetrace_sidecar.baseline import BaselineCache
-from dunetrace_sidecar.config import Config, ConfigError, Endpoint, load
+from dunetrace_sidecar.config import SETTINGS, Config, ConfigError, Endpoint, load
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.pipeline import Pipeline
 from dunetrace_sidecar.policies import PolicyBook, PolicyService
@@ -226,8 +226,6 @@ class Daemon:
 
 def settings_summary(config: Config) -> str:
     """The settings in force, secrets left out (for a debug line)."""
-    from dunetrace_sidecar.config import SETTINGS
-
     shown = []
     for setting in SETTINGS:
         if setting.secret:

@@ -26,6 +26,13 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ERROR, text[s]) for s in statuses}
 
 
+def _page(key: str, schema: str) -> dict[str, Any]:
+    """A page of a list endpoint: the items under ``key`` and the cursor of the next page."""
+    items = {"type": "array", "items": {"$ref": f"#/components/schemas/{schema}"}}
+    page = {"type": "object", "properties": {key: items, "next_cursor": {"type": ["string", "null"]}}}
+    return _json(page, f"A page of {key}")
+
+
 def _query(name: str, description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "name": name,
@@ -335,16 +342,7 @@ def openapi_document() -> dict[str, Any]:
                         _query("cursor", "next_cursor of the previous page"),
                     ],
                     "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
-                                    "next_cursor": {"type": ["string", "null"]},
-                                },
-                            },
-                            "A page of runs",
-                        ),
+                        "200": _page("runs", "Run"),
                         **_errors(400, 401),
                     },
                 }
@@ -374,16 +372,7 @@ def openapi_document() -> dict[str, Any]:
                         _query("cursor", "next_cursor of the previous page"),
                     ],
                     "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "signals": {"type": "array", "items": {"$ref": "#/components/schemas/Signal"}},
-                                    "next_cursor": {"type": ["string", "null"]},
-                                },
-                            },
-                            "A page of signals",
-                        ),
+                        "200": _page("signals", "Signal"),
                         **_errors(400, 401),
                     },
                 }

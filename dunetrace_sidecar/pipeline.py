@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as pb_logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as pb_metrics_service
@@ -89,10 +90,6 @@ class Pipeline:
         metrics.runs_open.set_function(lambda: len(self._runs))
         metrics.store_queue.set_function(lambda: store.queued_events)
 
-    @property
-    def open_runs(self) -> int:
-        return len(self._runs)
-
     # --- Ingest protocol ------------------------------------------------------------------
 
     def check_capacity(self) -> None:
@@ -157,7 +154,7 @@ class Pipeline:
         self.metrics.export_requests.labels(transport, "metrics", "accepted").inc()
         self.metrics.metric_points_dropped.inc(
             sum(
-                len(metric.ListFields())
+                _data_points(metric)
                 for resource in request.resource_metrics
                 for scope in resource.scope_metrics
                 for metric in scope.metrics
@@ -327,3 +324,9 @@ class Pipeline:
     def reconfigure(self, settings: DetectorSettings) -> None:
         """New thresholds apply from the next event on (hot reload)."""
         self.engine.settings = settings
+
+
+def _data_points(metric: Any) -> int:
+    """The data points of one OTLP metric, whatever its type (gauge, sum, histogram, …)."""
+    kind = metric.WhichOneof("data")
+    return len(getattr(metric, kind).data_points) if kind else 0

@@ -18,7 +18,15 @@ from dataclasses import replace as dataclass_replace
 from typing import Any
 
 from detectors.base import HIGH, Signal, signal_id_for
-from detectors.events import LLM_CALLED, LLM_RESPONDED, POLICY_TRIGGERED, TOOL_CALLED, TOOL_RESPONDED, RunEvent
+from detectors.events import (
+    CALLED_KINDS,
+    LLM_CALLED,
+    LLM_RESPONDED,
+    POLICY_TRIGGERED,
+    TOOL_CALLED,
+    TOOL_RESPONDED,
+    RunEvent,
+)
 from detectors.patterns import scan_injection
 
 POLICY_VIOLATION = "POLICY_VIOLATION"
@@ -214,7 +222,7 @@ class PolicyRunState:
         """Fold the event in; the values this event changed (a log policy fires once per change)."""
         p = event.payload
         observed: dict[str, Any] = {}
-        if event.kind in (LLM_CALLED, TOOL_CALLED, "retrieval.called"):
+        if event.kind in CALLED_KINDS:
             self.steps += 1
             observed["step_count"] = self.steps
         if event.kind == LLM_CALLED:

@@ -80,8 +80,7 @@ def _steps_named(evidence: Mapping[str, Any], step_index: int) -> list[int]:
     ):
         if isinstance(evidence.get(key), int):
             steps.add(evidence[key])
-    for key in ("step_indices",):
-        steps.update(v for v in evidence.get(key) or () if isinstance(v, int))
+    steps.update(v for v in evidence.get("step_indices") or () if isinstance(v, int))
     return sorted(steps)
 
 

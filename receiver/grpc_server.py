@@ -10,7 +10,6 @@ grpc's. Backpressure is UNAVAILABLE with a ``google.rpc.RetryInfo`` in the
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -23,8 +22,6 @@ from google.rpc import status_pb2 as pb_status
 from receiver.errors import BAD_DATA, ReceiverError, retry_delay_seconds
 from receiver.ingest import Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal
-
-log = logging.getLogger("dunetrace.receiver.grpc")
 
 RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"

@@ -7,7 +7,6 @@ aiohttp decompresses ``Content-Encoding: gzip|deflate`` itself and enforces
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -26,8 +25,6 @@ from receiver.errors import (
 )
 from receiver.ingest import Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal
-
-log = logging.getLogger("dunetrace.receiver.http")
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"

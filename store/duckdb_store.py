@@ -202,7 +202,6 @@ class DuckStore:
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._thread: threading.Thread | None = None
         self._healthy = False
-        self.last_write_seconds = 0.0
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -410,9 +409,8 @@ class DuckStore:
             for batch in batches:
                 batch.future.set_exception(StoreUnavailable(f"store write failed: {type(exc).__name__}"))
             return
-        self.last_write_seconds = time.perf_counter() - started
         if self._on_write is not None:
-            self._on_write(self.last_write_seconds)
+            self._on_write(time.perf_counter() - started)
         for batch in batches:
             batch.future.set_result(None)
 

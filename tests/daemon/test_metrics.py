@@ -254,3 +254,21 @@ def test_promtool_accepts_the_exposition(workload: Workload) -> None:
         [PROMTOOL, "check", "metrics"], input=workload.text.encode(), capture_output=True, timeout=30
     )
     assert checked.returncode == 0, (checked.stdout, checked.stderr)
+
+
+def test_metric_data_points_are_counted_as_data_points(make_sidecar: Any) -> None:
+    """/v1/metrics is accepted and dropped; what is counted is the data points it carried."""
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+
+    request = ExportMetricsServiceRequest()
+    scope = request.resource_metrics.add().scope_metrics.add()
+    usage = scope.metrics.add()
+    usage.name = "gen_ai.client.token.usage"
+    for value in (10, 20, 30, 40, 50):  # five points of a histogram
+        usage.histogram.data_points.add().sum = value
+    duration = scope.metrics.add()
+    duration.name = "gen_ai.client.operation.duration"
+    duration.gauge.data_points.add().as_double = 1.5  # and one of a gauge
+    daemon = make_sidecar()
+    assert daemon.post_otlp(request.SerializeToString(), path="/v1/metrics").status == 200
+    assert parse(daemon.api("/metrics").body.decode())["dunetrace_metric_points_dropped_total"] == {(): 6.0}

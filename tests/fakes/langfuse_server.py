@@ -22,6 +22,7 @@ import json
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,7 +38,7 @@ RAW_BODY = web.RequestKey("raw_body", bytes)
 # --- lifecycle base ---------------------------------------------------------------------------
 
 
-class BackgroundAiohttpServer:
+class BackgroundAiohttpServer(ABC):
     """An aiohttp ``Application`` served on 127.0.0.1 from a daemon thread with its own event loop.
 
     ``start()`` binds (port 0 the first time, so the OS picks one) and returns ``self``; ``stop()`` closes
@@ -56,8 +57,9 @@ class BackgroundAiohttpServer:
         self._runner: web.AppRunner | None = None
         self._lifecycle = threading.Lock()
 
+    @abstractmethod
     def make_app(self) -> web.Application:
-        raise NotImplementedError
+        """The app this server runs."""
 
     # lifecycle
 

@@ -14,6 +14,7 @@ import json
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,7 +51,7 @@ class ScriptExhausted(Exception):
     pass
 
 
-class FakeLLMServer:
+class FakeLLMServer(ABC):
     """Base: a threaded HTTP server on 127.0.0.1:0 answering from ``script``."""
 
     provider = "fake"
@@ -88,8 +89,9 @@ class FakeLLMServer:
         return int(self._server.server_address[1])
 
     @property
+    @abstractmethod
     def base_url(self) -> str:
-        raise NotImplementedError
+        """Where the SDK under test is pointed."""
 
     @property
     def remaining(self) -> int:
@@ -105,8 +107,9 @@ class FakeLLMServer:
                 raise ScriptExhausted(f"{self.provider}: request {len(self.requests)} has no scripted reply")
             return self._script.pop(0), next(self._ids)
 
+    @abstractmethod
     def handle(self, handler: BaseHTTPRequestHandler, path: str, body: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Answer one request."""
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self
