@@ -20,11 +20,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from detectors.base import SEVERITIES
+import detectors.library  # noqa: F401  (registers the detectors)
+from detectors.base import REGISTRY, SEVERITIES
 from detectors.events import RunEvent, RunRow, fold_content, number_steps
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.openapi import openapi_document
-from dunetrace_sidecar.policies import PolicyBook, PolicyError, PolicyService
+from dunetrace_sidecar.policies import POLICY_VIOLATION, PolicyBook, PolicyError, PolicyService
 from dunetrace_sidecar.views import iso, signal_view
 from explain.errors import ExplainError
 from explain.service import ExplainService
@@ -37,6 +38,8 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
 RUN_STATUSES = frozenset({"running", "completed", "errored", "stalled"})
+# Every type a signal can have: the detectors' and the policies' own.
+FAILURE_TYPES = (*sorted(REGISTRY), POLICY_VIOLATION)
 
 STORE = web.AppKey("store", DuckStore)
 METRICS = web.AppKey("metrics", Metrics)
@@ -302,8 +305,8 @@ async def list_signals(request: web.Request) -> web.Response:
     if severity is not None and severity.upper() not in SEVERITIES:
         raise ApiError(400, "invalid_parameter", f"severity: expected one of {', '.join(SEVERITIES)}")
     failure_type = query.get("failure_type")
-    if failure_type is not None and not re.fullmatch(r"[A-Z][A-Z_]{1,63}", failure_type):
-        raise ApiError(400, "invalid_parameter", "failure_type: expected an upper-case type such as TOOL_LOOP")
+    if failure_type is not None and failure_type not in FAILURE_TYPES:
+        raise ApiError(400, "invalid_parameter", f"failure_type: expected one of {', '.join(FAILURE_TYPES)}")
     flt = SignalFilter(
         agent_id=query.get("agent_id"),
         run_id=parse_run_id(query["run_id"]) if "run_id" in query else None,

@@ -229,7 +229,7 @@ class Pipeline:
             self._alerts.wake()
         self.metrics.events_stored.inc(len(batch.events))
         for signal in batch.signals:
-            self.metrics.signals.labels(signal.failure_type, signal.severity).inc()
+            self.metrics.signals.labels(signal.failure_type, signal.severity, str(signal.shadow).lower()).inc()
 
     # --- open runs ------------------------------------------------------------------------
 

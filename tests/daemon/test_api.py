@@ -426,12 +426,25 @@ def test_every_error_has_the_one_shape(make_sidecar: Sidecars) -> None:
         ("GET", "/v1/runs?cursor=garbage", None, 400, "invalid_cursor"),
         ("GET", "/v1/runs/xyz", None, 400, "invalid_run_id"),
         ("GET", "/v1/runs/00000000-0000-4000-8000-000000000000", None, 404, "run_not_found"),
+        ("GET", "/v1/signals?failure_type=TOOL_LOPP", None, 400, "invalid_parameter"),
+        ("GET", "/v1/signals?failure_type=tool_loop", None, 400, "invalid_parameter"),
+        ("GET", "/v1/signals?severity=urgent", None, 400, "invalid_parameter"),
     ]
     for method, path, body, status, code in cases:
         result = http(method, api + path, body=body)
         assert_error(result, status, code)
         if status == 405:
             assert result.headers["Allow"] == "GET", (method, path)
+
+
+def test_unknown_signal_filters_name_the_valid_values(make_sidecar: Sidecars) -> None:
+    daemon = make_sidecar()
+    typo = assert_error(daemon.api("/v1/signals?failure_type=TOOL_LOPP"), 400, "invalid_parameter")
+    for valid in ("TOOL_LOOP", "REASONING_STALL", "GOAL_ABANDONMENT", "POLICY_VIOLATION"):
+        assert valid in typo["message"], typo
+    severity = assert_error(daemon.api("/v1/signals?severity=urgent"), 400, "invalid_parameter")
+    assert "CRITICAL" in severity["message"] and "LOW" in severity["message"], severity
+    assert daemon.api("/v1/signals?failure_type=POLICY_VIOLATION&severity=high").status == 200
 
 
 # --- auth -------------------------------------------------------------------------------------------------

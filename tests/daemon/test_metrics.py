@@ -4,7 +4,7 @@ A fresh daemon (with API keys, to show /metrics needs none) receives exactly:
 1. openllmetry-openai-toolloop over OTLP/HTTP (protobuf): 10 spans, one run, completed;
    TOOL_LOOP (HIGH) at step 6, and the one stop policy (tool_call_count gte 4) fires at step 8;
 2. openllmetry-openai-errors over OTLP/gRPC: 9 spans, one run, errored; FIRST_STEP_FAILURE
-   (MEDIUM) at step 2; one tool call only, so the policy does not fire;
+   (MEDIUM, shadow in this daemon's config) at step 2; one tool call only, so the policy does not fire;
 3. one garbage protobuf body over HTTP: 400;
 4. a copy of openllmetry-openai-toolcall (10 spans, fresh trace id, completed, no signal) with
    2 extra spans whose span ids are bad (4 bytes; all zero): 200 with partial success, 2 rejected;
@@ -73,7 +73,10 @@ def scrape(daemon: Sidecar, headers: dict[str, str] | None = None) -> HttpResult
 
 @pytest.fixture(scope="module")
 def workload(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workload]:
-    daemon = Sidecar(tmp_path_factory.mktemp("metrics-sidecar"), env={"DUNETRACE_API_KEYS": KEY}).start()
+    workdir = tmp_path_factory.mktemp("metrics-sidecar")
+    config = workdir / "config.yaml"
+    config.write_text("detectors:\n  first_step_failure: {shadow: true}\n")
+    daemon = Sidecar(workdir, env={"DUNETRACE_API_KEYS": KEY}, config_file=config).start()
     try:
         created = api(
             daemon,
@@ -181,9 +184,10 @@ def test_events_stored_equals_the_events_of_the_runs(workload: Workload) -> None
 def test_signals_runs_ended_and_policy_triggers(workload: Workload) -> None:
     samples = workload.samples()
     assert samples["dunetrace_signals_total"] == {
-        (("failure_type", "TOOL_LOOP"), ("severity", "HIGH")): 1.0,
-        (("failure_type", "POLICY_VIOLATION"), ("severity", "HIGH")): 1.0,
-        (("failure_type", "FIRST_STEP_FAILURE"), ("severity", "MEDIUM")): 1.0,
+        (("failure_type", "TOOL_LOOP"), ("severity", "HIGH"), ("shadow", "false")): 1.0,
+        (("failure_type", "POLICY_VIOLATION"), ("severity", "HIGH"), ("shadow", "false")): 1.0,
+        # shadow in this daemon's config: counted, and an alert rule can exclude it
+        (("failure_type", "FIRST_STEP_FAILURE"), ("severity", "MEDIUM"), ("shadow", "true")): 1.0,
     }
     assert samples["dunetrace_runs_ended_total"] == {
         (("outcome", "completed"),): 2.0,
