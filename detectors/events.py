@@ -21,13 +21,15 @@ RETRIEVAL_CALLED = "retrieval.called"
 RETRIEVAL_RESPONDED = "retrieval.responded"
 # Content that reached us as OTLP log records after the LLM span it belongs to.
 LLM_CONTENT = "llm.content"
+# Names a tool call that was counted before its name was known (content arriving late).
+TOOL_CONTENT = "tool.content"
 # An operator policy matched (recorded by the daemon, not derived from spans).
 POLICY_TRIGGERED = "policy.triggered"
 
 CALLED_KINDS = frozenset({LLM_CALLED, TOOL_CALLED, RETRIEVAL_CALLED})
 RESPONDED_KINDS = frozenset({LLM_RESPONDED, TOOL_RESPONDED, RETRIEVAL_RESPONDED})
 TERMINAL_KINDS = frozenset({RUN_COMPLETED, RUN_ERRORED})
-EVENT_KINDS = frozenset({RUN_STARTED, *CALLED_KINDS, *RESPONDED_KINDS, *TERMINAL_KINDS, LLM_CONTENT})
+EVENT_KINDS = frozenset({RUN_STARTED, *CALLED_KINDS, *RESPONDED_KINDS, *TERMINAL_KINDS, LLM_CONTENT, TOOL_CONTENT})
 
 # Order of kinds that share a timestamp: the run starts first, a call before its answer,
 # the run ends last.
@@ -40,6 +42,7 @@ _KIND_RANK = {
     TOOL_RESPONDED: 2,
     RETRIEVAL_RESPONDED: 2,
     LLM_CONTENT: 3,
+    TOOL_CONTENT: 3,
     POLICY_TRIGGERED: 4,
     RUN_COMPLETED: 9,
     RUN_ERRORED: 9,
@@ -114,6 +117,8 @@ def number_steps(events: list[RunEvent]) -> list[tuple[int, RunEvent]]:
 # Fields an llm.content amendment fills in on the call's own events.
 _CALLED_CONTENT = ("prompt_hash", "prompt_length", "injection")
 _RESPONDED_CONTENT = ("output_hash", "output_length", "finish_reason", "tool_calls_requested", "tool_requests")
+# Fields a tool.content amendment fills in on its tool.called.
+_TOOL_CONTENT = ("tool_name", "args_hash", "args_length", "tool_call_id")
 
 
 def fold_content(events: list[RunEvent]) -> list[RunEvent]:
@@ -124,9 +129,9 @@ def fold_content(events: list[RunEvent]) -> list[RunEvent]:
     call); the stored events stay append-only and readers see one event per fact.
     """
     amendments: dict[str, dict[str, Any]] = {}
-    calls = {e.call_id for e in events if e.kind == LLM_RESPONDED}
+    calls = {e.call_id for e in events if e.kind in (LLM_RESPONDED, TOOL_CALLED)}
     for event in events:
-        if event.kind == LLM_CONTENT and event.call_id in calls:
+        if event.kind in (LLM_CONTENT, TOOL_CONTENT) and event.call_id in calls:
             merged = amendments.setdefault(event.call_id, {})
             merged.update({k: v for k, v in event.payload.items() if v not in (None, [])})
     if not amendments:
@@ -134,10 +139,10 @@ def fold_content(events: list[RunEvent]) -> list[RunEvent]:
     folded: list[RunEvent] = []
     for event in events:
         extra = amendments.get(event.call_id)
-        if event.kind == LLM_CONTENT and extra is not None:
+        if event.kind in (LLM_CONTENT, TOOL_CONTENT) and extra is not None:
             continue
-        fields = _CALLED_CONTENT if event.kind == LLM_CALLED else _RESPONDED_CONTENT
-        if extra is not None and event.kind in (LLM_CALLED, LLM_RESPONDED):
+        fields = {LLM_CALLED: _CALLED_CONTENT, TOOL_CALLED: _TOOL_CONTENT}.get(event.kind, _RESPONDED_CONTENT)
+        if extra is not None and event.kind in (LLM_CALLED, LLM_RESPONDED, TOOL_CALLED):
             payload = dict(event.payload)
             for key in fields:
                 if key in extra and payload.get(key) in (None, []):

@@ -27,7 +27,7 @@ TOKEN_SEQUENCE_EDGE = 10  # context-bloat evidence keeps the first and last this
 @dataclass(slots=True)
 class ToolCall:
     call_id: str
-    name: str
+    name: str | None  # None: the instrumentation withheld it (only a finish reason said a tool was asked for)
     args_hash: str | None
     step: int
     success: bool | None = None  # None until its response arrives
@@ -100,13 +100,26 @@ class RunView:
         elif kind not in ev.RESPONDED_KINDS and kind != ev.LLM_CONTENT:
             self.event_step = self.step
         if kind == ev.TOOL_CALLED:
-            name = payload.get("tool_name", "unknown")
+            name = payload.get("tool_name")
             self.tools.append(ToolCall(event.call_id, name, payload.get("args_hash"), self.event_step))
             if len(self.tools) > MAX_WINDOW:
                 del self.tools[0]
-            self.tool_counts[name] = self.tool_counts.get(name, 0) + 1
+            if name is not None:
+                self.tool_counts[name] = self.tool_counts.get(name, 0) + 1
             self.tool_calls += 1
             self.llm_calls_since_tool = 0
+        elif kind == ev.TOOL_CONTENT:
+            # A tool call counted without its name learns it: judged again as that tool's call.
+            tool = self._tool(event.call_id)
+            name = payload.get("tool_name")
+            if tool is None or tool.name is not None or name is None:
+                return [event]
+            tool.name = name
+            tool.args_hash = payload.get("args_hash")
+            self.tool_counts[name] = self.tool_counts.get(name, 0) + 1
+            self.event_step = tool.step
+            named = RunEvent(event.run_id, event.event_id, ev.TOOL_CALLED, event.ts_ns, event.call_id, dict(payload))
+            return [event, named]
         elif kind == ev.TOOL_RESPONDED:
             tool = self._tool(event.call_id)
             self.event_step = tool.step if tool else self.step
@@ -217,6 +230,10 @@ class RunView:
     def recent_tools(self, n: int) -> list[ToolCall]:
         """The last ``n`` tool calls, oldest first."""
         return self.tools[-n:] if n < len(self.tools) else list(self.tools)
+
+    def tool_of(self, event: RunEvent) -> ToolCall | None:
+        """The recent tool call an event is about."""
+        return self._tool(event.call_id)
 
     def last_tool_call(self) -> ToolCall | None:
         return self.tools[-1] if self.tools else None

@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb_trace
 
 from detectors.base import Signal
 from detectors.engine import DetectionEngine
-from detectors.events import RunEvent, RunRow, fold_content
+from detectors.events import LLM_CONTENT, RunEvent, RunRow, fold_content
 from detectors.run_view import RunView
 from detectors.settings import DetectorSettings
 from dunetrace_sidecar.alerts import AlertDispatcher, deliveries_for
@@ -38,7 +38,7 @@ from receiver.assemble import STATUS_COMPLETED, TERMINAL_STATUSES, RunState
 from receiver.content import Hasher
 from receiver.errors import QUEUE_FULL, SHUTTING_DOWN, STORE_UNAVAILABLE, ReceiverError
 from receiver.ingest import ExportResult
-from receiver.spans import LogContent, SpanFacts, translate_logs, translate_request
+from receiver.spans import LogContent, SpanFacts, SpanRole, translate_logs, translate_request
 from store.duckdb_store import DuckStore, StoreUnavailable, WriteBatch
 
 log = logging.getLogger("dunetrace.pipeline")
@@ -49,6 +49,9 @@ class OpenRun:
     state: RunState  # translation (receiver)
     view: RunView  # detection (detectors)
     policy: PolicyRunState = field(default_factory=PolicyRunState)  # operator policies
+    # Events of a trace with no LLM, tool or retrieval step yet: not a run (yet), so neither
+    # stored nor judged. Released, in order, with the trace's first step.
+    held: list[RunEvent] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -109,9 +112,13 @@ class Pipeline:
         by_run: dict[str, list[SpanFacts]] = defaultdict(list)
         for facts in translated.facts:
             by_run[facts.run_id].append(facts)
-        await self._load_runs(by_run)
+        # Only GenAI spans open a trace here; others join a trace that is already open or stored.
+        may_open = {run_id for run_id, spans in by_run.items() if any(s.role is not SpanRole.NONE for s in spans)}
+        await self._load_runs(by_run, may_open)
         changed: list[tuple[OpenRun, list[RunEvent], str]] = []
         for run_id, spans in by_run.items():
+            if run_id not in self._runs:
+                continue  # a trace with no GenAI span: not an agent run
             spans.sort(key=lambda s: (s.start_ns, s.end_ns))
             run = self._touch(run_id)
             status_before = run.state.status
@@ -137,7 +144,7 @@ class Pipeline:
         by_run: dict[str, list[LogContent]] = defaultdict(list)
         for content in contents:
             by_run[content.run_id].append(content)
-        await self._load_runs(by_run)
+        await self._load_runs(by_run, set(by_run))
         changed = []
         for run_id, items in by_run.items():
             run = self._touch(run_id)
@@ -172,6 +179,14 @@ class Pipeline:
         batch = _Batch()
         now_ns = time.time_ns()
         for run, new, status_before in changed:
+            if run.state.steps == 0 and not any(event.kind == LLM_CONTENT for event in new):
+                # Not a run until it has a step. Content from log records is kept at once
+                # (acknowledged GenAI data); such a run is listed from its first step on.
+                run.held.extend(new)
+                continue
+            if run.held:
+                new = run.held + new
+                run.held = []
             agent_id = run.view.agent_id = run.state.agent_id or self._default_agent_id
             self._detect(run, agent_id, new, now_ns, batch)
             batch.rows.append(run.state.row())
@@ -238,8 +253,9 @@ class Pipeline:
         self._runs.move_to_end(run_id)
         return run
 
-    async def _load_runs(self, run_ids: Iterable[str]) -> None:
-        """Make sure every run is open: in memory, rebuilt from the store, or new."""
+    async def _load_runs(self, run_ids: Iterable[str], may_open: set[str]) -> None:
+        """Make sure every run is open: in memory, rebuilt from the store, or new (only those in
+        ``may_open``)."""
         missing = [run_id for run_id in run_ids if run_id not in self._runs]
         if not missing:
             return
@@ -250,7 +266,7 @@ class Pipeline:
             raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
         for run_id in missing:
             # Another export may have opened it while we were reading.
-            if run_id not in self._runs:
+            if run_id not in self._runs and (run_id in restored or run_id in may_open):
                 self._runs[run_id] = restored.get(run_id) or OpenRun(
                     RunState(run_id, self._default_agent_id), RunView(run_id, self._default_agent_id)
                 )
@@ -290,6 +306,8 @@ class Pipeline:
         batch = _Batch()
         stalled = 0
         for run in idle:
+            if run.state.steps == 0:
+                continue  # never became a run: forgotten below, nothing was stored
             if run.state.status not in TERMINAL_STATUSES:
                 events = run.state.close_stalled()  # requested tool calls no span answered
                 run.view.agent_id = run.state.agent_id or self._default_agent_id

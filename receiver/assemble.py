@@ -41,21 +41,23 @@ STATUS_STALLED = "stalled"
 TERMINAL_STATUSES = frozenset({STATUS_COMPLETED, STATUS_ERRORED})
 
 SYNTHETIC_PREFIX = "req:"  # call ids of tool calls built from LLM requests
+UNNAMED = "?"  # request index of a tool call known only from a finish reason
 MAX_STASHED_LOG_CONTENT = 256  # per run: content for spans not seen yet
 TWIN_SEARCH = 8  # sibling LLM spans searched for the other view of one provider call
 
 
 @dataclass(slots=True)
 class _Request:
-    key: str  # "<llm span id>:<index>"
+    key: str  # "<llm span id>:<index>", or "<llm span id>:?" for an unnamed one
     call_id: str | None
-    name: str
-    args_hash: str
-    args_length: int
+    name: str | None  # None: the response said "tool_calls" but its content was not sent (yet)
+    args_hash: str | None
+    args_length: int | None
     ts_ns: int
     parent_id: str
-    matched: bool = False  # a tool span answers it
+    matched: bool = False  # a tool span answers it, or (unnamed) its content arrived in time
     emitted: bool = False  # turned into a tool call of its own
+    named: bool = False  # (unnamed) the response's content arrived and named it
 
 
 @dataclass(slots=True)
@@ -122,6 +124,9 @@ class RunState:
     pending: list[_Request] = field(default_factory=list)
     open_tool_spans: dict[str, list[_ToolSpan]] = field(default_factory=dict)  # spans without a call id
     open_tool_spans_by_call_id: dict[str, _ToolSpan] = field(default_factory=dict)
+    open_tool_spans_any: list[_ToolSpan] = field(default_factory=list)  # for unnamed requests
+    open_unnamed: list[_Request] = field(default_factory=list)
+    replay_emitted: set[str] = field(default_factory=set)  # while restoring: request keys already emitted
     log_stash: dict[str, LogContent] = field(default_factory=dict)
     content_events: set[str] = field(default_factory=set)
     touched_at: float = field(default_factory=time.monotonic)
@@ -200,13 +205,16 @@ class RunState:
             return []
         self.content_events.add(event_id)
         llm = self.llm_by_id.get(content.span_id)
+        ts_ns = llm.end_ns if llm is not None else content.ts_ns
+        out = [self._event(event_id, ev.LLM_CONTENT, ts_ns, content.span_id, payload)]
         if llm is not None:
             if content.output is not None:
-                self._apply_amendment(llm, payload.get("finish_reason"), content.output.tool_requests)
+                self._apply_amendment(llm, payload.get("finish_reason"), content.output.tool_requests, out)
+            if self.status != STATUS_RUNNING:
+                self._flush_pending(None, out)  # the run is over: no later call will settle them
         elif content.span_id not in self.seen_spans and len(self.log_stash) < MAX_STASHED_LOG_CONTENT:
             self.log_stash[content.span_id] = _merge_log_content(self.log_stash.get(content.span_id), content)
-        ts_ns = llm.end_ns if llm is not None else content.ts_ns
-        return [self._event(event_id, ev.LLM_CONTENT, ts_ns, content.span_id, payload)]
+        return out
 
     def close_stalled(self) -> list[RunEvent]:
         """No root span came: pending tool requests become calls and the run is stalled."""
@@ -275,7 +283,7 @@ class RunState:
         known = known or self._same_call_as_known(span, llm.native_sdk_span)
         if known is not None:
             if known.native and not llm.native_sdk_span:
-                out.append(self._amend_from_twin(known, span))
+                self._amend_from_twin(known, span, out)
             return
         stashed = self.log_stash.pop(span.span_id, None)
         if stashed is not None:
@@ -334,7 +342,7 @@ class RunState:
         out.append(
             self._event(f"{span.span_id}:{ev.LLM_RESPONDED}", ev.LLM_RESPONDED, span.end_ns, span.span_id, responded)
         )
-        self._add_requests(record, requests)
+        self._add_requests(record, requests, llm.finish_reason, out)
 
     def _same_call_as_known(self, span: SpanFacts, native: bool) -> _LlmSpan | None:
         """The known LLM call this span is a second view of, if any (no shared response id).
@@ -364,7 +372,7 @@ class RunState:
                     return child
         return None
 
-    def _amend_from_twin(self, known: _LlmSpan, span: SpanFacts) -> RunEvent:
+    def _amend_from_twin(self, known: _LlmSpan, span: SpanFacts, out: list[RunEvent]) -> None:
         """The SDK's thin span came first and was counted; the instrumentation's richer view of
         the same call adds its content features (finish reason, output, tool requests)."""
         llm = span.llm
@@ -375,19 +383,41 @@ class RunState:
         payload = _content_payload(content, source="span")
         if llm.finish_reason:
             payload["finish_reason"] = llm.finish_reason
-        self._apply_amendment(known, payload.get("finish_reason"), llm.output.tool_requests)
         event_id = f"{known.span_id}:{ev.LLM_CONTENT}:{span.span_id}"
         self.content_events.add(event_id)
-        return self._event(event_id, ev.LLM_CONTENT, known.end_ns, known.span_id, payload)
+        out.append(self._event(event_id, ev.LLM_CONTENT, known.end_ns, known.span_id, payload))
+        self._apply_amendment(known, payload.get("finish_reason"), llm.output.tool_requests, out)
 
-    def _apply_amendment(self, record: _LlmSpan, finish_reason: str | None, requests: Sequence[ToolRequest]) -> None:
+    def _apply_amendment(
+        self,
+        record: _LlmSpan,
+        finish_reason: str | None,
+        requests: Sequence[ToolRequest],
+        out: list[RunEvent] | None,
+    ) -> None:
         if self.last_llm is not None and self.last_llm[0] == record.end_ns:
             self.last_llm = (record.end_ns, finish_reason or self.last_llm[1], self.last_llm[2] or bool(requests))
-        self._add_requests(record, requests)
+        self._add_requests(record, requests, finish_reason, out)
 
     # --- tool calls --------------------------------------------------------------------
 
-    def _add_requests(self, llm: _LlmSpan, requests: Iterable[ToolRequest]) -> None:
+    def _add_requests(
+        self,
+        llm: _LlmSpan,
+        requests: Sequence[ToolRequest],
+        finish_reason: str | None,
+        out: list[RunEvent] | None,
+    ) -> None:
+        """Register the tool calls a response asked for. With no request visible but a
+        ``tool_calls`` finish reason, one unnamed call stands for them until content names it.
+        ``out`` is None while replaying stored events (nothing is emitted then)."""
+        unnamed = self.requests_by_key.get(f"{llm.span_id}:{UNNAMED}")
+        if not requests:
+            if finish_reason == "tool_calls" and unnamed is None:
+                self._register(
+                    _Request(f"{llm.span_id}:{UNNAMED}", None, None, None, None, llm.end_ns, llm.parent_id)
+                )
+            return
         for index, req in enumerate(requests):
             request = _Request(
                 key=f"{llm.span_id}:{index}",
@@ -400,32 +430,72 @@ class RunState:
             )
             if request.key in self.requests_by_key:
                 continue  # the same response's requests, seen again through log content
-            self.requests_by_key[request.key] = request
-            if req.call_id:
-                self.requests_by_call_id[req.call_id] = request
-            tool_span = self._unmatched_tool_span(req.name, req.call_id)
-            if tool_span is not None:
-                tool_span.matched = True
-                request.matched = True
-            else:
-                self.open_requests.setdefault(req.name, []).append(request)
-                self.pending.append(request)
+            if index == 0 and unnamed is not None and not unnamed.named:
+                # The unnamed call stood for this one: drop it, or name the call it became.
+                unnamed.named = True
+                if unnamed.emitted:
+                    request.matched = request.emitted = True
+                    if out is not None:
+                        out.append(self._name_emitted(unnamed, request))
+                elif unnamed.matched:
+                    request.matched = True  # a tool span already answered it
+                else:
+                    unnamed.matched = True
+                    if unnamed in self.pending:
+                        self.pending.remove(unnamed)
+            self._register(request)
 
-    def _unmatched_tool_span(self, name: str, call_id: str | None) -> _ToolSpan | None:
+    def _register(self, request: _Request) -> None:
+        self.requests_by_key[request.key] = request
+        if request.key in self.replay_emitted:
+            request.matched = request.emitted = True
+            return
+        if request.matched:
+            return
+        if request.call_id:
+            self.requests_by_call_id[request.call_id] = request
+        tool_span = self._unmatched_tool_span(request.name, request.call_id)
+        if tool_span is not None:
+            tool_span.matched = True
+            request.matched = True
+        elif request.name is None:
+            self.open_unnamed.append(request)
+            self.pending.append(request)
+        else:
+            self.open_requests.setdefault(request.name, []).append(request)
+            self.pending.append(request)
+
+    def _name_emitted(self, unnamed: _Request, request: _Request) -> RunEvent:
+        """The unnamed call already counted learns its name and arguments."""
+        call_id = SYNTHETIC_PREFIX + unnamed.key
+        payload = _drop_none(
+            {
+                "tool_name": request.name,
+                "args_hash": request.args_hash,
+                "args_length": request.args_length,
+                "tool_call_id": request.call_id,
+            }
+        )
+        return self._event(f"{unnamed.key}:{ev.TOOL_CONTENT}", ev.TOOL_CONTENT, unnamed.ts_ns, call_id, payload)
+
+    def _unmatched_tool_span(self, name: str | None, call_id: str | None) -> _ToolSpan | None:
         """The tool span that answers a request: same call id, else the oldest unmatched one
-        of that tool that carries no call id."""
+        of that tool that carries no call id (any tool for an unnamed request)."""
         if call_id:
             tool_span = self.open_tool_spans_by_call_id.pop(call_id, None)
             if tool_span is not None:
                 return tool_span
+        if name is None:
+            return _first_open(self.open_tool_spans_any)
         return _first_open(self.open_tool_spans.get(name))
 
     def _matching_request(self, name: str, call_id: str | None) -> _Request | None:
-        """The request a tool span answers: same call id, else the oldest unmatched one of that tool."""
+        """The request a tool span answers: same call id, else the oldest unmatched one of that
+        tool, else the oldest unnamed one."""
         if call_id and call_id in self.requests_by_call_id:
             request = self.requests_by_call_id[call_id]
             return None if request.matched else request
-        return _first_open(self.open_requests.get(name))
+        return _first_open(self.open_requests.get(name)) or _first_open(self.open_unnamed)
 
     def _open_tool_span(self, name: str, call_id: str | None) -> None:
         tool_span = _ToolSpan(call_id)
@@ -433,6 +503,7 @@ class RunState:
             self.open_tool_spans_by_call_id[call_id] = tool_span
         else:
             self.open_tool_spans.setdefault(name, []).append(tool_span)
+        self.open_tool_spans_any.append(tool_span)
 
     def _tool(self, span: SpanFacts, out: list[RunEvent]) -> None:
         tool = span.tool
@@ -511,7 +582,8 @@ class RunState:
             "args_length": request.args_length,
             "call_id": call_id,
             "tool_call_id": request.call_id,
-            "source": "llm_request",
+            # unnamed: only the response's finish reason said a tool was asked for
+            "source": "llm_request" if request.name is not None else "finish_reason",
         }
         out.append(
             self._event(f"{request.key}:{ev.TOOL_CALLED}", ev.TOOL_CALLED, request.ts_ns, call_id, _drop_none(called))
@@ -595,8 +667,16 @@ class RunState:
             prompt_tokens=row.prompt_tokens,
             completion_tokens=row.completion_tokens,
         )
-        for event in sorted(events, key=RunEvent.sort_key):
+        ordered = sorted(events, key=RunEvent.sort_key)
+        # A request's own tool.called sorts before the response that asked for it (same time).
+        state.replay_emitted = {
+            e.call_id[len(SYNTHETIC_PREFIX) :]
+            for e in ordered
+            if e.kind == ev.TOOL_CALLED and e.call_id.startswith(SYNTHETIC_PREFIX)
+        }
+        for event in ordered:
             state._replay(event)
+        state.replay_emitted = set()
         if state.status == STATUS_STALLED:
             state.status = STATUS_RUNNING  # it is alive again: new spans arrived
         return state
@@ -610,7 +690,7 @@ class RunState:
                 record = self.llm_by_id[event.call_id]
                 record.native = False
                 amended = content.output.tool_requests if content.output is not None else ()
-                self._apply_amendment(record, payload.get("finish_reason"), amended)
+                self._apply_amendment(record, payload.get("finish_reason"), amended, None)
             elif event.call_id not in self.seen_spans:
                 self.log_stash[event.call_id] = _merge_log_content(self.log_stash.get(event.call_id), content)
             return
@@ -633,15 +713,11 @@ class RunState:
             ]
             if self.last_llm is None or event.ts_ns >= self.last_llm[0]:
                 self.last_llm = (event.ts_ns, payload.get("finish_reason"), bool(requests))
-            self._add_requests(record, requests)
+            self._add_requests(record, requests, payload.get("finish_reason"), None)
         elif event.kind == ev.TOOL_CALLED:
             name = payload.get("tool_name", "unknown")
             if event.call_id.startswith(SYNTHETIC_PREFIX):
-                replayed = self.requests_by_key.get(event.call_id[len(SYNTHETIC_PREFIX) :])
-                if replayed is not None:
-                    replayed.emitted = replayed.matched = True
-                    if replayed in self.pending:
-                        self.pending.remove(replayed)
+                pass  # its request is marked emitted when registered (replay_emitted)
             else:
                 answered = self._matching_request(name, payload.get("tool_call_id"))
                 if answered is not None:

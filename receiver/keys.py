@@ -100,7 +100,13 @@ LOG_EVENT_ASSISTANT = "gen_ai.assistant.message"
 LOG_EVENT_TOOL = "gen_ai.tool.message"
 LOG_EVENT_CHOICE = "gen_ai.choice"
 LOG_EVENT_NAME_ATTR = "event.name"  # older SDKs put the event name in an attribute
-GEN_AI_LOG_EVENTS = frozenset({LOG_EVENT_SYSTEM, LOG_EVENT_USER, LOG_EVENT_ASSISTANT, LOG_EVENT_TOOL, LOG_EVENT_CHOICE})
+GEN_AI_MESSAGE_EVENTS = frozenset(
+    {LOG_EVENT_SYSTEM, LOG_EVENT_USER, LOG_EVENT_ASSISTANT, LOG_EVENT_TOOL, LOG_EVENT_CHOICE}
+)
+# Current semconv (util-genai >= 1.0): one record per call, the whole exchange in its attributes
+# (gen_ai.input.messages / gen_ai.output.messages / gen_ai.system_instructions as real lists).
+LOG_EVENT_OPERATION_DETAILS = "gen_ai.client.inference.operation.details"
+GEN_AI_LOG_EVENTS = GEN_AI_MESSAGE_EVENTS | {LOG_EVENT_OPERATION_DETAILS}
 
 # Every exact key the span reader keeps.
 WANTED_KEYS: frozenset[str] = frozenset(

@@ -535,6 +535,17 @@ def _message_from_log(event_name: str, body: Any) -> tuple[str, Message]:
     return "input", message
 
 
+def _messages_from_details(attrs: Mapping[str, Any]) -> tuple[list[Message], list[Message]]:
+    """(input, output) messages of an operation-details record or span event; the finish
+    reason of the attributes goes on the output when its messages carry none."""
+    outputs = _output_messages(attrs)
+    reasons = attrs.get(k.FINISH_REASONS)
+    reason = reasons[0] if isinstance(reasons, list) and reasons else reasons
+    if outputs and not any(m.finish_reason for m in outputs) and isinstance(reason, str):
+        outputs[0].finish_reason = reason
+    return _input_messages(attrs), outputs
+
+
 def translate_logs(resource_logs: Iterable[pb_logs.ResourceLogs], hasher: Hasher) -> tuple[list[LogContent], int]:
     """gen_ai log records grouped per span → content facts; returns (facts, records dropped)."""
     grouped: dict[tuple[bytes, bytes], tuple[list[Message], list[Message]]] = {}
@@ -553,11 +564,16 @@ def translate_logs(resource_logs: Iterable[pb_logs.ResourceLogs], hasher: Hasher
                 ):
                     dropped += 1
                     continue
-                direction, message = _message_from_log(name, any_value(record.body))
                 key = (record.trace_id, record.span_id)
                 inputs, outputs = grouped.setdefault(key, ([], []))
                 record_ns = record.time_unix_nano or record.observed_time_unix_nano
                 times[key] = max(times.get(key, 0), record_ns)
+                if name == k.LOG_EVENT_OPERATION_DETAILS:
+                    details_in, details_out = _messages_from_details(read_wanted(record.attributes))
+                    inputs += details_in
+                    outputs += details_out
+                    continue
+                direction, message = _message_from_log(name, any_value(record.body))
                 (inputs if direction == "input" else outputs).append(message)
     facts = [
         LogContent(

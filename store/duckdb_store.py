@@ -435,7 +435,8 @@ class DuckStore:
             return False
 
     def list_runs(self, flt: RunFilter) -> list[RunRow]:
-        where: list[str] = []
+        # A trace is listed once it has a step (content from log records may come first).
+        where: list[str] = ["step_count > 0"]
         params: list[Any] = []
         if flt.agent_id is not None:
             where.append("agent_id = ?")
@@ -499,7 +500,8 @@ class DuckStore:
             .execute(
                 "SELECT r.agent_id, r.run_count, r.last_seen_ns, r.running, coalesce(s.signal_count, 0)"
                 " FROM (SELECT agent_id, count(*) AS run_count, max(last_event_ns) AS last_seen_ns,"
-                "       count(*) FILTER (WHERE status = 'running') AS running FROM runs GROUP BY agent_id) r"
+                "       count(*) FILTER (WHERE status = 'running') AS running FROM runs WHERE step_count > 0"
+                "       GROUP BY agent_id) r"
                 " LEFT JOIN (SELECT agent_id, count(*) AS signal_count FROM signals WHERE NOT shadow"
                 "            GROUP BY agent_id) s USING (agent_id)"
                 " ORDER BY r.agent_id"
@@ -516,7 +518,7 @@ class DuckStore:
         rows = (
             self._cursor()
             .execute(
-                "SELECT step_count FROM runs WHERE agent_id = ? AND status = 'completed'"
+                "SELECT step_count FROM runs WHERE agent_id = ? AND status = 'completed' AND step_count > 0"
                 " ORDER BY ended_ns DESC LIMIT ?",
                 [agent_id, limit],
             )

@@ -34,7 +34,7 @@ class CascadingToolFailure(Detector[CascadingToolFailureConfig]):
             if call.success is not False:
                 break
             failed.append(call)
-        tools = sorted({call.name for call in failed})
+        tools = sorted({call.name or "unknown" for call in failed})  # failed calls come from tool spans: named
         if len(failed) < config.threshold or len(tools) < 2:
             return None
         return Finding(

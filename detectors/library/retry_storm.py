@@ -37,6 +37,8 @@ class RetryStorm(Detector[RetryStormConfig]):
         if index is None or calls[index].success is not False:
             return None
         name = calls[index].name
+        if name is None:
+            return None
         # The run of consecutive calls of this tool around the one that just failed, all failed;
         # another tool, a success or a call still waiting for its result ends it.
         start = index

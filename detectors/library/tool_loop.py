@@ -34,7 +34,10 @@ class ToolLoop(Detector[ToolLoopConfig]):
 
     def check(self, run: RunView, event: RunEvent, config: ToolLoopConfig) -> Finding | None:
         recent = run.recent_tools(config.window)
-        name = recent[-1].name
+        # The call this event is about: the newest one, or one whose name was learnt late.
+        name = (run.tool_of(event) or recent[-1]).name
+        if name is None:
+            return None  # the instrumentation withheld the tool's name: no loop can be seen
         same = [call for call in recent if call.name == name]
         if len(same) < config.threshold:
             return None

@@ -34,7 +34,7 @@ class ToolThrashing(Detector[ToolThrashingConfig]):
             return None
         names = [call.name for call in recent]
         tool_a, tool_b = names[0], names[1]
-        if tool_a == tool_b:
+        if tool_a == tool_b or None in names:
             return None
         if any(name != (tool_a if i % 2 == 0 else tool_b) for i, name in enumerate(names)):
             return None
