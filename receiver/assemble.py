@@ -31,6 +31,7 @@ from receiver.content import (
     ToolRequest,
     ToolResultSeen,
     normalise_finish_reason,
+    response_finish_reason,
 )
 from receiver.spans import LogContent, SpanFacts, SpanRole
 
@@ -73,6 +74,7 @@ class _LlmSpan:
     start_ns: int
     end_ns: int
     native: bool
+    finish_reason: str | None = None
 
 
 def _drop_none(payload: dict[str, Any]) -> dict[str, Any]:
@@ -284,6 +286,8 @@ class RunState:
         if known is not None:
             if known.native and not llm.native_sdk_span:
                 self._amend_from_twin(known, span, out)
+            elif known.finish_reason is None and llm.finish_reason is not None:
+                self._finish_from_twin(known, span, llm.finish_reason, out)
             return
         stashed = self.log_stash.pop(span.span_id, None)
         if stashed is not None:
@@ -294,7 +298,9 @@ class RunState:
             )
             if llm.finish_reason is None and llm.output.finish_reason:
                 llm = replace(llm, finish_reason=normalise_finish_reason(llm.output.finish_reason))
-        record = _LlmSpan(span.span_id, span.parent_id, span.start_ns, span.end_ns, llm.native_sdk_span)
+        record = _LlmSpan(
+            span.span_id, span.parent_id, span.start_ns, span.end_ns, llm.native_sdk_span, llm.finish_reason
+        )
         if llm.response_id:
             self.call_by_response[llm.response_id] = record
         self.llm_by_id[span.span_id] = record
@@ -388,6 +394,17 @@ class RunState:
         out.append(self._event(event_id, ev.LLM_CONTENT, known.end_ns, known.span_id, payload))
         self._apply_amendment(known, payload.get("finish_reason"), llm.output.tool_requests, out)
 
+    def _finish_from_twin(self, known: _LlmSpan, span: SpanFacts, finish_reason: str, out: list[RunEvent]) -> None:
+        """The other view of a call knows the finish reason the first one left empty (OpenLLMetry's
+        LangChain span writes ``""`` where the Anthropic SDK's own span has ``stop_reason``)."""
+        payload = {"source": "span", "finish_reason": finish_reason}
+        event_id = f"{known.span_id}:{ev.LLM_CONTENT}:{span.span_id}"
+        if event_id in self.content_events:
+            return
+        self.content_events.add(event_id)
+        out.append(self._event(event_id, ev.LLM_CONTENT, known.end_ns, known.span_id, payload))
+        self._apply_amendment(known, finish_reason, (), out)
+
     def _apply_amendment(
         self,
         record: _LlmSpan,
@@ -395,6 +412,7 @@ class RunState:
         requests: Sequence[ToolRequest],
         out: list[RunEvent] | None,
     ) -> None:
+        record.finish_reason = record.finish_reason or finish_reason
         if self.last_llm is not None and self.last_llm[0] == record.end_ns:
             self.last_llm = (record.end_ns, finish_reason or self.last_llm[1], self.last_llm[2] or bool(requests))
         self._add_requests(record, requests, finish_reason, out)
@@ -413,10 +431,9 @@ class RunState:
         ``out`` is None while replaying stored events (nothing is emitted then)."""
         unnamed = self.requests_by_key.get(f"{llm.span_id}:{UNNAMED}")
         if not requests:
-            if finish_reason == "tool_calls" and unnamed is None:
-                self._register(
-                    _Request(f"{llm.span_id}:{UNNAMED}", None, None, None, None, llm.end_ns, llm.parent_id)
-                )
+            named_before = f"{llm.span_id}:0" in self.requests_by_key
+            if finish_reason == "tool_calls" and unnamed is None and not named_before:
+                self._register(_Request(f"{llm.span_id}:{UNNAMED}", None, None, None, None, llm.end_ns, llm.parent_id))
             return
         for index, req in enumerate(requests):
             request = _Request(
@@ -523,10 +540,10 @@ class RunState:
         called = _drop_none(
             {
                 "tool_name": tool.name,
-                "args_hash": tool.args_hash or (request.args_hash if request else None),
-                "args_length": tool.args_length
-                if tool.args_length is not None
-                else (request.args_length if request else None),
+                # The arguments the model asked for, when a request is known: the span's own
+                # input is shaped by each framework (envelopes, per-step metadata).
+                "args_hash": (request.args_hash if request else None) or tool.args_hash,
+                "args_length": request.args_length if request and request.args_hash else tool.args_length,
                 "call_id": span.span_id,
                 "tool_call_id": tool.call_id or (request.call_id if request else None),
             }
@@ -703,7 +720,7 @@ class RunState:
         elif event.kind == ev.LLM_CALLED:
             self.first_model = self.first_model or payload.get("model")
         elif event.kind == ev.LLM_RESPONDED:
-            record = _LlmSpan(event.call_id, "", event.ts_ns, event.ts_ns, False)
+            record = _LlmSpan(event.call_id, "", event.ts_ns, event.ts_ns, False, payload.get("finish_reason"))
             if payload.get("response_id"):
                 self.call_by_response[payload["response_id"]] = record
             self.llm_by_id[event.call_id] = record
@@ -781,7 +798,7 @@ def _content_payload(content: LogContent, source: str) -> dict[str, Any]:
         payload.update(
             output_hash=output.output_hash,
             output_length=output.output_length,
-            finish_reason=normalise_finish_reason(output.finish_reason),
+            finish_reason=response_finish_reason(output.finish_reason, bool(output.tool_requests)),
             tool_calls_requested=[r.name for r in output.tool_requests],
             tool_requests=[_request_payload(r) for r in output.tool_requests],
         )

@@ -53,19 +53,44 @@ class Message:
     finish_reason: str | None = None
 
 
-def canonical_arguments(value: Any) -> str:
-    """Arguments as sorted, compact JSON so the same call hashes the same across sources.
-
-    OpenLLMetry's tool spans wrap arguments as ``{"args": [], "kwargs": {...}}``; with no
-    positional arguments that is unwrapped to the kwargs object, which is what the LLM asked for.
-    """
-    if isinstance(value, str):
+def _loads_object(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("{", "["):
         try:
-            value = json.loads(value)
+            return json.loads(value)
         except ValueError:
             return value
-    if isinstance(value, dict) and set(value) == {"args", "kwargs"} and not value["args"]:
-        value = value["kwargs"]
+    return value
+
+
+def unwrap_tool_input(value: Any) -> tuple[Any, str | None]:
+    """(the arguments, the tool-call id) of a tool span's input, out of the envelopes real
+    instrumentations wrap them in (decided once, for every stack):
+
+    - OpenLLMetry's decorators: ``{"args": [], "kwargs": {...}}`` → the kwargs object;
+    - OpenLLMetry's LangChain callback: ``{"input_str": …, "inputs": {...}, "metadata": …,
+      "kwargs": {"tool_call_id": …}}`` → ``inputs`` (the model's arguments, without the
+      per-step metadata that differs on every call), and the tool-call id it carries.
+    """
+    data = _loads_object(value)
+    if not isinstance(data, dict):
+        return data, None
+    if set(data) == {"args", "kwargs"} and not data["args"]:
+        return data["kwargs"], None
+    if "input_str" in data:
+        kwargs = data.get("kwargs")
+        call_id = kwargs.get("tool_call_id") if isinstance(kwargs, dict) else None
+        inputs = data.get("inputs")
+        arguments = inputs if isinstance(inputs, dict) else data["input_str"]
+        return arguments, call_id if isinstance(call_id, str) and call_id else None
+    return data, None
+
+
+def canonical_arguments(value: Any) -> str:
+    """Arguments as sorted, compact JSON so the same call hashes the same across sources
+    (envelopes removed: see ``unwrap_tool_input``)."""
+    value, _ = unwrap_tool_input(value)
+    if isinstance(value, str):
+        return value
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     except (TypeError, ValueError):
@@ -358,6 +383,14 @@ _FINISH_REASONS = {
     "content_filter": "content_filter",
     "safety": "content_filter",
 }
+
+
+def response_finish_reason(raw: str | None, requested_tools: bool) -> str | None:
+    """The normalised finish reason of a response; one that asked for tools is ``tool_calls``
+    even where the instrumentation wrote ``stop`` (the Responses API has no finish reason: its
+    instrumentations map "completed" to ``stop`` whatever the output held)."""
+    reason = normalise_finish_reason(raw)
+    return "tool_calls" if requested_tools and reason == "stop" else reason
 
 
 def normalise_finish_reason(raw: str | None) -> str | None:

@@ -31,10 +31,11 @@ from receiver.content import (
     messages_from_legacy,
     messages_from_openinference,
     messages_from_semconv,
-    normalise_finish_reason,
     output_features,
     prompt_features,
+    response_finish_reason,
     system_instructions,
+    unwrap_tool_input,
 )
 
 STATUS_ERROR = pb_trace.Status.STATUS_CODE_ERROR
@@ -319,7 +320,7 @@ def _finish_reason(attrs: Mapping[str, Any], output: OutputFeatures) -> str | No
         raw = reasons
     raw = raw or output.finish_reason or attrs.get(k.OPENINFERENCE_FINISH_REASON)
     raw = raw or attrs.get(k.ANTHROPIC_STOP_REASON)
-    return normalise_finish_reason(_as_str(raw))
+    return response_finish_reason(_as_str(raw), bool(output.tool_requests))
 
 
 def llm_facts(attrs: Mapping[str, Any], scope_name: str, hasher: Hasher) -> LlmFacts:
@@ -341,14 +342,29 @@ def llm_facts(attrs: Mapping[str, Any], scope_name: str, hasher: Hasher) -> LlmF
     )
 
 
+def _answered(llm: LlmFacts, attrs: Mapping[str, Any]) -> bool:
+    """Whether an LLM span records any part of a provider's answer: a finish reason, output,
+    token usage, a response id or a response model. A span that only describes a request is
+    no call (a failed call is one: its error is the answer)."""
+    return (
+        llm.finish_reason is not None
+        or llm.output.output_length is not None
+        or llm.prompt_tokens is not None
+        or llm.completion_tokens is not None
+        or llm.response_id is not None
+        or _first(attrs, k.RESPONSE_MODEL_KEYS) is not None
+    )
+
+
 def tool_facts(attrs: Mapping[str, Any], hasher: Hasher) -> ToolFacts:
     args = _first(attrs, k.TOOL_ARGS_KEYS)
     result = _first(attrs, k.TOOL_RESULT_KEYS)
     args_text = canonical_arguments(args) if args is not None else None
+    enveloped_call_id = unwrap_tool_input(args)[1] if args is not None else None
     result_text = result if isinstance(result, str) or result is None else json.dumps(result)
     return ToolFacts(
         name=_as_str(_first(attrs, k.TOOL_NAME_KEYS)) or "unknown",
-        call_id=_as_str(attrs.get(k.TOOL_CALL_ID)),
+        call_id=_as_str(attrs.get(k.TOOL_CALL_ID)) or enveloped_call_id,
         args_hash=hasher(args_text) if args_text is not None else None,
         args_length=len(args_text) if args_text is not None else None,
         output_hash=hasher(result_text) if result_text is not None else None,
@@ -431,6 +447,11 @@ def span_facts(span: pb_trace.Span, scope_name: str, service_name: str | None, h
     role = classify(attrs)
     is_error, error_type, error_hash = _error(span, attrs, hasher)
     is_root = not span.parent_span_id
+    llm = llm_facts(attrs, scope_name, hasher) if role is SpanRole.LLM else None
+    if llm is not None and not is_error and not _answered(llm, attrs):
+        # An LLM-kind span with no provider answer behind it (LlamaIndex's
+        # ``_prepare_chat_with_tools``): part of the run's shape, not a call.
+        role, llm = SpanRole.STRUCTURE, None
     return SpanFacts(
         run_id=run_id_from_trace_id(span.trace_id),
         span_id=span.span_id.hex(),
@@ -444,7 +465,7 @@ def span_facts(span: pb_trace.Span, scope_name: str, service_name: str | None, h
         agent_name=_as_str(attrs.get(k.GEN_AI_AGENT_NAME)),
         workflow_name=_as_str(attrs.get(k.GEN_AI_WORKFLOW_NAME) or attrs.get(k.TRACELOOP_WORKFLOW_NAME)),
         service_name=service_name,
-        llm=llm_facts(attrs, scope_name, hasher) if role is SpanRole.LLM else None,
+        llm=llm,
         tool=tool_facts(attrs, hasher) if role is SpanRole.TOOL else None,
         retrieval=retrieval_facts(attrs, hasher) if role is SpanRole.RETRIEVAL else None,
         root_input=root_input(attrs, hasher) if is_root else None,

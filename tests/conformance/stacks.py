@@ -65,7 +65,9 @@ def _spans(request: ExportTraceServiceRequest) -> Iterable[trace_pb2.Span]:
             yield from ss.spans
 
 
-def _renamed(capture: Capture) -> tuple[list[ExportTraceServiceRequest], list[ExportLogsServiceRequest], dict[str, str]]:
+def _renamed(
+    capture: Capture,
+) -> tuple[list[ExportTraceServiceRequest], list[ExportLogsServiceRequest], dict[str, str]]:
     """Copies with fresh trace ids: captured run id → the run id of this delivery."""
     mapping: dict[bytes, bytes] = {}
     traces = []
@@ -88,7 +90,9 @@ def _renamed(capture: Capture) -> tuple[list[ExportTraceServiceRequest], list[Ex
     return traces, logs, {str(uuid.UUID(bytes=k)): str(uuid.UUID(bytes=v)) for k, v in mapping.items()}
 
 
-def _merged(requests: list[ExportTraceServiceRequest], keep: Callable[[trace_pb2.Span], bool]) -> ExportTraceServiceRequest:
+def _merged(
+    requests: list[ExportTraceServiceRequest], keep: Callable[[trace_pb2.Span], bool]
+) -> ExportTraceServiceRequest:
     """One request with the chosen spans of all requests (resource and scope kept per span)."""
     out = ExportTraceServiceRequest()
     for request in requests:
