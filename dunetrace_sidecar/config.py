@@ -433,6 +433,14 @@ SETTINGS: tuple[Setting, ...] = (
         "Attempts per alert and destination (exponential backoff with jitter, honouring Retry-After).",
     ),
     Setting(
+        "alerts.agent_wait_seconds",
+        "DUNETRACE_ALERT_AGENT_WAIT",
+        5,
+        parse_non_negative_int,
+        "Seconds an alert waits for its run to name its agent (root or agent span) when no gen_ai.agent.name "
+        "resource attribute names it up front; then it goes out under the name known so far. 0: at once.",
+    ),
+    Setting(
         "alerts.timeout_seconds",
         "DUNETRACE_ALERT_TIMEOUT",
         5,
@@ -522,6 +530,7 @@ class AlertsConfig:
     webhook_secret: str
     dashboard_url: str
     max_attempts: int
+    agent_wait_seconds: int
     timeout_seconds: float
 
 
@@ -665,6 +674,7 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
             webhook_secret=values["alerts.webhook_secret"],
             dashboard_url=values["alerts.dashboard_url"],
             max_attempts=values["alerts.max_attempts"],
+            agent_wait_seconds=values["alerts.agent_wait_seconds"],
             timeout_seconds=values["alerts.timeout_seconds"],
         ),
         explain=ExplainConfig(

@@ -71,6 +71,7 @@ class Daemon:
             metrics=self.metrics,
             policies=self.policies.book,
             alerts=self.alerts,
+            alert_agent_wait_seconds=config.alerts.agent_wait_seconds,
         )
         self.langfuse = (
             LangfuseClient(
@@ -147,6 +148,8 @@ class Daemon:
 
         interval = min(max(cfg.runs.stall_timeout_seconds / 4, 0.05), 5.0)
         self._tasks.append(asyncio.create_task(self.pipeline.run_sweeper(interval), name="stall-sweeper"))
+        if self.alerts is not None:
+            self._tasks.append(asyncio.create_task(self.pipeline.run_alert_release(0.25), name="alert-release"))
         if self.config_file:
             self._tasks.append(asyncio.create_task(self._watch_config(self.config_file), name="config-watch"))
         if self.alerts is not None:

@@ -52,7 +52,7 @@ class Metrics:
         self.events_stored = Counter(f"{PREFIX}_events_stored", "Run events committed to the store.", registry=r)
         self.signals = Counter(
             f"{PREFIX}_signals",
-            "Signals raised, by failure type, severity and shadow (\"true\": stored, never alerted).",
+            'Signals raised, by failure type, severity and shadow ("true": stored, never alerted).',
             ["failure_type", "severity", "shadow"],
             registry=r,
         )

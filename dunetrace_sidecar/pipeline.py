@@ -18,7 +18,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as pb_logs_service
@@ -52,6 +52,9 @@ class OpenRun:
     # Events of a trace with no LLM, tool or retrieval step yet: not a run (yet), so neither
     # stored nor judged. Released, in order, with the trace's first step.
     held: list[RunEvent] = field(default_factory=list)
+    # Signals raised while the run's agent could still change: alerted once it is settled, so
+    # an alert never names another agent than its run.
+    unalerted: list[Signal] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -59,6 +62,8 @@ class _Batch:
     events: list[RunEvent] = field(default_factory=list)
     rows: list[RunRow] = field(default_factory=list)
     signals: list[Signal] = field(default_factory=list)
+    alert: list[Signal] = field(default_factory=list)  # signals whose alerts are owed now
+    relabels: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Pipeline:
@@ -76,6 +81,7 @@ class Pipeline:
         metrics: Metrics,
         policies: PolicyBook,
         alerts: AlertDispatcher | None = None,
+        alert_agent_wait_seconds: float = 0.0,
     ) -> None:
         self._store = store
         self._hasher = hasher
@@ -90,6 +96,9 @@ class Pipeline:
         self.metrics = metrics
         self.policies = policies
         self._alerts = alerts
+        self._agent_wait = alert_agent_wait_seconds
+        # runs holding alerts until their agent is settled → when to send them anyway
+        self._awaiting_agent: dict[str, float] = {}
         metrics.runs_open.set_function(lambda: len(self._runs))
         metrics.store_queue.set_function(lambda: store.queued_events)
 
@@ -187,8 +196,11 @@ class Pipeline:
             if run.held:
                 new = run.held + new
                 run.held = []
-            agent_id = run.view.agent_id = run.state.agent_id or self._default_agent_id
+            agent_id = run.state.agent_id or self._default_agent_id
+            self._settle_agent(run, agent_id, batch)
+            first_signal = len(batch.signals)
             self._detect(run, agent_id, new, now_ns, batch)
+            self._owe_alerts(run, batch.signals[first_signal:], batch)
             batch.rows.append(run.state.row())
             if run.state.status == STATUS_COMPLETED and status_before != STATUS_COMPLETED:
                 self._baselines.record(run.view.agent_id, run.state.steps)
@@ -216,6 +228,58 @@ class Pipeline:
             for policy_event in triggered:
                 self.metrics.policy_triggers.labels(policy_event.payload["action_type"]).inc()
 
+    @staticmethod
+    def _settle_agent(run: OpenRun, agent_id: str, batch: _Batch) -> None:
+        """The run's agent as known now; signals already raised follow a change."""
+        if agent_id != run.view.agent_id and run.view.fired:
+            batch.relabels.append((run.state.run_id, agent_id))
+            run.unalerted = [replace(signal, agent_id=agent_id) for signal in run.unalerted]
+        run.view.agent_id = agent_id
+
+    def _owe_alerts(self, run: OpenRun, raised: list[Signal], batch: _Batch) -> None:
+        """Alerts go out once the run's agent is settled (named up front, its root arrived, or the
+        run ended), or when ``alerts.agent_wait_seconds`` have passed since they were raised."""
+        run.unalerted.extend(raised)
+        if not run.unalerted:
+            return
+        run_id = run.state.run_id
+        if run.state.agent_settled or run.state.status != "running" or self._agent_wait <= 0:
+            batch.alert.extend(run.unalerted)
+            run.unalerted = []
+            self._awaiting_agent.pop(run_id, None)
+        else:
+            self._awaiting_agent.setdefault(run_id, time.monotonic() + self._agent_wait)
+
+    async def release_alerts(self, now: float | None = None) -> None:
+        """Alerts that waited ``alerts.agent_wait_seconds`` for their run's agent go out as they are."""
+        now = time.monotonic() if now is None else now
+        due = [run_id for run_id, deadline in self._awaiting_agent.items() if deadline <= now]
+        if not due:
+            return
+        batch = _Batch()
+        for run_id in due:
+            del self._awaiting_agent[run_id]
+            run = self._runs.get(run_id)
+            if run is not None:
+                batch.alert.extend(run.unalerted)
+                run.unalerted = []
+        try:
+            await self._commit(batch)
+        except ReceiverError:
+            log.warning("could not record %d owed alert(s); will retry", len(batch.alert))
+            for signal in batch.alert:
+                if (run := self._runs.get(signal.run_id)) is not None:
+                    run.unalerted.append(signal)
+                    self._awaiting_agent[signal.run_id] = now
+
+    async def run_alert_release(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.release_alerts()
+            except Exception:  # keep releasing whatever one pass hit
+                log.exception("alert release failed")
+
     async def _load_baselines(self, agents: set[str]) -> None:
         missing = self._baselines.missing(agents)
         if not missing:
@@ -228,11 +292,13 @@ class Pipeline:
         self._baselines.install(loaded)
 
     async def _commit(self, batch: _Batch) -> None:
-        if not batch.events and not batch.rows and not batch.signals:
+        if not batch.events and not batch.rows and not batch.signals and not batch.alert:
             return
-        owed = deliveries_for(batch.signals, self._alerts.destinations, time.time_ns()) if self._alerts else []
+        owed = deliveries_for(batch.alert, self._alerts.destinations, time.time_ns()) if self._alerts else []
         future = self._store.submit(
-            WriteBatch(events=batch.events, runs=batch.rows, signals=batch.signals, deliveries=owed)
+            WriteBatch(
+                events=batch.events, runs=batch.rows, signals=batch.signals, deliveries=owed, relabels=batch.relabels
+            )
         )
         try:
             await asyncio.wrap_future(future)
@@ -284,7 +350,10 @@ class Pipeline:
             view.fired = {s.failure_type for s in signals}
             policy = PolicyRunState()
             PolicyBook.restore(policy, sorted(events, key=RunEvent.sort_key), signals, self.policies.prices)
-            runs[row.run_id] = OpenRun(state, view, policy)
+            run = runs[row.run_id] = OpenRun(state, view, policy)
+            if self._alerts is not None and state.status == "running" and not state.agent_settled:
+                # alerts it still owed when it was shed or the daemon stopped
+                run.unalerted = [s for s in signals if not s.shadow and not self._store.deliveries_of(s.signal_id)]
         return runs
 
     def _shed(self) -> None:
@@ -310,10 +379,11 @@ class Pipeline:
                 continue  # never became a run: forgotten below, nothing was stored
             if run.state.status not in TERMINAL_STATUSES:
                 events = run.state.close_stalled()  # requested tool calls no span answered
-                run.view.agent_id = run.state.agent_id or self._default_agent_id
+                self._settle_agent(run, run.state.agent_id or self._default_agent_id, batch)
                 batch.events.extend(events)
-                batch.signals.extend(self.engine.process(run.view, events))
-                batch.signals.extend(self.engine.close_stalled(run.view))
+                raised = self.engine.process(run.view, events) + self.engine.close_stalled(run.view)
+                batch.signals.extend(raised)
+                self._owe_alerts(run, raised, batch)
                 batch.rows.append(run.state.row())
                 stalled += 1
         try:

@@ -94,7 +94,11 @@ class RunState:
     run_id: str
     default_agent_id: str
     agent_id: str | None = None
-    agent_final: bool = False
+    # How strongly agent_id is known (AGENT_* below, lower is stronger) and, for names from
+    # spans other than the root, the start of the span that gave it (the outermost wins).
+    agent_rank: int = 99
+    agent_start_ns: int = 0
+    agent_settled: bool = False  # no later span can rename the run: alerts may go out
     service_name: str | None = None
     status: str = STATUS_RUNNING
     started_ns: int = 0
@@ -229,16 +233,16 @@ class RunState:
     # --- identity and run bounds -------------------------------------------------------
 
     def _identity(self, span: SpanFacts) -> None:
+        """The agent a run belongs to, from the strongest name seen so far (README, "Agent ids")."""
         if span.service_name and not self.service_name:
             self.service_name = span.service_name
-        if self.agent_final:
-            return
-        if span.is_root:
-            self.agent_id = span.agent_name or span.workflow_name or span.service_name or self.default_agent_id
-            self.agent_final = True
-        elif self.agent_id is None:
-            # Provisional until the root arrives: workflow context is copied onto every span.
-            self.agent_id = span.workflow_name or span.service_name
+        for rank, name in _agent_candidates(span):
+            outer = rank == AGENT_SPAN and rank == self.agent_rank and span.start_ns < self.agent_start_ns
+            if rank < self.agent_rank or outer:
+                self.agent_id, self.agent_rank, self.agent_start_ns = name, rank, span.start_ns
+            break  # a span's weaker names never beat its strongest
+        if self.agent_rank == AGENT_RESOURCE or span.is_root:
+            self.agent_settled = True
 
     def _start(self, span: SpanFacts, out: list[RunEvent]) -> None:
         self.root_seen = True
@@ -670,6 +674,7 @@ class RunState:
             run_id=row.run_id,
             default_agent_id=default_agent_id,
             agent_id=row.agent_id,
+            agent_rank=AGENT_RESTORED,
             service_name=row.service_name,
             status=row.status,
             started_ns=row.started_ns,
@@ -716,7 +721,7 @@ class RunState:
             self.log_stash.pop(event.call_id, None)
         if event.kind == ev.RUN_STARTED:
             self.root_seen = True
-            self.agent_final = True
+            self.agent_settled = True
         elif event.kind == ev.LLM_CALLED:
             self.first_model = self.first_model or payload.get("model")
         elif event.kind == ev.LLM_RESPONDED:
@@ -750,6 +755,32 @@ class _Matchable(Protocol):
 
 
 M = TypeVar("M", bound=_Matchable)
+
+
+# Where a run's agent id comes from, strongest first (one rule for every convention):
+AGENT_RESOURCE = 0  # gen_ai.agent.name on the resource: known from the first span
+AGENT_ROOT = 1  # gen_ai.agent.name / agent.name on the root span
+AGENT_SPAN = 2  # the same on another span: the outermost (earliest-starting) one
+AGENT_ROOT_SPAN_NAME = 3  # the name of a root OpenInference AGENT span (LangGraph's graph name)
+AGENT_WORKFLOW = 4  # gen_ai.workflow.name / traceloop.workflow.name (OpenLLMetry copies it onto every span)
+AGENT_SERVICE = 5  # the resource's service.name
+AGENT_RESTORED = 2  # a run rebuilt from the store keeps its id unless a stronger name comes
+
+
+def _agent_candidates(span: SpanFacts) -> list[tuple[int, str]]:
+    """The agent names one span offers, strongest first."""
+    out: list[tuple[int, str]] = []
+    if span.resource_agent_name:
+        out.append((AGENT_RESOURCE, span.resource_agent_name))
+    if span.agent_name:
+        out.append((AGENT_ROOT if span.is_root else AGENT_SPAN, span.agent_name))
+    if span.is_root and span.agent_span_name:
+        out.append((AGENT_ROOT_SPAN_NAME, span.agent_span_name))
+    if span.workflow_name:
+        out.append((AGENT_WORKFLOW, span.workflow_name))
+    if span.service_name:
+        out.append((AGENT_SERVICE, span.service_name))
+    return out
 
 
 def _first_open(queue: list[M] | None) -> M | None:

@@ -31,7 +31,9 @@ TRACELOOP_STRUCTURE = frozenset({"workflow", "agent", "task"})
 ANTHROPIC_NATIVE_SCOPE = "com.anthropic.sdk.python"
 
 # --- run identity ----------------------------------------------------------------------
-GEN_AI_AGENT_NAME = "gen_ai.agent.name"
+GEN_AI_AGENT_NAME = "gen_ai.agent.name"  # on a span, or as a resource attribute (names every run)
+OPENINFERENCE_AGENT_NAME = "agent.name"
+OPENINFERENCE_GRAPH_NODE_ID = "graph.node.id"  # on AGENT spans: the agent's node (CrewAI's role)
 GEN_AI_WORKFLOW_NAME = "gen_ai.workflow.name"
 TRACELOOP_WORKFLOW_NAME = "traceloop.workflow.name"
 SERVICE_NAME = "service.name"
@@ -116,6 +118,8 @@ WANTED_KEYS: frozenset[str] = frozenset(
         TRACELOOP_SPAN_KIND,
         LLM_REQUEST_TYPE,
         GEN_AI_AGENT_NAME,
+        OPENINFERENCE_AGENT_NAME,
+        OPENINFERENCE_GRAPH_NODE_ID,
         GEN_AI_WORKFLOW_NAME,
         TRACELOOP_WORKFLOW_NAME,
         RESPONSE_ID,

@@ -103,9 +103,11 @@ class SpanFacts:
     is_error: bool
     error_type: str | None
     error_hash: str | None
-    agent_name: str | None  # gen_ai.agent.name
+    agent_name: str | None  # gen_ai.agent.name or OpenInference agent.name
     workflow_name: str | None  # gen_ai.workflow.name or traceloop.workflow.name
     service_name: str | None
+    resource_agent_name: str | None  # gen_ai.agent.name on the resource: names every span's run
+    agent_span_name: str | None  # the name of an OpenInference AGENT span
     llm: LlmFacts | None = None
     tool: ToolFacts | None = None
     retrieval: RetrievalFacts | None = None
@@ -440,13 +442,20 @@ def _error(span: pb_trace.Span, attrs: Mapping[str, Any], hasher: Hasher) -> tup
     return True, error_type or "error", hasher(message) if message else None
 
 
-def span_facts(span: pb_trace.Span, scope_name: str, service_name: str | None, hasher: Hasher) -> SpanFacts:
+@dataclass(frozen=True, slots=True)
+class ResourceIdentity:
+    name: str | None  # service.name (not the SDK's unknown_service placeholder)
+    agent_name: str | None  # gen_ai.agent.name set on the resource
+
+
+def span_facts(span: pb_trace.Span, scope_name: str, service: ResourceIdentity, hasher: Hasher) -> SpanFacts:
     """Raises SpanRejected for spans whose ids cannot be used."""
     check_ids(span.trace_id, span.span_id, span.parent_span_id)
     attrs = read_wanted(span.attributes)
     role = classify(attrs)
     is_error, error_type, error_hash = _error(span, attrs, hasher)
     is_root = not span.parent_span_id
+    oi_agent = attrs.get(k.OPENINFERENCE_SPAN_KIND) == "AGENT"
     llm = llm_facts(attrs, scope_name, hasher) if role is SpanRole.LLM else None
     if llm is not None and not is_error and not _answered(llm, attrs):
         # An LLM-kind span with no provider answer behind it (LlamaIndex's
@@ -462,9 +471,15 @@ def span_facts(span: pb_trace.Span, scope_name: str, service_name: str | None, h
         is_error=is_error,
         error_type=error_type,
         error_hash=error_hash,
-        agent_name=_as_str(attrs.get(k.GEN_AI_AGENT_NAME)),
+        agent_name=_as_str(
+            attrs.get(k.GEN_AI_AGENT_NAME)
+            or attrs.get(k.OPENINFERENCE_AGENT_NAME)
+            or (attrs.get(k.OPENINFERENCE_GRAPH_NODE_ID) if oi_agent else None)
+        ),
         workflow_name=_as_str(attrs.get(k.GEN_AI_WORKFLOW_NAME) or attrs.get(k.TRACELOOP_WORKFLOW_NAME)),
-        service_name=service_name,
+        service_name=service.name,
+        resource_agent_name=service.agent_name,
+        agent_span_name=(span.name or None) if oi_agent else None,
         llm=llm,
         tool=tool_facts(attrs, hasher) if role is SpanRole.TOOL else None,
         retrieval=retrieval_facts(attrs, hasher) if role is SpanRole.RETRIEVAL else None,
@@ -472,14 +487,16 @@ def span_facts(span: pb_trace.Span, scope_name: str, service_name: str | None, h
     )
 
 
-def service_name_of(attributes: Iterable[pb_common.KeyValue]) -> str | None:
+def resource_identity(attributes: Iterable[pb_common.KeyValue]) -> ResourceIdentity:
+    service = agent = None
     for kv in attributes:
         if kv.key == k.SERVICE_NAME:
             name = _as_str(any_value(kv.value))
             if name and not name.startswith(k.UNKNOWN_SERVICE_PREFIX):
-                return name
-            return None
-    return None
+                service = name
+        elif kv.key == k.GEN_AI_AGENT_NAME:
+            agent = _as_str(any_value(kv.value))
+    return ResourceIdentity(service, agent)
 
 
 @dataclass(slots=True)
@@ -492,7 +509,7 @@ class TranslatedSpans:
 def translate_request(resource_spans: Iterable[pb_trace.ResourceSpans], hasher: Hasher) -> TranslatedSpans:
     out = TranslatedSpans([], 0, [])
     for resource in resource_spans:
-        service = service_name_of(resource.resource.attributes)
+        service = resource_identity(resource.resource.attributes)
         for scope in resource.scope_spans:
             scope_name = scope.scope.name
             for span in scope.spans:

@@ -149,6 +149,8 @@ class WriteBatch:
     policies_deleted: list[int] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)  # new; an existing one is left alone
     delivery_updates: list[DeliveryUpdate] = field(default_factory=list)
+    # (run_id, agent_id): the run learnt its agent after signals were stored; they follow it
+    relabels: list[tuple[str, str]] = field(default_factory=list)
     future: Future[None] = field(default_factory=Future)
 
 
@@ -344,6 +346,8 @@ class DuckStore:
                 signal_upsert.append_rows(signals)
                 signal_upsert.flush()
             for batch in batches:
+                for run_id, agent_id in batch.relabels:
+                    conn.execute("UPDATE signals SET agent_id = ? WHERE run_id = ?", [agent_id, run_id])
                 for fix in batch.fixes:
                     placeholders = ", ".join("?" for _ in FIX_COLUMNS)
                     conn.execute(

@@ -33,8 +33,8 @@ from dunetrace_sidecar.daemon import free_port
 from tests.fakes.receivers import Blackhole, Received, Recorder
 from tests.sidecar import FIXTURES, Sidecar, wait_for, with_new_trace_ids
 
-LOOP = "openllmetry-openai-toolloop.pb"  # TOOL_LOOP, HIGH, agent support_session_toolloop
-ERRORS = "openllmetry-openai-errors.pb"  # FIRST_STEP_FAILURE, MEDIUM, agent support_session_errors
+LOOP = "openllmetry-openai-toolloop.pb"  # TOOL_LOOP, HIGH, agent support_agent (its @agent span)
+ERRORS = "openllmetry-openai-errors.pb"  # FIRST_STEP_FAILURE, MEDIUM, agent support_agent
 
 LOOP_TITLE = "Tool loop: `lookup_order` called 3× in the last 5 tool calls"
 LOOP_WHAT = "The agent called `lookup_order` 3 times between steps 2 and 6 with identical arguments each time."
@@ -179,7 +179,7 @@ def test_slack_alert_is_block_kit_with_header_context_sections_fix_and_dashboard
 
     [context] = blocks_of(payload, "context")
     context_text = " ".join(e["text"] for e in context["elements"])
-    for part in ("support_session_toolloop", run_id, "step 6", "confidence 50%"):
+    for part in ("support_agent", run_id, "step 6", "confidence 50%"):
         assert part in context_text, (part, context_text)
 
     sections = section_texts(payload)
@@ -227,7 +227,7 @@ def test_webhook_payload_and_headers_verify_with_openai_standard_webhooks_verifi
     sent = payload["signal"]
     assert sent["signal_id"] == signal["signal_id"]
     assert sent["run_id"] == run_id
-    assert sent["agent_id"] == "support_session_toolloop"
+    assert sent["agent_id"] == "support_agent"
     assert sent["failure_type"] == "TOOL_LOOP"
     assert sent["severity"] == "HIGH"
     assert sent["confidence"] == 0.5

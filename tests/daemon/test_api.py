@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from dunetrace_sidecar.api import ROUTES, build_api_app
 from store.duckdb_store import DuckStore
@@ -43,6 +44,7 @@ RUNS: dict[str, tuple[str, str, str]] = {
 }
 NEWEST_FIRST = [OPENINFERENCE, TOOLLOOP, ERRORS, TOOLCALL]
 SEND_ORDER = [ERRORS, OPENINFERENCE, TOOLCALL, TOOLLOOP]  # not the start order, on purpose
+NAMED_UP_FRONT = (TOOLCALL, ERRORS, TOOLLOOP)
 
 Sidecars = Callable[..., Sidecar]
 
@@ -55,9 +57,23 @@ def settled(daemon: Sidecar, run_id: str) -> dict[str, Any]:
     return run
 
 
+def named_up_front(body: bytes, agent_name: str) -> bytes:
+    """The request with its agent named by a ``gen_ai.agent.name`` resource attribute. The
+    captures' workflows share one agent name (support_agent); these tests need three agents."""
+    request = ExportTraceServiceRequest.FromString(body)
+    for rs in request.resource_spans:
+        attribute = rs.resource.attributes.add()
+        attribute.key = "gen_ai.agent.name"
+        attribute.value.string_value = agent_name
+    return request.SerializeToString()
+
+
 def send(daemon: Sidecar, name: str, copy: bool = False) -> str:
-    """POST one capture (or a copy with fresh trace ids); returns the run id once stored."""
+    """POST one capture (or a copy with fresh trace ids), its agent named as EXPECTED says;
+    returns the run id once stored."""
     body = fixture_bytes(name + ".pb")
+    if name in NAMED_UP_FRONT:
+        body = named_up_front(body, RUNS[name][0])
     if copy:
         body, _ = with_new_trace_ids(body)
     [run_id] = trace_ids_in(body)

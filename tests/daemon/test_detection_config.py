@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.sidecar import FIXTURES, ROOT, Sidecar, wait_for, with_new_trace_ids
 
-LOOP = "openllmetry-openai-toolloop.pb"  # agent support_session_toolloop, 4 identical lookup_order calls
+LOOP = "openllmetry-openai-toolloop.pb"  # agent support_agent (its @agent span), 4 identical lookup_order calls
 OI_LOOP = "openinference-openai-toolloop.pb"  # the same loop from agent fixture-agent-openinference
 
 
@@ -31,7 +31,7 @@ def fired(daemon: Sidecar, run_id: str, include_shadow: bool = False) -> list[st
 def test_per_agent_override_changes_what_fires(make_sidecar: Callable[..., Sidecar], tmp_path: Path) -> None:
     config = tmp_path / "sidecar.yaml"
     # The loop agent legitimately looks an order up four times: allow it five.
-    config.write_text("detectors:\n  agents:\n    support_session_toolloop:\n      tool_loop: {threshold: 5}\n")
+    config.write_text("detectors:\n  agents:\n    support_agent:\n      tool_loop: {threshold: 5}\n")
     daemon = make_sidecar(config_file=config)
     assert fired(daemon, send_copy(daemon, LOOP)) == []
     assert fired(daemon, send_copy(daemon, OI_LOOP)) == ["TOOL_LOOP"]  # other agents keep the default of 3
@@ -46,7 +46,7 @@ def test_shadow_signals_are_stored_but_hidden_by_default(make_sidecar: Callable[
     assert fired(daemon, run_id, include_shadow=True) == ["TOOL_LOOP"]
     [shadowed] = daemon.run(run_id)["signals"]  # the run shows all its signals, flagged
     assert shadowed["shadow"] is True
-    [agent] = [a for a in daemon.api_json("/v1/agents")["agents"] if a["agent_id"] == "support_session_toolloop"]
+    [agent] = [a for a in daemon.api_json("/v1/agents")["agents"] if a["agent_id"] == "support_agent"]
     assert agent["signal_count"] == 0
 
 

@@ -4,14 +4,14 @@ persistence across a restart, and evaluation on spans sent over OTLP.
 Expected values are written down by hand from the captures and the documented rules
 (../shared/spec/api.md, Policies), not read back from the daemon:
 
-- openllmetry-openai-toolloop (agent support_session_toolloop): steps alternate LLM/tool,
+- openllmetry-openai-toolloop (agent support_agent: its @agent span, inside workflow support_session_toolloop): steps alternate LLM/tool,
   LLM calls at steps 1, 3, 5, 7 and lookup_order calls at steps 2, 4, 6, 8; TOOL_LOOP at step 6.
   Model gpt-4o-mini at (0.15, 0.60) USD per million tokens; tokens (input, output) per call:
   (222, 35), (306, 35), (390, 35), (475, 35). Cumulative cost after each response:
   step 1: 222*0.15 + 35*0.6 = 54.3e-6; step 3: 528*0.15 + 70*0.6 = 121.2e-6;
   step 5: 918*0.15 + 105*0.6 = 200.7e-6; step 7: 1393*0.15 + 140*0.6 = 292.95e-6 (0.000293 rounded).
   First LLM span: 32.415607 ms; the others 10.2, 11.6 and 10.3 ms.
-- openllmetry-openai-errors (agent support_session_errors): LLM step 1, fetch_report fails at
+- openllmetry-openai-errors (agent errors_agent, named up front by a resource attribute in the test that needs two agents): LLM step 1, fetch_report fails at
   step 2 (first error), LLM step 3 (stop), LLM step 4 (finish reason length), LLM step 5 (429,
   RateLimitError: second error), then run.errored.
 - scenarios/tool_thrashing.json (agent trip_planner): LLM at odd steps 1..13, tool calls at even
@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.sidecar import TESTDATA, HttpResult, Sidecar, fixture_bytes, http, with_new_trace_ids
 
 TOOLLOOP = "openllmetry-openai-toolloop.pb"
 ERRORS = "openllmetry-openai-errors.pb"
-TOOLLOOP_AGENT = "support_session_toolloop"
-ERRORS_AGENT = "support_session_errors"
+TOOLLOOP_AGENT = "support_agent"  # the @agent span's gen_ai.agent.name beats the root's workflow name
+ERRORS_AGENT = "errors_agent"  # set as a resource attribute by send_fixture(agent_name=…)
 JSON_HEADERS = {"Content-Type": "application/json"}
 
 Sidecars = Callable[..., Sidecar]
@@ -100,10 +101,18 @@ def assert_error(result: HttpResult, status: int, code: str, message_prefix: str
     return message
 
 
-def send_fixture(daemon: Sidecar, name: str) -> dict[str, Any]:
-    """POST a copy of a capture (fresh trace id: a new run); the stored run once committed."""
+def send_fixture(daemon: Sidecar, name: str, agent_name: str | None = None) -> dict[str, Any]:
+    """POST a copy of a capture (fresh trace id: a new run); the stored run once committed.
+    ``agent_name``: named up front, as a ``gen_ai.agent.name`` resource attribute."""
     body, mapping = with_new_trace_ids(fixture_bytes(name))
     [run_id] = mapping.values()
+    if agent_name is not None:
+        request = ExportTraceServiceRequest.FromString(body)
+        for rs in request.resource_spans:
+            attribute = rs.resource.attributes.add()
+            attribute.key = "gen_ai.agent.name"
+            attribute.value.string_value = agent_name
+        body = request.SerializeToString()
     result = daemon.post_otlp(body)
     assert result.status == 200, result.body
     run: dict[str, Any] = daemon.wait_run(run_id, lambda r: r["status"] != "running")
@@ -546,7 +555,7 @@ def test_agent_scoped_policies_fire_only_for_their_agent(daemon: Sidecar) -> Non
     assert [(e["payload"]["policy_id"], e["step_index"]) for e in triggered(loop_run)] == [(for_loop["id"], 2)]
     assert [v["evidence"]["policy_id"] for v in violations(loop_run)] == [for_loop["id"]]
 
-    errors_run = send_fixture(daemon, ERRORS)
+    errors_run = send_fixture(daemon, ERRORS, agent_name=ERRORS_AGENT)
     assert errors_run["agent_id"] == ERRORS_AGENT
     assert [(e["payload"]["policy_id"], e["step_index"]) for e in triggered(errors_run)] == [(for_errors["id"], 2)]
     assert for_nobody["id"] not in {e["payload"]["policy_id"] for e in triggered(loop_run) + triggered(errors_run)}

@@ -39,9 +39,9 @@ def test_replay_fixtures_in_every_encoding() -> None:
     ]
     # The same expectations as the daemon's (tests/receiver/test_fixture_signals.py).
     assert summary == [
-        ("support_session_toolloop", "completed", 8, ["TOOL_LOOP"]),
-        ("support_session_errors", "errored", 5, ["FIRST_STEP_FAILURE"]),
-        ("support_session_toolloop", "completed", 8, ["TOOL_LOOP"]),
+        ("support_agent", "completed", 8, ["TOOL_LOOP"]),
+        ("support_agent", "errored", 5, ["FIRST_STEP_FAILURE"]),
+        ("support_agent", "completed", 8, ["TOOL_LOOP"]),
         ("fixture-agent-openinference", "completed", 6, []),
     ]
     loop = body["runs"][0]["signals"][0]
