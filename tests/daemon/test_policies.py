@@ -4,14 +4,14 @@ persistence across a restart, and evaluation on spans sent over OTLP.
 Expected values are written down by hand from the captures and the documented rules
 (../shared/spec/api.md, Policies), not read back from the daemon:
 
-- openllmetry-openai-toolloop (agent support_agent: its @agent span, inside workflow support_session_toolloop): steps alternate LLM/tool,
+- openllmetry-openai-toolloop (agent support_agent, its @agent span): steps alternate LLM/tool,
   LLM calls at steps 1, 3, 5, 7 and lookup_order calls at steps 2, 4, 6, 8; TOOL_LOOP at step 6.
   Model gpt-4o-mini at (0.15, 0.60) USD per million tokens; tokens (input, output) per call:
   (222, 35), (306, 35), (390, 35), (475, 35). Cumulative cost after each response:
   step 1: 222*0.15 + 35*0.6 = 54.3e-6; step 3: 528*0.15 + 70*0.6 = 121.2e-6;
   step 5: 918*0.15 + 105*0.6 = 200.7e-6; step 7: 1393*0.15 + 140*0.6 = 292.95e-6 (0.000293 rounded).
   First LLM span: 32.415607 ms; the others 10.2, 11.6 and 10.3 ms.
-- openllmetry-openai-errors (agent errors_agent, named up front by a resource attribute in the test that needs two agents): LLM step 1, fetch_report fails at
+- openllmetry-openai-errors (support_agent; errors_agent where named up front): LLM step 1, fetch_report fails at
   step 2 (first error), LLM step 3 (stop), LLM step 4 (finish reason length), LLM step 5 (429,
   RateLimitError: second error), then run.errored.
 - scenarios/tool_thrashing.json (agent trip_planner): LLM at odd steps 1..13, tool calls at even
