@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-test clean bench
+.PHONY: run test lint install install-test clean bench captures
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,3 +38,9 @@ clean:
 # `make bench ARGS=--quick` for a one-minute pass. Results land in bench/results/.
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench $(ARGS)
+
+# Regenerate the real-stack conformance corpus (tests/testdata/stacks/): each agent framework in
+# its own venv under .stacks/ (needs PyPI), against the scripted fake LLM. `make captures
+# ARGS=openai-v2-none` for one. Not part of `make test`, which replays the stored captures.
+captures: $(VENV)/.installed-test
+	$(BIN)/python tools/stacks/capture.py $(ARGS)

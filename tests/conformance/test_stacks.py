@@ -1,0 +1,189 @@
+"""Real agent stacks, captured (tools/stacks/, `make captures`), through the running daemon.
+
+Every capture is one agent run against the scripted fake LLM of tools/stacks/fake_llm.py: the
+model asks for ``lookup_order({"order_id": "A123"})`` four times with identical arguments, then
+answers with text. So, written by hand from what the fake LLM did, every stack should give one
+run with 5 LLM calls and 4 tool calls of ``lookup_order`` with identical arguments, finish reasons
+tool_calls ×4 then stop, a final answer, and TOOL_LOOP HIGH (the third identical call) — and no
+other signal. Where an instrumentation withholds a fact, the expectation says what we cannot see
+instead, and still no false signal.
+
+Each capture is delivered in every order of ``tests.conformance.stacks.ORDERS`` over OTLP/HTTP,
+and as captured over OTLP/gRPC; every delivery must give the same answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conformance.stacks import ORDERS, STACKS, Capture, deliver, plan
+from tests.sidecar import Sidecar
+
+LOOKUP = "lookup_order"
+
+
+@dataclass(frozen=True)
+class Expected:
+    agent_id: str
+    llm_calls: int = 5
+    tool_names: tuple[str | None, ...] = (LOOKUP,) * 4  # None: a tool call whose name was not sent
+    args_identical: bool | None = True  # None: no arguments visible
+    finish_reasons: tuple[str, ...] = ("tool_calls",) * 4 + ("stop",)
+    exit_reason: str = "final_answer"
+    signals: dict[str, str] = field(default_factory=lambda: {"TOOL_LOOP": "HIGH"})
+    runs: int = 1
+
+
+LOOP = Expected(agent_id="order-support-agent")
+OPENAI_V2 = replace(LOOP, agent_id="order-agent")  # the invoke_agent root span the script writes
+# No content captured: the spans say a tool was asked for (finish reason) but not which, nor
+# with what arguments, so no loop can be seen — and no REASONING_STALL either (the model acted).
+OPENAI_V2_BLIND = replace(OPENAI_V2, tool_names=(None,) * 4, args_identical=None, signals={})
+
+EXPECTED: dict[str, Expected] = {
+    # OpenLLMetry over LangGraph / LangChain: the create_agent span is a trace of its own and no run.
+    "langgraph-openllmetry-openai": LOOP,
+    "langchain-agent-openllmetry-openai": LOOP,
+    "langgraph-openllmetry-anthropic": LOOP,  # finish reasons from the Anthropic SDK's own spans
+    "langgraph-openinference-openai": LOOP,  # the root AGENT span is named after the graph
+    "openllmetry-decorators-openai": LOOP,
+    "agents-sdk-openllmetry": LOOP,  # the agent span's name, not the root's "Agent Workflow"
+    "agents-sdk-openinference": LOOP,  # Responses API: "stop" with tool calls is tool_calls
+    "pydantic-ai-openai": LOOP,
+    "pydantic-ai-anthropic": LOOP,
+    # LlamaIndex exports the FunctionAgent's name only inside content: the service name stands in.
+    "llamaindex-openinference": replace(LOOP, agent_id="llamaindex-order-svc"),
+    "crewai-openinference": replace(LOOP, agent_id="Order support agent"),  # the agent's role
+    "openai-v2-none": OPENAI_V2_BLIND,
+    "openai-v2-span-only": OPENAI_V2,
+    "openai-v2-event-only": OPENAI_V2,
+    "openai-v2-span-and-event": OPENAI_V2,
+    "openai-v2-toolspans": OPENAI_V2,
+    "openai-v2-legacy-events": OPENAI_V2,
+    "openai-v2-legacy-events-linger": OPENAI_V2,
+}
+# No root span: every chat call is a trace, so a run, of its own (README: add a root span).
+NOROOT_RUNS = [
+    {"llm_calls": 1, "tool_names": [None], "finish_reasons": ["tool_calls"], "exit_reason": "completed"},
+] * 4 + [{"llm_calls": 1, "tool_names": [], "finish_reasons": ["stop"], "exit_reason": "final_answer"}]
+
+
+def summary(run: dict[str, Any]) -> dict[str, Any]:
+    events = run["events"]
+    called = [e["payload"] for e in events if e["event_type"] == "tool.called"]
+    hashes = {p.get("args_hash") for p in called}
+    return {
+        "agent_id": run["agent_id"],
+        "llm_calls": run["llm_calls"],
+        "tool_calls": run["tool_calls"],
+        "tool_names": [p.get("tool_name") for p in called],
+        "args_identical": None if hashes <= {None} else len(hashes) == 1,
+        "finish_reasons": [e["payload"].get("finish_reason") for e in events if e["event_type"] == "llm.responded"],
+        "exit_reason": run["exit_reason"],
+        "signals": {s["failure_type"]: s["severity"] for s in run["signals"]},
+    }
+
+
+def expected_summary(expected: Expected) -> dict[str, Any]:
+    return {
+        "agent_id": expected.agent_id,
+        "llm_calls": expected.llm_calls,
+        "tool_calls": len(expected.tool_names),
+        "tool_names": list(expected.tool_names),
+        "args_identical": expected.args_identical,
+        "finish_reasons": list(expected.finish_reasons),
+        "exit_reason": expected.exit_reason,
+        "signals": expected.signals,
+    }
+
+
+def delivered_runs(daemon: Sidecar, mapping: dict[str, str]) -> list[dict[str, Any]]:
+    """The runs a delivery made, in start order (a trace that is no run answers 404)."""
+    runs = []
+    for run_id in mapping.values():
+        result = daemon.api(f"/v1/runs/{run_id}")
+        if result.status == 200 and result.json()["step_count"] > 0:
+            runs.append(result.json())
+        else:
+            assert result.status == 404, (run_id, result.status)
+    return sorted(runs, key=lambda r: r["started_at"])
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
+    sidecar = Sidecar(tmp_path_factory.mktemp("stacks")).start()
+    yield sidecar
+    sidecar.close()
+
+
+DELIVERIES = [(order, "http") for order in ORDERS] + [("as_captured", "grpc")]
+
+
+def test_every_capture_has_an_expectation() -> None:
+    on_disk = {p.name for p in STACKS.iterdir() if (p / "index.jsonl").exists()}
+    assert on_disk == set(EXPECTED) | {"openai-v2-noroot"}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+@pytest.mark.parametrize(("order", "transport"), DELIVERIES)
+def test_stack_gives_the_right_run(daemon: Sidecar, name: str, order: str, transport: str) -> None:
+    mapping = deliver(daemon, Capture.load(name), order, transport)
+    runs = delivered_runs(daemon, mapping)
+    expected = EXPECTED[name]
+    assert len(runs) == expected.runs, [r["run_id"] for r in runs]
+    assert summary(runs[0]) == expected_summary(expected)
+    assert runs[0]["status"] == "completed"
+
+
+@pytest.mark.parametrize(("order", "transport"), DELIVERIES)
+def test_no_root_span_makes_a_run_per_call_and_no_false_signal(daemon: Sidecar, order: str, transport: str) -> None:
+    mapping = deliver(daemon, Capture.load("openai-v2-noroot"), order, transport)
+    runs = delivered_runs(daemon, mapping)
+    got = [
+        {k: v for k, v in summary(run).items() if k in ("llm_calls", "tool_names", "finish_reasons", "exit_reason")}
+        for run in runs
+    ]
+    assert got == NOROOT_RUNS
+    assert {run["agent_id"] for run in runs} == {"openai-v2-order-svc"}  # the service name: no agent was named
+    assert [s for run in runs for s in run["signals"]] == []
+
+
+def test_the_agent_named_up_front_judges_live_signals(make_sidecar: Any, tmp_path: Path) -> None:
+    """A gen_ai.agent.name resource attribute names the run from its first span: live signals,
+    raised before the root arrives, carry that agent and its own thresholds."""
+    config = tmp_path / "sidecar.yaml"
+    config.write_text("detectors:\n  agents:\n    order-agent:\n      tool_loop: {threshold: 4}\n")
+    daemon = make_sidecar(config_file=config)
+    capture = Capture.load("openai-v2-span-only")
+    for request in capture.traces:
+        for rs in request.resource_spans:
+            attribute = rs.resource.attributes.add()
+            attribute.key = "gen_ai.agent.name"
+            attribute.value.string_value = "order-agent"
+    mapping = deliver(daemon, capture, "children_first")
+    [run_id] = mapping.values()
+    [signal] = daemon.api_json(f"/v1/signals?run_id={run_id}")["signals"]
+    assert (signal["failure_type"], signal["agent_id"], signal["evidence"]["count"]) == ("TOOL_LOOP", "order-agent", 4)
+
+
+def test_signals_follow_the_run_when_it_learns_its_agent(make_sidecar: Any) -> None:
+    """Without a name up front, a live signal is raised under the service name; when the root
+    names the agent, the stored signal follows the run. (A daemon of its own: the module's has
+    seen the no-root runs of that service, a baseline that would add STEP_COUNT_INFLATION.)"""
+    daemon = make_sidecar()
+    capture = Capture.load("openai-v2-span-only")
+    sent, mapping = plan(capture, "children_first")
+    [run_id] = mapping.values()
+    children, root = sent[0][1], sent[1][1]
+    assert daemon.post_otlp(children).status == 200
+    [live] = daemon.api_json(f"/v1/signals?run_id={run_id}")["signals"]
+    assert (live["failure_type"], live["agent_id"]) == ("TOOL_LOOP", "openai-v2-order-svc")
+    assert daemon.post_otlp(root).status == 200
+    [settled] = daemon.api_json(f"/v1/signals?run_id={run_id}")["signals"]
+    assert settled["agent_id"] == daemon.run(run_id)["agent_id"] == "order-agent"
+    assert daemon.api_json("/v1/signals?agent_id=openai-v2-order-svc&run_id=" + run_id)["signals"] == []
