@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -273,12 +273,7 @@ class Pipeline:
                     self._awaiting_agent[signal.run_id] = now
 
     async def run_alert_release(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.release_alerts()
-            except Exception:  # keep releasing whatever one pass hit
-                log.exception("alert release failed")
+        await _every(interval, self.release_alerts, "alert release")
 
     async def _load_baselines(self, agents: set[str]) -> None:
         missing = self._baselines.missing(agents)
@@ -398,12 +393,7 @@ class Pipeline:
                 del self._runs[run_id]
 
     async def run_sweeper(self, interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.sweep()
-            except Exception:  # keep sweeping whatever one pass hit
-                log.exception("stall sweep failed")
+        await _every(interval, self.sweep, "stall sweep")
 
     def begin_shutdown(self) -> None:
         """Refuse new exports from now on; in-flight ones finish."""
@@ -412,6 +402,16 @@ class Pipeline:
     def reconfigure(self, settings: DetectorSettings) -> None:
         """New thresholds apply from the next event on (hot reload)."""
         self.engine.settings = settings
+
+
+async def _every(interval: float, step: Callable[[], Awaitable[None]], what: str) -> None:
+    """Run ``step`` every ``interval`` seconds, whatever one pass hits."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await step()
+        except Exception:
+            log.exception("%s failed", what)
 
 
 def _data_points(metric: Any) -> int:

@@ -38,7 +38,7 @@ CALL_TIMEOUT = 30.0  # every HTTP call is bounded: a hang is a failure, not a st
 TOOLLOOP = "openllmetry-openai-toolloop.pb"  # 4 identical lookup_order calls → TOOL_LOOP
 TOOLCALL = "openllmetry-openai-toolcall.pb"  # a clean run
 ERRORS = "openllmetry-openai-errors.pb"  # → FIRST_STEP_FAILURE
-AGENT = "support_session_toolloop"
+AGENT = "support_agent"  # the capture's @agent span
 
 ANTHROPIC_MODEL = "claude-haiku-4-5-20251001"
 OPENAI_MODEL = "gpt-4o-mini-2024-07-18"

@@ -99,7 +99,7 @@ def run_id_of(trace_id: bytes) -> str:
 
 
 def assert_toolloop_run(run: dict[str, Any]) -> None:
-    assert run["agent_id"] == "support_session_toolloop"
+    assert run["agent_id"] == "support_agent"
     assert run["status"] == "completed"
     assert run["llm_calls"] == 4
     assert run["tool_calls"] == 4

@@ -131,8 +131,11 @@ def test_signals_api_filters(daemon: Sidecar) -> None:
     assert by_type and all(s["failure_type"] == "TOOL_LOOP" for s in by_type)
     medium = daemon.api_json("/v1/signals?severity=medium&limit=500")["signals"]
     assert medium and all(s["severity"] == "MEDIUM" for s in medium)
-    agent = daemon.api_json("/v1/signals?agent_id=support_session_errors&limit=500")["signals"]
-    assert agent and {s["failure_type"] for s in agent} == {"FIRST_STEP_FAILURE"}
+    errors_run = send(daemon, "openinference-openai-errors.pb")  # agent fixture-agent-openinference
+    wait_for(lambda: daemon.api_json(f"/v1/signals?run_id={errors_run}")["signals"], what="its signal")
+    agent = daemon.api_json("/v1/signals?agent_id=fixture-agent-openinference&limit=500")["signals"]
+    assert agent and all(s["agent_id"] == "fixture-agent-openinference" for s in agent)
+    assert daemon.api_json("/v1/signals?agent_id=no-such-agent")["signals"] == []
     one = daemon.api_json(f"/v1/signals/{by_type[0]['signal_id']}")
     assert one == by_type[0]
     missing = daemon.api("/v1/signals/00000000-0000-5000-8000-000000000000")

@@ -36,7 +36,9 @@ class Expected:
     exit_reason: str
 
 
-OI = "fixture-agent-openinference"  # OpenInference roots name no workflow: service.name decides
+# The openllmetry / otelgenai captures run @agent "support_agent" inside per-scenario workflows
+# (support_session_*): an agent name beats a workflow name (README, "What makes a run").
+OI = "fixture-agent-openinference"  # OpenInference: no agent name, no AGENT root: service.name decides
 TOOLCALL_OPENAI = ("stop", "tool_calls", "stop", "stop")
 TOOLCALL_ANTHROPIC = ("stop", "tool_calls", "stop")
 LOOP = ("tool_calls",) * 4
@@ -44,43 +46,43 @@ ERRORS = ("tool_calls", "stop", "length", None)
 
 EXPECTED: dict[str, Expected] = {
     "openllmetry-openai-toolcall": Expected(
-        "support_session_toolcall", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
+        "support_agent", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
     ),
     "openllmetry-legacy-openai-toolcall": Expected(
-        "support_session_toolcall", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
+        "support_agent", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
     ),
     "openllmetry-events-openai-toolcall.traces": Expected(
-        "support_session_toolcall", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
+        "support_agent", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
     ),
     "otelgenai-openai-toolcall": Expected(
-        "support_session_toolcall", 4, 1, 1, 0, TOOLCALL_OPENAI, "completed", "final_answer"
+        "support_agent", 4, 1, 1, 0, TOOLCALL_OPENAI, "completed", "final_answer"
     ),
     "openinference-openai-toolcall": Expected(OI, 4, 1, 1, 0, TOOLCALL_OPENAI, "completed", "final_answer"),
     "openllmetry-anthropic-toolcall": Expected(
-        "support_session_toolcall", 3, 1, 0, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"
+        "support_agent", 3, 1, 0, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"
     ),
     "openllmetry-legacy-anthropic-toolcall": Expected(
-        "support_session_toolcall", 3, 1, 0, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"
+        "support_agent", 3, 1, 0, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"
     ),
     "otelgenai-anthropic-toolcall": Expected(
-        "support_session_toolcall", 3, 1, 1, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"
+        "support_agent", 3, 1, 1, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"
     ),
     "openinference-anthropic-toolcall": Expected(OI, 3, 1, 1, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"),
-    "openllmetry-openai-toolloop": Expected("support_session_toolloop", 4, 4, 0, 0, LOOP, "completed", "completed"),
+    "openllmetry-openai-toolloop": Expected("support_agent", 4, 4, 0, 0, LOOP, "completed", "completed"),
     "openllmetry-legacy-openai-toolloop": Expected(
-        "support_session_toolloop", 4, 4, 0, 0, LOOP, "completed", "completed"
+        "support_agent", 4, 4, 0, 0, LOOP, "completed", "completed"
     ),
-    "otelgenai-openai-toolloop": Expected("support_session_toolloop", 4, 4, 0, 0, LOOP, "completed", "completed"),
+    "otelgenai-openai-toolloop": Expected("support_agent", 4, 4, 0, 0, LOOP, "completed", "completed"),
     "openinference-openai-toolloop": Expected(OI, 4, 4, 0, 0, LOOP, "completed", "completed"),
-    "openllmetry-openai-errors": Expected("support_session_errors", 4, 1, 0, 2, ERRORS, "errored", "error"),
-    "openllmetry-legacy-openai-errors": Expected("support_session_errors", 4, 1, 0, 2, ERRORS, "errored", "error"),
-    "otelgenai-openai-errors": Expected("support_session_errors", 4, 1, 0, 2, ERRORS, "errored", "error"),
+    "openllmetry-openai-errors": Expected("support_agent", 4, 1, 0, 2, ERRORS, "errored", "error"),
+    "openllmetry-legacy-openai-errors": Expected("support_agent", 4, 1, 0, 2, ERRORS, "errored", "error"),
+    "otelgenai-openai-errors": Expected("support_agent", 4, 1, 0, 2, ERRORS, "errored", "error"),
     "openinference-openai-errors": Expected(OI, 4, 1, 0, 2, ERRORS, "errored", "error"),
-    "openllmetry-anthropic-errors": Expected("support_session_errors", 4, 1, 0, 2, ERRORS, "errored", "error"),
-    "otelgenai-anthropic-errors": Expected("support_session_errors", 4, 1, 0, 2, ERRORS, "errored", "error"),
+    "openllmetry-anthropic-errors": Expected("support_agent", 4, 1, 0, 2, ERRORS, "errored", "error"),
+    "otelgenai-anthropic-errors": Expected("support_agent", 4, 1, 0, 2, ERRORS, "errored", "error"),
     "openinference-anthropic-errors": Expected(OI, 4, 1, 0, 2, ERRORS, "errored", "error"),
     "openllmetry-legacy-anthropic-errors": Expected(
-        "support_session_errors", 3, 1, 0, 1, ("tool_calls", "stop", "length"), "errored", "error"
+        "support_agent", 3, 1, 0, 1, ("tool_calls", "stop", "length"), "errored", "error"
     ),
 }
 # Transport variants of one capture: same run, other wire.

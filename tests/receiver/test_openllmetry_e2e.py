@@ -156,7 +156,7 @@ def check_privacy(sidecar: Sidecar, agent: AgentRun, run: dict[str, Any], secret
     for secret in secrets.all():
         assert secret in exported, f"{secret!r} was not in the agent's exported spans; the scenario is broken"
     # ...and the daemon kept none of them: not in the run, not in the run list, not in its log.
-    listed = sidecar.api(f"/v1/runs?agent_id={workflow}")
+    listed = sidecar.api(f"/v1/runs?agent_id={run['agent_id']}&limit=500")
     assert listed.status == 200
     assert agent.run_id in [r["run_id"] for r in listed.json()["runs"]]
     served = json.dumps(run) + listed.body.decode()
@@ -250,7 +250,7 @@ def test_openai_tool_call_over_otlp_http(sidecar: Sidecar, tmp_path: Path) -> No
 
     run = fetch_run(sidecar, agent)
     assert run["status"] == "completed"
-    assert run["agent_id"] == workflow
+    assert run["agent_id"] == "support_agent"  # the @agent inside the workflow: agent names win
     assert run["exit_reason"] == "final_answer"
     assert (run["llm_calls"], run["tool_calls"], run["retrievals"], run["errors"]) == (2, 1, 0, 0)
     assert (run["prompt_tokens"], run["completion_tokens"]) == (120 + 160, 18 + 25)
@@ -296,7 +296,7 @@ def test_anthropic_tool_call_with_sdk_native_spans_over_otlp_http(sidecar: Sidec
 
     run = fetch_run(sidecar, agent)
     assert run["status"] == "completed"
-    assert run["agent_id"] == workflow
+    assert run["agent_id"] == "support_agent"  # the @agent inside the workflow: agent names win
     assert run["exit_reason"] == "final_answer"
     # One provider call is one LLM call, and its tokens are counted once.
     assert (run["llm_calls"], run["tool_calls"], run["retrievals"], run["errors"]) == (2, 1, 0, 0)
@@ -342,7 +342,7 @@ def test_openai_tool_loop_over_otlp_grpc(sidecar: Sidecar, tmp_path: Path) -> No
 
     run = fetch_run(sidecar, agent)
     assert run["status"] == "completed"
-    assert run["agent_id"] == workflow
+    assert run["agent_id"] == "support_agent"  # the @agent inside the workflow: agent names win
     assert run["exit_reason"] == "completed"  # ended OK, but the last response asked for a tool
     assert (run["llm_calls"], run["tool_calls"], run["retrievals"], run["errors"]) == (4, 4, 0, 0)
     assert (run["prompt_tokens"], run["completion_tokens"]) == (100 + 110 + 120 + 130, 5 * 4)
@@ -392,7 +392,7 @@ def test_openai_streamed_answer_over_otlp_http(sidecar: Sidecar, tmp_path: Path)
 
     run = fetch_run(sidecar, agent)
     assert run["status"] == "completed"
-    assert run["agent_id"] == workflow
+    assert run["agent_id"] == "support_agent"  # the @agent inside the workflow: agent names win
     assert run["exit_reason"] == "final_answer"
     assert (run["llm_calls"], run["tool_calls"], run["retrievals"], run["errors"]) == (2, 1, 0, 0)
     # Usage arrives only in the last chunk (stream_options.include_usage).
