@@ -42,6 +42,7 @@ from receiver.spans import LogContent, SpanFacts, SpanRole, translate_logs, tran
 from store.duckdb_store import DuckStore, StoreUnavailable, WriteBatch
 
 log = logging.getLogger("dunetrace.pipeline")
+MAX_TOLD_ROOTLESS = 1000
 
 
 @dataclass(slots=True)
@@ -99,6 +100,7 @@ class Pipeline:
         self._agent_wait = alert_agent_wait_seconds
         # runs holding alerts until their agent is settled → when to send them anyway
         self._awaiting_agent: dict[str, float] = {}
+        self._told_rootless: set[str] = set()  # services told once that their LLM spans have no root
         metrics.runs_open.set_function(lambda: len(self._runs))
         metrics.store_queue.set_function(lambda: store.queued_events)
 
@@ -121,6 +123,8 @@ class Pipeline:
         by_run: dict[str, list[SpanFacts]] = defaultdict(list)
         for facts in translated.facts:
             by_run[facts.run_id].append(facts)
+            if facts.is_root and facts.role is SpanRole.LLM:
+                self._tell_rootless(facts.service_name or self._default_agent_id)
         # Only GenAI spans open a trace here; others join a trace that is already open or stored.
         may_open = {run_id for run_id, spans in by_run.items() if any(s.role is not SpanRole.NONE for s in spans)}
         await self._load_runs(by_run, may_open)
@@ -143,6 +147,18 @@ class Pipeline:
             message = f"{translated.rejected} span(s) rejected: " + "; ".join(translated.reasons)
         metrics.export_requests.labels(transport, "traces", "partial" if translated.rejected else "accepted").inc()
         return ExportResult(translated.rejected, message)
+
+    def _tell_rootless(self, service: str) -> None:
+        """An LLM span with no parent is a trace, so a run, of its own: say once per service how to
+        make one run of an agent's calls."""
+        if service in self._told_rootless or len(self._told_rootless) >= MAX_TOLD_ROOTLESS:
+            return
+        self._told_rootless.add(service)
+        log.warning(
+            "service %s sends LLM spans with no parent span: each call becomes a run of its own."
+            " Wrap the agent's loop in one span (e.g. invoke_agent with gen_ai.agent.name) to make it one run",
+            service,
+        )
 
     async def export_logs(
         self, request: pb_logs_service.ExportLogsServiceRequest, transport: str = "internal"

@@ -14,6 +14,7 @@ and as captured over OTLP/gRPC; every delivery must give the same answer.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -187,3 +188,49 @@ def test_signals_follow_the_run_when_it_learns_its_agent(make_sidecar: Any) -> N
     [settled] = daemon.api_json(f"/v1/signals?run_id={run_id}")["signals"]
     assert settled["agent_id"] == daemon.run(run_id)["agent_id"] == "order-agent"
     assert daemon.api_json("/v1/signals?agent_id=openai-v2-order-svc&run_id=" + run_id)["signals"] == []
+
+
+def test_the_no_root_hint_is_logged_once_per_service(daemon: Sidecar) -> None:
+    deliver(daemon, Capture.load("openai-v2-noroot"), "one_request")
+    hint = "service openai-v2-order-svc sends LLM spans with no parent span"
+    assert daemon.log_text().count(hint) == 1  # however many calls and deliveries (other tests sent more)
+
+
+def test_content_after_a_restart_names_the_calls_without_phantoms(make_sidecar: Any) -> None:
+    """Spans (no content: tool calls counted unnamed) → restart → the log records with the
+    content: the same four calls are named, none added, and the loop is seen."""
+    daemon = make_sidecar()
+    capture = Capture.load("openai-v2-event-only")
+    sent, mapping = plan(capture, "logs_last")
+    [run_id] = mapping.values()
+    traces = [body for signal, body in sent if signal == "traces"]
+    logs = [body for signal, body in sent if signal == "logs"]
+    for body in traces:
+        assert daemon.post_otlp(body).status == 200
+    before = summary(daemon.run(run_id))
+    assert (before["tool_names"], before["signals"]) == ([None] * 4, {})
+    daemon.stop()
+    daemon.start()
+    for body in logs:
+        assert daemon.post_otlp(body, path="/v1/logs").status == 200
+    assert summary(daemon.run(run_id)) == expected_summary(OPENAI_V2)
+
+
+def test_an_alert_names_the_agent_its_run_learns(make_sidecar: Any) -> None:
+    """Raised live under the service name, the alert waits for the agent: the webhook gets the
+    name the root span gives, like the stored signal and the run."""
+    from tests.fakes.receivers import Recorder
+    from tests.sidecar import wait_for
+
+    with Recorder(ok_body="") as hook:
+        daemon = make_sidecar(env={"WEBHOOK_URL": hook.url, "DUNETRACE_ALERT_AGENT_WAIT": "30"})
+        sent, mapping = plan(Capture.load("openai-v2-span-only"), "children_first")
+        [run_id] = mapping.values()
+        assert daemon.post_otlp(sent[0][1]).status == 200
+        [live] = daemon.api_json(f"/v1/signals?run_id={run_id}")["signals"]
+        assert live["agent_id"] == "openai-v2-order-svc"
+        time.sleep(1.0)  # an alert that is not held reaches the receiver in ~10 ms
+        assert hook.posts_mentioning(run_id) == []  # held: the agent may still be named
+        assert daemon.post_otlp(sent[1][1]).status == 200
+        [post] = wait_for(lambda: hook.posts_mentioning(run_id), what="the alert")
+        assert post.json()["signal"]["agent_id"] == "order-agent" == daemon.run(run_id)["agent_id"]
