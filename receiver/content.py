@@ -204,6 +204,45 @@ def messages_from_legacy(attrs: Mapping[str, Any], prefix: str) -> list[Message]
     return messages
 
 
+def fill_from_blocks(message: Message, content: Any) -> None:
+    """A message's content: a list of content blocks (Bedrock Converse / Strands ``text``,
+    ``toolUse``, ``toolResult``; Anthropic ``type: text | tool_use | tool_result``), as a list or
+    its JSON, else plain text."""
+    data = _loads(content) if isinstance(content, str) and content.startswith("[") else content
+    if not (isinstance(data, list) and data and all(isinstance(b, dict) for b in data)):
+        if content is not None:
+            message.texts.append(_text_of(content))
+        return
+    for block in data:
+        kind = block.get("type")
+        use = block.get("toolUse")
+        result = block.get("toolResult")
+        if isinstance(use, dict) or kind == "tool_use":
+            use = use if isinstance(use, dict) else block
+            message.tool_calls.append(
+                RequestedToolCall(
+                    call_id=_str_or_none(use.get("toolUseId", use.get("id"))),
+                    name=str(use.get("name") or ""),
+                    arguments=canonical_arguments(use.get("input")),
+                )
+            )
+        elif isinstance(result, dict) or kind == "tool_result":
+            result = result if isinstance(result, dict) else block
+            call_id = _str_or_none(result.get("toolUseId", result.get("tool_use_id")))
+            message.tool_results.append((call_id, _blocks_text(result.get("content"))))
+        elif "text" in block:
+            message.texts.append(_text_of(block["text"]))
+        else:
+            message.texts.append(_text_of(block))
+
+
+def _blocks_text(content: Any) -> str:
+    """The text of a tool result's content (blocks or plain)."""
+    if isinstance(content, list):
+        return "".join(_text_of(b.get("text")) if isinstance(b, dict) and "text" in b else _text_of(b) for b in content)
+    return _text_of(content)
+
+
 def _anthropic_blocks(message: Message, content: Any) -> bool:
     """Legacy Anthropic puts content blocks as a JSON string; read tool_use / tool_result."""
     if not isinstance(content, str) or not content.startswith("[{"):

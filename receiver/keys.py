@@ -57,6 +57,13 @@ ANTHROPIC_STOP_REASON = "anthropic.message.stop_reason"
 LANGFUSE_PROMPT_NAME = "langfuse.observation.prompt.name"
 LANGFUSE_PROMPT_VERSION = "langfuse.observation.prompt.version"
 
+# Tool calls a response asked for, as a span attribute (OpenLIT: a Python repr or JSON list of
+# {"id", "type", "function": {"name", "arguments"}}).
+RESPONSE_TOOL_CALLS = "gen_ai.response.tool_calls"
+# Older OpenLIT: the one tool call a response asked for, flattened onto the LLM span.
+LLM_SPAN_TOOL_NAME = "gen_ai.tool.name"
+LLM_SPAN_TOOL_ARGS = "gen_ai.tool.args"
+
 # Current semconv content: JSON strings on spans.
 INPUT_MESSAGES = "gen_ai.input.messages"
 OUTPUT_MESSAGES = "gen_ai.output.messages"
@@ -110,6 +117,15 @@ GEN_AI_MESSAGE_EVENTS = frozenset(
 LOG_EVENT_OPERATION_DETAILS = "gen_ai.client.inference.operation.details"
 GEN_AI_LOG_EVENTS = GEN_AI_MESSAGE_EVENTS | {LOG_EVENT_OPERATION_DETAILS}
 
+# --- span events carrying content (instead of attributes or log records) ------------------
+# Older semconv (<= 1.26, OpenLIT): the prompt / completion as one attribute each, JSON or text.
+EVENT_CONTENT_PROMPT = "gen_ai.content.prompt"
+EVENT_CONTENT_COMPLETION = "gen_ai.content.completion"
+EVENT_PROMPT_ATTR = "gen_ai.prompt"
+EVENT_COMPLETION_ATTR = "gen_ai.completion"
+EVENT_CONTENT_ATTR = "gen_ai.event.content"  # semconv 1.27 message events as span events: JSON body
+SPAN_CONTENT_EVENTS = GEN_AI_LOG_EVENTS | {EVENT_CONTENT_PROMPT, EVENT_CONTENT_COMPLETION}
+
 # Every exact key the span reader keeps.
 WANTED_KEYS: frozenset[str] = frozenset(
     {
@@ -124,6 +140,8 @@ WANTED_KEYS: frozenset[str] = frozenset(
         TRACELOOP_WORKFLOW_NAME,
         RESPONSE_ID,
         FINISH_REASONS,
+        RESPONSE_TOOL_CALLS,
+        LLM_SPAN_TOOL_ARGS,
         OPENINFERENCE_FINISH_REASON,
         ANTHROPIC_STOP_REASON,
         LANGFUSE_PROMPT_NAME,

@@ -6,6 +6,7 @@ facts carry no raw text.
 
 from __future__ import annotations
 
+import ast
 import json
 import uuid
 from collections.abc import Iterable, Mapping
@@ -27,6 +28,7 @@ from receiver.content import (
     PromptFeatures,
     RequestedToolCall,
     canonical_arguments,
+    fill_from_blocks,
     injection_from,
     messages_from_legacy,
     messages_from_openinference,
@@ -325,8 +327,86 @@ def _finish_reason(attrs: Mapping[str, Any], output: OutputFeatures) -> str | No
     return response_finish_reason(_as_str(raw), bool(output.tool_requests))
 
 
-def llm_facts(attrs: Mapping[str, Any], scope_name: str, hasher: Hasher) -> LlmFacts:
-    output = output_features(_output_messages(attrs), hasher)
+def _text_or_messages(value: Any, role: str) -> list[Message]:
+    """A content attribute that is either a JSON list of messages or plain text."""
+    data = _loads_json(value)
+    if isinstance(data, (list, dict)):
+        return messages_from_semconv(data)
+    return [Message(role=role, texts=[value if isinstance(value, str) else json.dumps(value)])]
+
+
+def _loads_json(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _event_messages(events: Iterable[pb_trace.Span.Event]) -> tuple[list[Message], list[Message]]:
+    """(input, output) messages a span carries as span events instead of attributes."""
+    inputs: list[Message] = []
+    outputs: list[Message] = []
+    for event in events:
+        name = event.name
+        if name not in k.SPAN_CONTENT_EVENTS:
+            continue
+        attrs = {kv.key: any_value(kv.value) for kv in event.attributes}
+        if name == k.LOG_EVENT_OPERATION_DETAILS:
+            details_in, details_out = _messages_from_details(attrs)
+            inputs += details_in
+            outputs += details_out
+        elif name == k.EVENT_CONTENT_PROMPT and k.EVENT_PROMPT_ATTR in attrs:
+            inputs += _text_or_messages(attrs[k.EVENT_PROMPT_ATTR], "unknown")
+        elif name == k.EVENT_CONTENT_COMPLETION and k.EVENT_COMPLETION_ATTR in attrs:
+            outputs += _text_or_messages(attrs[k.EVENT_COMPLETION_ATTR], "assistant")
+        elif name in k.GEN_AI_MESSAGE_EVENTS:
+            body = _loads_json(attrs[k.EVENT_CONTENT_ATTR]) if k.EVENT_CONTENT_ATTR in attrs else attrs
+            direction, message = _message_from_log(name, body)
+            (inputs if direction == "input" else outputs).append(message)
+    return inputs, outputs
+
+
+MAX_TOOL_CALLS_REPR = 65_536  # a Python repr longer than this is not parsed
+
+
+def _response_tool_calls(attrs: Mapping[str, Any]) -> list[RequestedToolCall]:
+    """``gen_ai.response.tool_calls``: JSON, or the Python repr OpenLIT writes."""
+    raw = attrs.get(k.RESPONSE_TOOL_CALLS)
+    data = _loads_json(raw)
+    if isinstance(data, str) and len(data) <= MAX_TOOL_CALLS_REPR:
+        try:
+            data = ast.literal_eval(data)  # literals only: no code runs
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            return []
+    if isinstance(data, dict):
+        data = [data]
+    return _tool_calls_in({"tool_calls": data}) if isinstance(data, list) else []
+
+
+def _flattened_tool_call(attrs: Mapping[str, Any]) -> list[RequestedToolCall]:
+    """Older OpenLIT puts the tool call a response asked for on the LLM span itself
+    (``gen_ai.tool.name`` / ``gen_ai.tool.args`` / ``gen_ai.tool.call.id``). Several calls are
+    joined with ", " there and cannot be told apart: those stay unnamed."""
+    name = _as_str(attrs.get(k.LLM_SPAN_TOOL_NAME))
+    args = attrs.get(k.LLM_SPAN_TOOL_ARGS)
+    if name is None or args is None or "," in name:
+        return []
+    return [RequestedToolCall(_as_str(attrs.get(k.TOOL_CALL_ID)), name, canonical_arguments(args))]
+
+
+def llm_facts(
+    attrs: Mapping[str, Any], scope_name: str, hasher: Hasher, events: Iterable[pb_trace.Span.Event] = ()
+) -> LlmFacts:
+    inputs, outputs = _input_messages(attrs), _output_messages(attrs)
+    if not inputs or not outputs:  # content as span events
+        event_inputs, event_outputs = _event_messages(events)
+        inputs, outputs = inputs or event_inputs, outputs or event_outputs
+    requested = _response_tool_calls(attrs) if k.RESPONSE_TOOL_CALLS in attrs else _flattened_tool_call(attrs)
+    if requested and not any(m.tool_calls for m in outputs):
+        outputs = [*outputs, Message(role="assistant", tool_calls=requested)]
+    output = output_features(outputs, hasher)
     provider = _as_str(_first(attrs, k.PROVIDER_KEYS))
     return LlmFacts(
         model=_as_str(_first(attrs, k.REQUEST_MODEL_KEYS) or _first(attrs, k.RESPONSE_MODEL_KEYS)),
@@ -335,7 +415,7 @@ def llm_facts(attrs: Mapping[str, Any], scope_name: str, hasher: Hasher) -> LlmF
         completion_tokens=_as_int(_first(attrs, k.OUTPUT_TOKEN_KEYS)),
         response_id=_as_str(attrs.get(k.RESPONSE_ID)),
         finish_reason=_finish_reason(attrs, output),
-        prompt=prompt_features(_input_messages(attrs), hasher),
+        prompt=prompt_features(inputs, hasher),
         output=output,
         tools_available=_available_tools(attrs),
         native_sdk_span=scope_name == k.ANTHROPIC_NATIVE_SCOPE,
@@ -358,11 +438,33 @@ def _answered(llm: LlmFacts, attrs: Mapping[str, Any]) -> bool:
     )
 
 
-def tool_facts(attrs: Mapping[str, Any], hasher: Hasher) -> ToolFacts:
+def _tool_events(events: Iterable[pb_trace.Span.Event]) -> tuple[Any, str | None, str | None]:
+    """(arguments, result text, tool-call id) a tool span carries as span events (Strands:
+    ``gen_ai.tool.message`` with the arguments and ``gen_ai.choice`` with the result)."""
+    args: Any = None
+    result: str | None = None
+    call_id: str | None = None
+    for event in events:
+        if event.name not in (k.LOG_EVENT_TOOL, k.LOG_EVENT_CHOICE):
+            continue
+        attrs = {kv.key: any_value(kv.value) for kv in event.attributes}
+        call_id = call_id or _as_str(attrs.get("id"))
+        if event.name == k.LOG_EVENT_TOOL:
+            args = attrs.get("content", args)
+        else:
+            _, message = _message_from_log(event.name, attrs)
+            result = "".join(message.texts) if result is None else result
+    return args, result, call_id
+
+
+def tool_facts(attrs: Mapping[str, Any], hasher: Hasher, events: Iterable[pb_trace.Span.Event] = ()) -> ToolFacts:
     args = _first(attrs, k.TOOL_ARGS_KEYS)
     result = _first(attrs, k.TOOL_RESULT_KEYS)
+    event_call_id = None
+    if args is None and result is None:
+        args, result, event_call_id = _tool_events(events)
     args_text = canonical_arguments(args) if args is not None else None
-    enveloped_call_id = unwrap_tool_input(args)[1] if args is not None else None
+    enveloped_call_id = unwrap_tool_input(args)[1] if args is not None else event_call_id
     result_text = result if isinstance(result, str) or result is None else json.dumps(result)
     return ToolFacts(
         name=_as_str(_first(attrs, k.TOOL_NAME_KEYS)) or "unknown",
@@ -456,7 +558,7 @@ def span_facts(span: pb_trace.Span, scope_name: str, service: ResourceIdentity, 
     is_error, error_type, error_hash = _error(span, attrs, hasher)
     is_root = not span.parent_span_id
     oi_agent = attrs.get(k.OPENINFERENCE_SPAN_KIND) == "AGENT"
-    llm = llm_facts(attrs, scope_name, hasher) if role is SpanRole.LLM else None
+    llm = llm_facts(attrs, scope_name, hasher, span.events) if role is SpanRole.LLM else None
     if llm is not None and not is_error and not _answered(llm, attrs):
         # An LLM-kind span with no provider answer behind it (LlamaIndex's
         # ``_prepare_chat_with_tools``): part of the run's shape, not a call.
@@ -481,7 +583,7 @@ def span_facts(span: pb_trace.Span, scope_name: str, service: ResourceIdentity, 
         resource_agent_name=service.agent_name,
         agent_span_name=(span.name or None) if oi_agent else None,
         llm=llm,
-        tool=tool_facts(attrs, hasher) if role is SpanRole.TOOL else None,
+        tool=tool_facts(attrs, hasher, span.events) if role is SpanRole.TOOL else None,
         retrieval=retrieval_facts(attrs, hasher) if role is SpanRole.RETRIEVAL else None,
         root_input=root_input(attrs, hasher) if is_root else None,
     )
@@ -539,7 +641,8 @@ def _tool_calls_in(body: Mapping[str, Any]) -> list[RequestedToolCall]:
     for call in body.get("tool_calls") or ():
         if not isinstance(call, dict):
             continue
-        function = call.get("function") or {}
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
         calls.append(
             RequestedToolCall(
                 call_id=_as_str(call.get("id")),
@@ -555,21 +658,23 @@ def _message_from_log(event_name: str, body: Any) -> tuple[str, Message]:
     if not isinstance(body, dict):
         body = {"content": body}
     if event_name == k.LOG_EVENT_CHOICE:
-        inner = body.get("message") if isinstance(body.get("message"), dict) else {}
+        raw = body.get("message")
+        inner = raw if isinstance(raw, dict) else {}
         message = Message(role="assistant", finish_reason=_as_str(body.get("finish_reason")))
-        content = inner.get("content") if inner else body.get("content")
-        if content is not None:
-            message.texts.append(content if isinstance(content, str) else json.dumps(content))
-        message.tool_calls = _tool_calls_in(body) or _tool_calls_in(inner or {})
+        # semconv: message is {"content", "tool_calls"}; Strands: message is the content itself
+        content = inner.get("content") if inner else (raw if raw is not None else body.get("content"))
+        fill_from_blocks(message, content)
+        message.tool_calls += _tool_calls_in(body) or _tool_calls_in(inner)
         return "output", message
     role = event_name.removeprefix("gen_ai.").removesuffix(".message")
     message = Message(role=role)
     content = body.get("content")
-    if role == "tool":
-        message.tool_results.append((_as_str(body.get("id")), "" if content is None else str(content)))
-    elif content is not None:
-        message.texts.append(content if isinstance(content, str) else json.dumps(content))
-    message.tool_calls = _tool_calls_in(body)
+    fill_from_blocks(message, content)
+    if role == "tool" and not message.tool_results:
+        text = "".join(message.texts)
+        message.texts = []
+        message.tool_results.append((_as_str(body.get("id")), text))
+    message.tool_calls += _tool_calls_in(body)
     return "input", message
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from tests.conformance.stacks import ORDERS, STACKS, Capture, deliver, plan
@@ -67,6 +68,16 @@ EXPECTED: dict[str, Expected] = {
     "openai-v2-toolspans": OPENAI_V2,
     "openai-v2-legacy-events": OPENAI_V2,
     "openai-v2-legacy-events-linger": OPENAI_V2,
+    # OpenLIT 1.34 / 1.36: content only in span events (gen_ai.content.prompt / .completion, plain
+    # text), tool calls as a Python repr (1.34) or flattened onto the chat span (1.36); 1.45:
+    # attributes plus operation-details log records.
+    "openlit-openai": OPENAI_V2,
+    "openlit-openai-1.36": OPENAI_V2,
+    "openlit-openai-1.45": OPENAI_V2,
+    # Strands: message events on the spans with Bedrock-style content blocks (toolUse, toolResult,
+    # text), finish reasons only inside them; or, with the latest conventions, operation-details events.
+    "strands-openai": LOOP,
+    "strands-openai-latest": LOOP,
 }
 # No root span: every chat call is a trace, so a run, of its own (README: add a root span).
 NOROOT_RUNS = [
@@ -234,3 +245,34 @@ def test_an_alert_names_the_agent_its_run_learns(make_sidecar: Any) -> None:
         assert daemon.post_otlp(sent[1][1]).status == 200
         [post] = wait_for(lambda: hook.posts_mentioning(run_id), what="the alert")
         assert post.json()["signal"]["agent_id"] == "order-agent" == daemon.run(run_id)["agent_id"]
+
+
+# What the scripted agents sent, in every stack: the system prompt, the user's question, the
+# tool's result and the final answer (tools/stacks/*.py, tools/stacks/fake_llm.py).
+SENT_CONTENT = (
+    "You help with orders",
+    "Where is my order A123",
+    "status unknown, try again",
+    "has shipped and will arrive on Friday",
+)
+
+
+def test_no_stack_content_reaches_store_logs_or_api(make_sidecar: Any) -> None:
+    daemon = make_sidecar(env={"DUNETRACE_LOG_LEVEL": "debug"})
+    names = sorted(p.name for p in STACKS.iterdir() if (p / "index.jsonl").exists())
+    corpus = b"".join(f.read_bytes() for name in names for f in (STACKS / name).glob("0*")).decode("latin-1")
+    assert [c for c in SENT_CONTENT if c not in corpus] == []  # it was sent: the check below can fail
+    run_ids = [run_id for name in names for run_id in deliver(daemon, Capture.load(name), "as_captured").values()]
+    answers = [daemon.api("/v1/runs?limit=500").body, daemon.api("/v1/signals?limit=500").body]
+    answers += [daemon.api(f"/v1/runs/{run_id}").body for run_id in run_ids]
+    served = b"\n".join(answers).decode()
+    assert "lookup_order" in served  # names are kept: only content goes
+    daemon.stop()
+    with duckdb.connect(str(daemon.db_path), read_only=True) as conn:
+        tables = [r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+        stored = "\n".join(str(conn.execute(f'SELECT * FROM "{t}"').fetchall()) for t in tables)
+    stored += daemon.db_path.read_bytes().decode("latin-1")
+    wal = daemon.db_path.with_name(daemon.db_path.name + ".wal")
+    stored += wal.read_bytes().decode("latin-1") if wal.exists() else ""
+    for place, text in (("api", served), ("store", stored), ("log", daemon.log_text())):
+        assert [c for c in SENT_CONTENT if c in text] == [], place

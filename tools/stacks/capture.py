@@ -92,6 +92,11 @@ CAPTURES = {  # name -> (env, script + args, extra env vars); in order of import
     "pydantic-ai-anthropic": ("pydantic-ai", ["pydantic_ai_agent.py", "anthropic"], {}),
     "openllmetry-decorators-openai": ("traceloop", ["traceloop_decorators.py"], {}),
     "crewai-openinference": ("crewai", ["crewai_agent.py"], {}),
+    "openlit-openai": ("openlit-1.34", ["openlit_openai_loop.py"], {}),
+    "openlit-openai-1.36": ("openlit-1.36", ["openlit_openai_loop.py"], {}),
+    "openlit-openai-1.45": ("openlit", ["openlit_openai_loop.py"], {}),
+    "strands-openai": ("strands", ["strands_agent.py"], {}),
+    "strands-openai-latest": ("strands", ["strands_agent.py"], dict(V2_LATEST)),
 }
 # Set for every script (besides PATH/HOME/LANG): no telemetry, no key look-ups, only 127.0.0.1.
 BASE_VARS = {
