@@ -26,7 +26,7 @@ from detectors.events import RunEvent, RunRow, fold_content, number_steps
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.openapi import openapi_document
 from dunetrace_sidecar.policies import POLICY_VIOLATION, PolicyBook, PolicyError, PolicyService
-from dunetrace_sidecar.views import iso, signal_view
+from dunetrace_sidecar.views import iso, not_seen, signal_view
 from explain.errors import ExplainError
 from explain.service import ExplainService
 from store.duckdb_store import DuckStore, RunFilter, SignalFilter, StoreUnavailable
@@ -294,8 +294,10 @@ async def get_run(request: web.Request) -> web.Response:
     events = await _read(request, store.run_events, run_id)
     signals = await _read(request, store.run_signals, run_id)
     body = run_view(row)
-    body["events"] = [event_view(step, event) for step, event in number_steps(fold_content(events))]
+    folded = fold_content(events)
+    body["events"] = [event_view(step, event) for step, event in number_steps(folded)]
     body["signals"] = [signal_view(s) for s in signals]
+    body["not_seen"] = not_seen(folded)
     return web.json_response(body)
 
 

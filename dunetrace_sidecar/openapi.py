@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dunetrace_sidecar import __version__
+from dunetrace_sidecar.views import NOT_SEEN
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -269,6 +270,13 @@ def openapi_document() -> dict[str, Any]:
                             "properties": {
                                 "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
                                 "signals": {"type": "array", "items": {"$ref": "#/components/schemas/Signal"}},
+                                "not_seen": {
+                                    "type": "array",
+                                    "items": {"type": "string", "enum": list(NOT_SEEN)},
+                                    "description": "what the instrumentation did not send, so no detector"
+                                    " could judge it: tool_names (tool calls known only from a finish"
+                                    " reason), content (LLM calls with no prompt or output), root_span",
+                                },
                             },
                         },
                     ]

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from detectors.base import Signal
+from detectors.events import LLM_CALLED, LLM_RESPONDED, RUN_STARTED, TOOL_CALLED, RunEvent
 from explain.templates import explain
 
 
@@ -32,3 +33,22 @@ def signal_view(signal: Signal) -> dict[str, Any]:
         "shadow": signal.shadow,
         "explanation": explain(signal.failure_type, signal.evidence, signal.confidence).as_dict(),
     }
+
+
+# What a run's instrumentation did not send (GET /v1/runs/{id} "not_seen"), in this order.
+NOT_SEEN = ("tool_names", "content", "root_span")
+
+
+def not_seen(events: list[RunEvent]) -> list[str]:
+    """From a run's folded events: the facts no detector could judge because they were not sent."""
+    missing: set[str] = set()
+    responded = {e.call_id: e.payload for e in events if e.kind == LLM_RESPONDED}
+    for event in events:
+        if event.kind == TOOL_CALLED and "tool_name" not in event.payload:
+            missing.add("tool_names")
+        elif event.kind == LLM_CALLED and "prompt_hash" not in event.payload:
+            if "output_length" not in responded.get(event.call_id, {}):
+                missing.add("content")
+    if not any(e.kind == RUN_STARTED for e in events):
+        missing.add("root_span")
+    return [item for item in NOT_SEEN if item in missing]

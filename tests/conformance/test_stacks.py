@@ -38,6 +38,7 @@ class Expected:
     finish_reasons: tuple[str, ...] = ("tool_calls",) * 4 + ("stop",)
     exit_reason: str = "final_answer"
     signals: dict[str, str] = field(default_factory=lambda: {"TOOL_LOOP": "HIGH"})
+    not_seen: tuple[str, ...] = ()  # what the run says it could not see
     runs: int = 1
 
 
@@ -45,7 +46,9 @@ LOOP = Expected(agent_id="order-support-agent")
 OPENAI_V2 = replace(LOOP, agent_id="order-agent")  # the invoke_agent root span the script writes
 # No content captured: the spans say a tool was asked for (finish reason) but not which, nor
 # with what arguments, so no loop can be seen — and no REASONING_STALL either (the model acted).
-OPENAI_V2_BLIND = replace(OPENAI_V2, tool_names=(None,) * 4, args_identical=None, signals={})
+OPENAI_V2_BLIND = replace(
+    OPENAI_V2, tool_names=(None,) * 4, args_identical=None, signals={}, not_seen=("tool_names", "content")
+)
 
 EXPECTED: dict[str, Expected] = {
     # OpenLLMetry over LangGraph / LangChain: the create_agent span is a trace of its own and no run.
@@ -81,8 +84,22 @@ EXPECTED: dict[str, Expected] = {
 }
 # No root span: every chat call is a trace, so a run, of its own (README: add a root span).
 NOROOT_RUNS = [
-    {"llm_calls": 1, "tool_names": [None], "finish_reasons": ["tool_calls"], "exit_reason": "completed"},
-] * 4 + [{"llm_calls": 1, "tool_names": [], "finish_reasons": ["stop"], "exit_reason": "final_answer"}]
+    {
+        "llm_calls": 1,
+        "tool_names": [None],
+        "finish_reasons": ["tool_calls"],
+        "exit_reason": "completed",
+        "not_seen": ["tool_names", "content"],
+    },
+] * 4 + [
+    {
+        "llm_calls": 1,
+        "tool_names": [],
+        "finish_reasons": ["stop"],
+        "exit_reason": "final_answer",
+        "not_seen": ["content"],
+    }
+]
 
 
 def summary(run: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +115,7 @@ def summary(run: dict[str, Any]) -> dict[str, Any]:
         "finish_reasons": [e["payload"].get("finish_reason") for e in events if e["event_type"] == "llm.responded"],
         "exit_reason": run["exit_reason"],
         "signals": {s["failure_type"]: s["severity"] for s in run["signals"]},
+        "not_seen": run["not_seen"],
     }
 
 
@@ -111,6 +129,7 @@ def expected_summary(expected: Expected) -> dict[str, Any]:
         "finish_reasons": list(expected.finish_reasons),
         "exit_reason": expected.exit_reason,
         "signals": expected.signals,
+        "not_seen": list(expected.not_seen),
     }
 
 
@@ -156,10 +175,7 @@ def test_stack_gives_the_right_run(daemon: Sidecar, name: str, order: str, trans
 def test_no_root_span_makes_a_run_per_call_and_no_false_signal(daemon: Sidecar, order: str, transport: str) -> None:
     mapping = deliver(daemon, Capture.load("openai-v2-noroot"), order, transport)
     runs = delivered_runs(daemon, mapping)
-    got = [
-        {k: v for k, v in summary(run).items() if k in ("llm_calls", "tool_names", "finish_reasons", "exit_reason")}
-        for run in runs
-    ]
+    got = [{k: v for k, v in summary(run).items() if k in NOROOT_RUNS[0]} for run in runs]
     assert got == NOROOT_RUNS
     assert {run["agent_id"] for run in runs} == {"openai-v2-order-svc"}  # the service name: no agent was named
     assert [s for run in runs for s in run["signals"]] == []
@@ -219,7 +235,7 @@ def test_content_after_a_restart_names_the_calls_without_phantoms(make_sidecar: 
     for body in traces:
         assert daemon.post_otlp(body).status == 200
     before = summary(daemon.run(run_id))
-    assert (before["tool_names"], before["signals"]) == ([None] * 4, {})
+    assert (before["tool_names"], before["signals"], before["not_seen"]) == ([None] * 4, {}, ["tool_names", "content"])
     daemon.stop()
     daemon.start()
     for body in logs:

@@ -240,6 +240,23 @@ class RunBuilder:
         self._emit(ev.TOOL_CALLED, self._tick(), call_id, _drop_none(payload))
         return self
 
+    def unnamed_tool_call(self) -> RunBuilder:
+        """A tool call known only from a ``tool_calls`` finish reason (content not sent): no
+        name, no arguments, as the receiver emits it."""
+        call_id = "req:" + self._span_id() + ":?"
+        self._open_step(call_id)
+        payload = {"call_id": call_id, "source": "finish_reason"}
+        self._emit(ev.TOOL_CALLED, self._tick(), call_id, payload)
+        return self
+
+    def name_tool_call(self, call_id: str, name: str, args_hash: str | _Auto = AUTO) -> RunBuilder:
+        """A ``tool.content`` amendment: the late content names an unnamed tool call."""
+        args = sha(f"{name} args") if isinstance(args_hash, _Auto) else args_hash
+        ts = next(e.ts_ns for e in self.events if e.call_id == call_id and e.kind == ev.TOOL_CALLED)
+        payload = {"tool_name": name, "args_hash": args, "args_length": 16}
+        self._emit(ev.TOOL_CONTENT, ts, call_id, payload, event_id=f"{call_id}:{ev.TOOL_CONTENT}")
+        return self
+
     def tool_responded(
         self,
         call_id: str,

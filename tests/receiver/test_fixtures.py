@@ -45,18 +45,14 @@ LOOP = ("tool_calls",) * 4
 ERRORS = ("tool_calls", "stop", "length", None)
 
 EXPECTED: dict[str, Expected] = {
-    "openllmetry-openai-toolcall": Expected(
-        "support_agent", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
-    ),
+    "openllmetry-openai-toolcall": Expected("support_agent", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"),
     "openllmetry-legacy-openai-toolcall": Expected(
         "support_agent", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
     ),
     "openllmetry-events-openai-toolcall.traces": Expected(
         "support_agent", 4, 1, 0, 0, TOOLCALL_OPENAI, "completed", "final_answer"
     ),
-    "otelgenai-openai-toolcall": Expected(
-        "support_agent", 4, 1, 1, 0, TOOLCALL_OPENAI, "completed", "final_answer"
-    ),
+    "otelgenai-openai-toolcall": Expected("support_agent", 4, 1, 1, 0, TOOLCALL_OPENAI, "completed", "final_answer"),
     "openinference-openai-toolcall": Expected(OI, 4, 1, 1, 0, TOOLCALL_OPENAI, "completed", "final_answer"),
     "openllmetry-anthropic-toolcall": Expected(
         "support_agent", 3, 1, 0, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"
@@ -69,9 +65,7 @@ EXPECTED: dict[str, Expected] = {
     ),
     "openinference-anthropic-toolcall": Expected(OI, 3, 1, 1, 0, TOOLCALL_ANTHROPIC, "completed", "final_answer"),
     "openllmetry-openai-toolloop": Expected("support_agent", 4, 4, 0, 0, LOOP, "completed", "completed"),
-    "openllmetry-legacy-openai-toolloop": Expected(
-        "support_agent", 4, 4, 0, 0, LOOP, "completed", "completed"
-    ),
+    "openllmetry-legacy-openai-toolloop": Expected("support_agent", 4, 4, 0, 0, LOOP, "completed", "completed"),
     "otelgenai-openai-toolloop": Expected("support_agent", 4, 4, 0, 0, LOOP, "completed", "completed"),
     "openinference-openai-toolloop": Expected(OI, 4, 4, 0, 0, LOOP, "completed", "completed"),
     "openllmetry-openai-errors": Expected("support_agent", 4, 1, 0, 2, ERRORS, "errored", "error"),
