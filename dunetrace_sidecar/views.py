@@ -46,9 +46,12 @@ def not_seen(events: list[RunEvent]) -> list[str]:
     for event in events:
         if event.kind == TOOL_CALLED and "tool_name" not in event.payload:
             missing.add("tool_names")
-        elif event.kind == LLM_CALLED and "prompt_hash" not in event.payload:
-            if "output_length" not in responded.get(event.call_id, {}):
-                missing.add("content")
+        elif (
+            event.kind == LLM_CALLED
+            and "prompt_hash" not in event.payload
+            and "output_length" not in responded.get(event.call_id, {})
+        ):
+            missing.add("content")
     if not any(e.kind == RUN_STARTED for e in events):
         missing.add("root_span")
     return [item for item in NOT_SEEN if item in missing]
