@@ -8,6 +8,10 @@ tool_calls ×4 then stop, a final answer, and TOOL_LOOP HIGH (the third identica
 other signal. Where an instrumentation withholds a fact, the expectation says what we cannot see
 instead, and still no false signal.
 
+Variants of every stack (``-clean``: the model asks for the tool once, then answers; ``-empty``
+/ ``-truncate``: it answers with empty / cut-off text) check that nothing fires on a healthy run
+and that the right thing fires on a broken answer, whatever the stack.
+
 Each capture is delivered in every order of ``tests.conformance.stacks.ORDERS`` over OTLP/HTTP,
 and as captured over OTLP/gRPC; every delivery must give the same answer.
 """
@@ -39,6 +43,7 @@ class Expected:
     exit_reason: str = "final_answer"
     signals: dict[str, str] = field(default_factory=lambda: {"TOOL_LOOP": "HIGH"})
     not_seen: tuple[str, ...] = ()  # what the run says it could not see
+    status: str = "completed"
     runs: int = 1
 
 
@@ -82,6 +87,46 @@ EXPECTED: dict[str, Expected] = {
     "strands-openai": LOOP,
     "strands-openai-latest": LOOP,
 }
+
+
+def clean(loop: Expected) -> Expected:
+    """The same stack when the model asks for the tool once, then answers: nothing is wrong."""
+    return replace(loop, tool_names=loop.tool_names[:1], finish_reasons=("tool_calls", "stop"), llm_calls=2, signals={})
+
+
+# -clean: FAKE_LOOPS=1. No false signal on any stack.
+EXPECTED.update({f"{name}-clean": clean(loop) for name, loop in list(EXPECTED.items()) if "linger" not in name})
+# -empty: the model answers with empty text (finish stop): EMPTY_LLM_RESPONSE, and within the
+# first two steps FIRST_STEP_FAILURE; a final answer by definition (stop, no tool asked for).
+EMPTY_SIGNALS = {"EMPTY_LLM_RESPONSE": "HIGH", "FIRST_STEP_FAILURE": "MEDIUM"}
+# -truncate: one answer cut off (finish length): one truncation is no LLM_TRUNCATION_LOOP (2).
+for name in ("langgraph-openllmetry-anthropic", "openai-v2-span-only", "agents-sdk-openllmetry"):
+    base = EXPECTED[name]
+    EXPECTED[f"{name}-empty"] = replace(
+        base, llm_calls=1, tool_names=(), args_identical=None, finish_reasons=("stop",), signals=EMPTY_SIGNALS
+    )
+    EXPECTED[f"{name}-truncate"] = replace(
+        base,
+        llm_calls=1,
+        tool_names=(),
+        args_identical=None,
+        finish_reasons=("length",),
+        exit_reason="completed",
+        signals={},
+    )
+# pydantic-ai retries an empty answer once ("Please return text or call a tool"), then raises.
+EXPECTED["pydantic-ai-anthropic-empty"] = replace(
+    EXPECTED["langgraph-openllmetry-anthropic-empty"],
+    llm_calls=2,
+    finish_reasons=("stop", "stop"),
+    exit_reason="error",
+    status="errored",
+)
+EXPECTED["pydantic-ai-anthropic-truncate"] = EXPECTED["langgraph-openllmetry-anthropic-truncate"]
+# The fake Responses API answers "completed" even when it cuts the text: nothing reports a truncation.
+EXPECTED["agents-sdk-openllmetry-truncate"] = replace(
+    EXPECTED["agents-sdk-openllmetry-truncate"], finish_reasons=("stop",), exit_reason="final_answer"
+)
 # No root span: every chat call is a trace, so a run, of its own (README: add a root span).
 NOROOT_RUNS = [
     {
@@ -157,7 +202,7 @@ DELIVERIES = [(order, "http") for order in ORDERS] + [("as_captured", "grpc")]
 
 def test_every_capture_has_an_expectation() -> None:
     on_disk = {p.name for p in STACKS.iterdir() if (p / "index.jsonl").exists()}
-    assert on_disk == set(EXPECTED) | {"openai-v2-noroot"}
+    assert on_disk == set(EXPECTED) | {"openai-v2-noroot", "openai-v2-noroot-clean"}
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -168,15 +213,20 @@ def test_stack_gives_the_right_run(daemon: Sidecar, name: str, order: str, trans
     expected = EXPECTED[name]
     assert len(runs) == expected.runs, [r["run_id"] for r in runs]
     assert summary(runs[0]) == expected_summary(expected)
-    assert runs[0]["status"] == "completed"
+    assert runs[0]["status"] == expected.status
 
 
+@pytest.mark.parametrize(
+    ("name", "expected"), [("openai-v2-noroot", NOROOT_RUNS), ("openai-v2-noroot-clean", NOROOT_RUNS[3:])]
+)
 @pytest.mark.parametrize(("order", "transport"), DELIVERIES)
-def test_no_root_span_makes_a_run_per_call_and_no_false_signal(daemon: Sidecar, order: str, transport: str) -> None:
-    mapping = deliver(daemon, Capture.load("openai-v2-noroot"), order, transport)
+def test_no_root_span_makes_a_run_per_call_and_no_false_signal(
+    daemon: Sidecar, name: str, expected: list[dict[str, Any]], order: str, transport: str
+) -> None:
+    mapping = deliver(daemon, Capture.load(name), order, transport)
     runs = delivered_runs(daemon, mapping)
     got = [{k: v for k, v in summary(run).items() if k in NOROOT_RUNS[0]} for run in runs]
-    assert got == NOROOT_RUNS
+    assert got == expected
     assert {run["agent_id"] for run in runs} == {"openai-v2-order-svc"}  # the service name: no agent was named
     assert [s for run in runs for s in run["signals"]] == []
 

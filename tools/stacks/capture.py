@@ -14,6 +14,13 @@ For each capture:
      capture.json (command, env vars, package versions, the fake LLM's answers, the script's output).
      Metrics requests are dropped (neither stored nor indexed; the numbering keeps their gaps).
 A capture whose script fails (non-zero exit, time-out) is not written; its logs stay in .stacks/run/<capture-name>/.
+Exception: a capture flagged allow_failure (the -empty / -truncate variants, where the framework may raise on the
+model's answer) is written despite a non-zero exit, provided the fake LLM answered at least one call (a time-out or a
+crash before any model answer is still a failure); capture.json then has the exit code and the error's last lines.
+
+Variants: "<name>-clean" (FAKE_LOOPS=1: one tool call, then the answer) for every base capture but the -linger one;
+"<name>-empty" (FAKE_MODE=empty) and "<name>-truncate" (FAKE_MODE=truncate) for a few. The FAKE_* vars go to the
+fake LLM's environment (not the script's) and are recorded in capture.json as fake_llm_env.
 Every wait is bounded.
 """
 
@@ -98,6 +105,29 @@ CAPTURES = {  # name -> (env, script + args, extra env vars); in order of import
     "strands-openai": ("strands", ["strands_agent.py"], {}),
     "strands-openai-latest": ("strands", ["strands_agent.py"], dict(V2_LATEST)),
 }
+# Per-capture options (4th tuple element): fake_llm_env (FAKE_* vars for the fake LLM process), allow_failure.
+BASE_CAPTURES = list(CAPTURES)
+for _n in BASE_CAPTURES:  # clean runs: 1 tool call, then the answer (1 run, 2 LLM calls, 1 tool call)
+    if not _n.endswith("-linger"):
+        CAPTURES[_n + "-clean"] = (*CAPTURES[_n][:3], {"fake_llm_env": {"FAKE_LOOPS": "1"}})
+ANSWER_VARIANTS = (
+    "langgraph-openllmetry-anthropic",
+    "pydantic-ai-anthropic",
+    "openai-v2-span-only",
+    "agents-sdk-openllmetry",
+)
+for _mode in ("empty", "truncate"):  # every answer empty / cut off; the framework may raise on it
+    for _n in ANSWER_VARIANTS:
+        _opts = {"fake_llm_env": {"FAKE_MODE": _mode}, "allow_failure": True}
+        CAPTURES[f"{_n}-{_mode}"] = (*CAPTURES[_n][:3], _opts)
+
+
+def capture_spec(name):
+    """(env, script + args, extra env vars for the script, options)"""
+    env_name, argv, extra, *rest = CAPTURES[name]
+    return env_name, argv, extra, (rest[0] if rest else {})
+
+
 # Set for every script (besides PATH/HOME/LANG): no telemetry, no key look-ups, only 127.0.0.1.
 BASE_VARS = {
     "PYTHONUNBUFFERED": "1",
@@ -115,7 +145,7 @@ BASE_VARS = {
 }
 PKG_RE = re.compile(
     r"^(opentelemetry|openinference|traceloop|langchain|langgraph|openai|anthropic|pydantic|llama-index"
-    r"|crewai|litellm|wrapt|httpx)",
+    r"|crewai|litellm|wrapt|httpx|openlit|strands)",
     re.I,
 )
 FAKE_RE = re.compile(
@@ -259,7 +289,9 @@ def fake_summary(lines):
 
 # ------------------------------------------------------------------------------------------- one capture
 def run_capture(name, install=True):
-    env_name, argv, extra = CAPTURES[name]
+    env_name, argv, extra, opts = capture_spec(name)
+    fake_env = dict(opts.get("fake_llm_env", {}))
+    allow_failure = bool(opts.get("allow_failure"))
     py = ensure_venv(env_name, install)
     tpy = tools_python(install)
     work = os.path.join(STACKS, "run", name)
@@ -277,7 +309,12 @@ def run_capture(name, install=True):
             [tpy, os.path.join(HERE, "fake_llm.py")],
             stdout=fake_out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "FAKE_PORT": str(fake_port), "PYTHONUNBUFFERED": "1"},
+            env={
+                **{k: v for k, v in os.environ.items() if not k.startswith("FAKE_")},  # only the capture's FAKE_* vars
+                **fake_env,
+                "FAKE_PORT": str(fake_port),
+                "PYTHONUNBUFFERED": "1",
+            },
         )
         procs.append((fake, "fake_llm"))
         cap = subprocess.Popen(
@@ -351,9 +388,15 @@ def run_capture(name, install=True):
         cap_out.close()
 
     out_text = open(os.path.join(work, "script.out")).read()
-    if rc != 0:
-        err_tail = open(os.path.join(work, "script.err")).read()[-3000:]
-        raise RuntimeError(f"script exited {rc}; stderr tail:\n{err_tail}")
+    err_text = open(os.path.join(work, "script.err")).read()
+    summ, entries = fake_summary(open(os.path.join(work, "fake_llm.log")).read().splitlines())
+    if rc != 0 and not (allow_failure and summ["llm_calls"] > 0):
+        raise RuntimeError(f"script exited {rc}; stderr tail:\n{err_text[-3000:]}")
+    script_error = None
+    if rc != 0:  # allowed: the framework raised on the model's answer; keep the exception's last lines
+        lines = [ln for ln in err_text.splitlines() if ln.strip()]
+        script_error = lines[-12:]
+        log(f"{name}: script exited {rc} (allowed): {lines[-1] if lines else ''}")
 
     # ---- write the corpus entry
     dest = os.path.join(CORPUS, name)
@@ -371,7 +414,6 @@ def run_capture(name, install=True):
             shutil.copyfile(os.path.join(raw, rec["file"]), os.path.join(tmp, rec["file"]))
             counts[rec["signal"]] = counts.get(rec["signal"], 0) + 1
             sizes[rec["signal"]] = sizes.get(rec["signal"], 0) + rec["body_bytes"]
-    summ, entries = fake_summary(open(os.path.join(work, "fake_llm.log")).read().splitlines())
     tool_lines = [ln for ln in out_text.splitlines() if "tool executions" in ln or ln.startswith("final:")]
     m = re.search(r"tool executions: (\d+)", out_text)
     meta = {
@@ -383,6 +425,8 @@ def run_capture(name, install=True):
         "env_vars": set_vars,
         "env_vars_note": "the script's whole environment: these plus PATH (venv bin first), HOME (.stacks/home), LANG; "
         "ports are free ports picked for that run",
+        "fake_llm_env": fake_env,
+        "allow_failure": allow_failure,
         "otlp_export": "OTLP/HTTP protobuf",
         "captured_at": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "python": subprocess.run(
@@ -392,6 +436,7 @@ def run_capture(name, install=True):
         "script_start_unix_ns": int(t0 * 1e9),
         "script_exit_unix_ns": int(t_exit * 1e9),
         "script_exit_code": rc,
+        "script_error": script_error,
         "script_seconds": round(t_exit - t0, 2),
         "script_output": tool_lines,
         "tool_executions": int(m.group(1)) if m else None,
@@ -420,8 +465,14 @@ def main():
     ap.add_argument("--no-install", action="store_true", help="fail instead of installing a missing/stale venv")
     a = ap.parse_args()
     if a.list:
-        for n, (e, argv, extra) in CAPTURES.items():
-            print(f"{n:36s} {e:24s} {' '.join(argv)} {' '.join(f'{k}={v}' for k, v in extra.items())}")
+        for n in CAPTURES:
+            e, argv, extra, opts = capture_spec(n)
+            fake = " ".join(f"{k}={v}" for k, v in opts.get("fake_llm_env", {}).items())
+            print(
+                f"{n:40s} {e:24s} {' '.join(argv)} {' '.join(f'{k}={v}' for k, v in extra.items())}"
+                + (f" [fake LLM: {fake}]" if fake else "")
+                + (" [allow_failure]" if opts.get("allow_failure") else "")
+            )
         return 0
     names = a.names or list(CAPTURES)
     unknown = [n for n in names if n not in CAPTURES]
