@@ -36,10 +36,10 @@ from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.policies import PolicyBook, PolicyRunState
 from receiver.assemble import STATUS_COMPLETED, TERMINAL_STATUSES, RunState
 from receiver.content import Hasher
-from receiver.errors import QUEUE_FULL, SHUTTING_DOWN, STORE_UNAVAILABLE, ReceiverError
+from receiver.errors import BAD_DATA, QUEUE_FULL, SHUTTING_DOWN, STORE_UNAVAILABLE, ReceiverError
 from receiver.ingest import ExportResult
 from receiver.spans import LogContent, SpanFacts, SpanRole, translate_logs, translate_request
-from store.duckdb_store import DuckStore, StoreUnavailable, WriteBatch
+from store.duckdb_store import BatchRejected, DuckStore, StoreUnavailable, WriteBatch
 
 log = logging.getLogger("dunetrace.pipeline")
 MAX_TOLD_ROOTLESS = 1000
@@ -316,7 +316,8 @@ class Pipeline:
         except StoreUnavailable as exc:
             for row in batch.rows:
                 self._runs.pop(row.run_id, None)
-            raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
+            kind = BAD_DATA if isinstance(exc, BatchRejected) else STORE_UNAVAILABLE
+            raise ReceiverError(kind, str(exc)) from None
         if owed and self._alerts is not None:
             self._alerts.wake()
         self.metrics.events_stored.inc(len(batch.events))

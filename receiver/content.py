@@ -53,11 +53,13 @@ class Message:
     finish_reason: str | None = None
 
 
-def _loads_object(value: Any) -> Any:
+def loads_json(value: Any) -> Any:
+    """A string holding a JSON object or array, parsed; anything else (plain text, broken or
+    absurdly nested JSON) as it is."""
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
             return json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return value
     return value
 
@@ -71,7 +73,7 @@ def unwrap_tool_input(value: Any) -> tuple[Any, str | None]:
       "kwargs": {"tool_call_id": …}}`` → ``inputs`` (the model's arguments, without the
       per-step metadata that differs on every call), and the tool-call id it carries.
     """
-    data = _loads_object(value)
+    data = loads_json(value)
     if not isinstance(data, dict):
         return data, None
     if set(data) == {"args", "kwargs"} and not data["args"]:
@@ -93,8 +95,8 @@ def canonical_arguments(value: Any) -> str:
         return value
     try:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError):
-        return str(value)
+    except (TypeError, ValueError, RecursionError):
+        return "<unserialisable arguments>"
 
 
 def _text_of(value: Any) -> str:
@@ -102,21 +104,15 @@ def _text_of(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return json.dumps(value, sort_keys=True, ensure_ascii=False)
-
-
-def _loads(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return None
-    return value
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return "<unserialisable content>"
 
 
 def messages_from_semconv(value: Any) -> list[Message]:
     """``gen_ai.input.messages`` / ``gen_ai.output.messages`` (a JSON string on spans)."""
-    data = _loads(value)
+    data = loads_json(value)
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
@@ -131,7 +127,7 @@ def messages_from_semconv(value: Any) -> list[Message]:
         parts = item.get("parts")
         if parts is None and "content" in item:
             parts = [{"type": "text", "content": item["content"]}]
-        for part in parts or ():
+        for part in parts if isinstance(parts, list) else ():
             if not isinstance(part, dict):
                 continue
             kind = part.get("type")
@@ -155,7 +151,7 @@ def messages_from_semconv(value: Any) -> list[Message]:
 
 def system_instructions(value: Any) -> list[Message]:
     """``gen_ai.system_instructions``: a JSON list of parts, or plain text."""
-    data = _loads(value)
+    data = loads_json(value)
     if isinstance(data, list):
         texts = [_text_of(p.get("content")) for p in data if isinstance(p, dict)]
         return [Message(role="system", texts=texts)]
@@ -208,7 +204,7 @@ def fill_from_blocks(message: Message, content: Any) -> None:
     """A message's content: a list of content blocks (Bedrock Converse / Strands ``text``,
     ``toolUse``, ``toolResult``; Anthropic ``type: text | tool_use | tool_result``), as a list or
     its JSON, else plain text."""
-    data = _loads(content) if isinstance(content, str) and content.startswith("[") else content
+    data = loads_json(content)
     if not (isinstance(data, list) and data and all(isinstance(b, dict) for b in data)):
         if content is not None:
             message.texts.append(_text_of(content))
@@ -247,7 +243,7 @@ def _anthropic_blocks(message: Message, content: Any) -> bool:
     """Legacy Anthropic puts content blocks as a JSON string; read tool_use / tool_result."""
     if not isinstance(content, str) or not content.startswith("[{"):
         return False
-    blocks = _loads(content)
+    blocks = loads_json(content)
     if not isinstance(blocks, list) or not all(isinstance(b, dict) and "type" in b for b in blocks):
         return False
     for block in blocks:

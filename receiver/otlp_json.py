@@ -66,6 +66,8 @@ def parse(body: bytes, message: M) -> M:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise JsonDecodeError(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise JsonDecodeError("body is not valid OTLP/JSON: nested too deeply") from None
     if not isinstance(data, dict):
         raise JsonDecodeError("body must be a JSON object")
     for resource in _children(data, "resourceSpans"):
@@ -78,6 +80,8 @@ def parse(body: bytes, message: M) -> M:
         return json_format.ParseDict(data, message, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError) as exc:
         raise JsonDecodeError(f"not an OTLP/JSON message: {exc}") from None
+    except RecursionError:
+        raise JsonDecodeError("not an OTLP/JSON message: nested too deeply") from None
 
 
 def dumps(message: Message) -> bytes:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
+import math
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from receiver.content import (
     canonical_arguments,
     fill_from_blocks,
     injection_from,
+    loads_json,
     messages_from_legacy,
     messages_from_openinference,
     messages_from_semconv,
@@ -41,6 +44,7 @@ from receiver.content import (
 )
 
 STATUS_ERROR = pb_trace.Status.STATUS_CODE_ERROR
+log = logging.getLogger("dunetrace.receiver")
 
 
 class SpanRole(Enum):
@@ -177,29 +181,43 @@ def _first(attrs: Mapping[str, Any], names: Iterable[str]) -> Any:
     return None
 
 
+# Numbers a span may carry, bounded where they enter: a value outside these is treated as
+# absent, so one span cannot poison a store transaction shared with other clients' exports.
+MAX_COUNT = 2**31 - 1  # tokens, versions
+MAX_TIME_NS = 2**63 - 1  # fixed64 times above int64 are clamped (year 2262)
+MAX_NUMBER_DIGITS = 18
+
+
 def _as_int(value: Any) -> int | None:
+    """A non-negative count up to MAX_COUNT, from an int, a finite float or ASCII digits."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float):
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+        value = int(value) if math.isfinite(value) else None
+    elif isinstance(value, str):
+        text = value.strip()
+        value = int(text) if text.isascii() and text.isdigit() and len(text) <= MAX_NUMBER_DIGITS else None
+    if isinstance(value, int) and 0 <= value <= MAX_COUNT:
+        return value
     return None
 
 
 def _as_float(value: Any) -> float | None:
+    """A finite number (JSON has no NaN or Infinity)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+    if isinstance(value, int):
+        value = float(value) if abs(value) < 2**53 else None
+    elif isinstance(value, str):
         try:
-            return float(value)
+            value = float(value) if len(value) <= 64 else None
         except ValueError:
             return None
-    return None
+    return value if isinstance(value, float) and math.isfinite(value) else None
+
+
+def _time_ns(value: int) -> int:
+    return min(value, MAX_TIME_NS)
 
 
 def _as_str(value: Any) -> str | None:
@@ -227,9 +245,15 @@ def check_ids(trace_id: bytes, span_id: bytes, parent_span_id: bytes) -> None:
 # --- classification -------------------------------------------------------------------
 
 
+def _kind(attrs: Mapping[str, Any], key: str) -> str | None:
+    """A kind marker: only a string counts (an array or number there is no kind)."""
+    value = attrs.get(key)
+    return value if isinstance(value, str) and value else None
+
+
 def classify(attrs: Mapping[str, Any]) -> SpanRole:
     """An explicit kind wins; only without one do model / tool attributes decide (spec §1)."""
-    operation = attrs.get(k.GEN_AI_OPERATION_NAME)
+    operation = _kind(attrs, k.GEN_AI_OPERATION_NAME)
     if operation:
         if operation in k.OPERATION_LLM:
             return SpanRole.LLM
@@ -239,7 +263,7 @@ def classify(attrs: Mapping[str, Any]) -> SpanRole:
             return SpanRole.RETRIEVAL
         if operation in k.OPERATION_STRUCTURE:
             return SpanRole.STRUCTURE
-    oi_kind = attrs.get(k.OPENINFERENCE_SPAN_KIND)
+    oi_kind = _kind(attrs, k.OPENINFERENCE_SPAN_KIND)
     if oi_kind:
         if oi_kind in k.OPENINFERENCE_LLM:
             return SpanRole.LLM
@@ -248,7 +272,7 @@ def classify(attrs: Mapping[str, Any]) -> SpanRole:
         if oi_kind in k.OPENINFERENCE_RETRIEVAL:
             return SpanRole.RETRIEVAL
         return SpanRole.STRUCTURE
-    tl_kind = attrs.get(k.TRACELOOP_SPAN_KIND)
+    tl_kind = _kind(attrs, k.TRACELOOP_SPAN_KIND)
     if tl_kind:
         if tl_kind in k.TRACELOOP_TOOL:
             return SpanRole.TOOL
@@ -310,7 +334,7 @@ def _available_tools(attrs: Mapping[str, Any]) -> tuple[str, ...]:
                 names.append(str(value))
             elif key.startswith(k.OI_TOOLS_PREFIX) and key.endswith(".tool.json_schema"):
                 names += _tool_names_from_definitions(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         pass  # malformed definitions: the tools stay unknown
     return tuple(dict.fromkeys(names))
 
@@ -329,19 +353,10 @@ def _finish_reason(attrs: Mapping[str, Any], output: OutputFeatures) -> str | No
 
 def _text_or_messages(value: Any, role: str) -> list[Message]:
     """A content attribute that is either a JSON list of messages or plain text."""
-    data = _loads_json(value)
+    data = loads_json(value)
     if isinstance(data, (list, dict)):
         return messages_from_semconv(data)
     return [Message(role=role, texts=[value if isinstance(value, str) else json.dumps(value)])]
-
-
-def _loads_json(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in ("[", "{"):
-        try:
-            return json.loads(value)
-        except ValueError:
-            return value
-    return value
 
 
 def _event_messages(events: Iterable[pb_trace.Span.Event]) -> tuple[list[Message], list[Message]]:
@@ -362,7 +377,7 @@ def _event_messages(events: Iterable[pb_trace.Span.Event]) -> tuple[list[Message
         elif name == k.EVENT_CONTENT_COMPLETION and k.EVENT_COMPLETION_ATTR in attrs:
             outputs += _text_or_messages(attrs[k.EVENT_COMPLETION_ATTR], "assistant")
         elif name in k.GEN_AI_MESSAGE_EVENTS:
-            body = _loads_json(attrs[k.EVENT_CONTENT_ATTR]) if k.EVENT_CONTENT_ATTR in attrs else attrs
+            body = loads_json(attrs[k.EVENT_CONTENT_ATTR]) if k.EVENT_CONTENT_ATTR in attrs else attrs
             direction, message = _message_from_log(name, body)
             (inputs if direction == "input" else outputs).append(message)
     return inputs, outputs
@@ -374,7 +389,7 @@ MAX_TOOL_CALLS_REPR = 65_536  # a Python repr longer than this is not parsed
 def _response_tool_calls(attrs: Mapping[str, Any]) -> list[RequestedToolCall]:
     """``gen_ai.response.tool_calls``: JSON, or the Python repr OpenLIT writes."""
     raw = attrs.get(k.RESPONSE_TOOL_CALLS)
-    data = _loads_json(raw)
+    data = loads_json(raw)
     if isinstance(data, str) and len(data) <= MAX_TOOL_CALLS_REPR:
         try:
             data = ast.literal_eval(data)  # literals only: no code runs
@@ -483,7 +498,7 @@ def _documents(attrs: Mapping[str, Any]) -> tuple[list[str], list[float]] | None
         raw = attrs[k.RETRIEVAL_DOCUMENTS]
         try:
             data = json.loads(raw) if isinstance(raw, str) else raw
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
         if not isinstance(data, list):
             return None
@@ -567,8 +582,8 @@ def span_facts(span: pb_trace.Span, scope_name: str, service: ResourceIdentity, 
         run_id=run_id_from_trace_id(span.trace_id),
         span_id=span.span_id.hex(),
         parent_id=span.parent_span_id.hex(),
-        start_ns=span.start_time_unix_nano,
-        end_ns=max(span.end_time_unix_nano, span.start_time_unix_nano),
+        start_ns=_time_ns(span.start_time_unix_nano),
+        end_ns=_time_ns(max(span.end_time_unix_nano, span.start_time_unix_nano)),
         role=role,
         is_error=is_error,
         error_type=error_type,
@@ -607,6 +622,11 @@ class TranslatedSpans:
     rejected: int
     reasons: list[str]
 
+    def reject(self, reason: str) -> None:
+        self.rejected += 1
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+
 
 def translate_request(resource_spans: Iterable[pb_trace.ResourceSpans], hasher: Hasher) -> TranslatedSpans:
     out = TranslatedSpans([], 0, [])
@@ -618,9 +638,10 @@ def translate_request(resource_spans: Iterable[pb_trace.ResourceSpans], hasher: 
                 try:
                     out.facts.append(span_facts(span, scope_name, service, hasher))
                 except SpanRejected as exc:
-                    out.rejected += 1
-                    if str(exc) not in out.reasons:
-                        out.reasons.append(str(exc))
+                    out.reject(str(exc))
+                except Exception:  # one unreadable span never costs the others in its request
+                    log.debug("span %s rejected: unreadable attribute values", span.span_id.hex(), exc_info=True)
+                    out.reject("a span's attribute values could not be read")
     return out
 
 
@@ -709,14 +730,24 @@ def translate_logs(resource_logs: Iterable[pb_logs.ResourceLogs], hasher: Hasher
                     continue
                 key = (record.trace_id, record.span_id)
                 inputs, outputs = grouped.setdefault(key, ([], []))
-                record_ns = record.time_unix_nano or record.observed_time_unix_nano
+                record_ns = _time_ns(record.time_unix_nano or record.observed_time_unix_nano)
                 times[key] = max(times.get(key, 0), record_ns)
                 if name == k.LOG_EVENT_OPERATION_DETAILS:
-                    details_in, details_out = _messages_from_details(read_wanted(record.attributes))
+                    try:
+                        details_in, details_out = _messages_from_details(read_wanted(record.attributes))
+                    except Exception:  # one unreadable record never costs the others
+                        log.debug("log record dropped: unreadable attributes", exc_info=True)
+                        dropped += 1
+                        continue
                     inputs += details_in
                     outputs += details_out
                     continue
-                direction, message = _message_from_log(name, any_value(record.body))
+                try:
+                    direction, message = _message_from_log(name, any_value(record.body))
+                except Exception:  # one unreadable record never costs the others
+                    log.debug("log record dropped: unreadable body", exc_info=True)
+                    dropped += 1
+                    continue
                 (inputs if direction == "input" else outputs).append(message)
     facts = [
         LogContent(

@@ -53,6 +53,24 @@ class StoreUnavailable(RuntimeError):
     """The store cannot take writes right now (transient from the client's point of view)."""
 
 
+class BatchRejected(StoreUnavailable):
+    """This batch's own values cannot be stored (never will): the others of its group were
+    committed without it. Final for the client that sent it, not transient."""
+
+
+# DuckDB errors raised by values in the rows written, not by the store's state.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    duckdb.ConversionException,
+    duckdb.OutOfRangeException,
+    duckdb.InvalidInputException,
+    duckdb.ConstraintException,
+    duckdb.TypeMismatchException,
+    OverflowError,
+    ValueError,
+    TypeError,
+)
+
+
 SIGNAL_COLUMNS = (
     "signal_id",
     "run_id",
@@ -180,7 +198,7 @@ class RunFilter:
 
 
 def _payload_json(payload: Any) -> str:
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True)
+    return json.dumps(payload, separators=(",", ":"), sort_keys=True, allow_nan=False)  # strict JSON
 
 
 class DuckStore:
@@ -305,8 +323,8 @@ class DuckStore:
             with self._lock:
                 self._queued_events -= size
 
-    def _write(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch]) -> None:
-        started = time.perf_counter()
+    def _transaction(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch]) -> None:
+        """Write ``batches`` in one transaction; rolled back and raised on any failure."""
         now_ns = time.time_ns()
         runs: dict[str, RunRow] = {}
         for batch in batches:
@@ -406,17 +424,46 @@ class DuckStore:
                 )
                 upsert.flush()
             conn.execute("COMMIT")
-        except Exception as exc:  # the whole group fails together; clients will retry
-            log.error("store write failed: %s", exc)
+        except BaseException:
             with contextlib.suppress(duckdb.Error):
                 conn.execute("ROLLBACK")
+            raise
+
+    def _write(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch]) -> None:
+        """Group commit; when the group fails, each batch is committed on its own, so a batch
+        whose values cannot be stored fails alone and never costs other clients their export."""
+        started = time.perf_counter()
+        try:
+            self._transaction(conn, batches)
+        except Exception as exc:
+            if len(batches) == 1:
+                self._fail(batch=batches[0], exc=exc)
+                return
+            log.warning(
+                "group commit of %d batches failed (%s); committing them one by one", len(batches), type(exc).__name__
+            )
             for batch in batches:
-                batch.future.set_exception(StoreUnavailable(f"store write failed: {type(exc).__name__}"))
+                try:
+                    self._transaction(conn, [batch])
+                except Exception as one:
+                    self._fail(batch=batch, exc=one)
+                else:
+                    batch.future.set_result(None)
             return
         if self._on_write is not None:
             self._on_write(time.perf_counter() - started)
         for batch in batches:
             batch.future.set_result(None)
+
+    @staticmethod
+    def _fail(batch: WriteBatch, exc: Exception) -> None:
+        if isinstance(exc, _DATA_ERRORS):
+            log.warning("store refused a batch's values: %s", type(exc).__name__)
+            batch.future.set_exception(BatchRejected(f"values that cannot be stored ({type(exc).__name__})"))
+        else:
+            log.error("store write failed: %s", type(exc).__name__)
+            log.debug("store write failure", exc_info=exc)
+            batch.future.set_exception(StoreUnavailable(f"store write failed: {type(exc).__name__}"))
 
     # --- reads (any thread; one cursor per thread) ----------------------------------------
 
