@@ -45,6 +45,7 @@ STORE = web.AppKey("store", DuckStore)
 METRICS = web.AppKey("metrics", Metrics)
 POLICIES = web.AppKey("policies", PolicyService)
 EXPLAIN = web.AppKey("explain", ExplainService)
+LOOPBACK_ONLY = web.AppKey("loopback_only", bool)  # the API listens on a loopback address only
 API_KEYS = web.AppKey("api_keys", tuple)
 
 
@@ -113,6 +114,44 @@ async def auth_middleware(
                 "a valid 'Authorization: Bearer <key>' header is required",
                 {"WWW-Authenticate": 'Bearer realm="dunetrace"'},
             )
+    return await handler(request)
+
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header ("[::1]:8002" → "::1", "localhost:8002" → "localhost")."""
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+@web.middleware
+async def browser_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """What a web page can make a browser send never reaches the keyless loopback API:
+
+    - a foreign ``Host`` (how a DNS-rebound page reaches 127.0.0.1) is refused when the API has
+      no keys and listens on loopback only;
+    - a state change from another origin is refused (``Origin`` or ``Sec-Fetch-Site`` says so);
+    - a state change with a body must say ``Content-Type: application/json``, which a page can
+      send cross-origin only after a CORS preflight this API never grants.
+    curl, the SDKs and pages served by the API itself send none of these, or the right ones."""
+    if request.app[LOOPBACK_ONLY] and not request.app[API_KEYS]:
+        if _host_name(request.headers.get("Host", "").strip().lower()) not in LOOPBACK_NAMES:
+            return error_response(
+                403, "forbidden_host", "this API answers only requests addressed to 127.0.0.1, localhost or [::1]"
+            )
+    if request.method not in SAFE_METHODS and request.match_info.http_exception is None:  # a route of ours
+        origin = request.headers.get("Origin")
+        cross_site = request.headers.get("Sec-Fetch-Site", "") in ("cross-site", "same-site")
+        if cross_site or (origin is not None and origin != f"{request.scheme}://{request.host}"):
+            return error_response(403, "cross_origin", "state changes are not accepted from another origin")
+        if request.can_read_body and request.content_type != "application/json":
+            return error_response(415, "unsupported_media_type", "a request body must be application/json")
     return await handler(request)
 
 
@@ -478,8 +517,12 @@ def build_api_app(
     explainer: ExplainService | None = None,
     metrics: Metrics | None = None,
     policies: PolicyService | None = None,
+    loopback_only: bool = True,
 ) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware, auth_middleware], client_max_size=1024 * 1024)
+    app = web.Application(
+        middlewares=[errors_middleware, auth_middleware, browser_middleware], client_max_size=1024 * 1024
+    )
+    app[LOOPBACK_ONLY] = loopback_only
     app[STORE] = store
     app[EXPLAIN] = explainer or ExplainService(store, None, None, prompt_label="production", cache_seconds=0)
     app[API_KEYS] = api_keys

@@ -137,7 +137,14 @@ class Daemon:
             )
         await self._serve(
             "api",
-            build_api_app(self.store, cfg.api.keys, self.explainer, self.metrics, self.policies),
+            build_api_app(
+                self.store,
+                cfg.api.keys,
+                self.explainer,
+                self.metrics,
+                self.policies,
+                loopback_only=cfg.api.endpoint.is_loopback,
+            ),
             cfg.api.endpoint,
         )
         log.info(

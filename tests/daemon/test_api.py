@@ -29,6 +29,7 @@ from tests.sidecar import HttpResult, Sidecar, fixture_bytes, http, trace_ids_in
 
 KEY1 = "k1-aaaaaaaaaaaaaaaa"
 KEY2 = "k2-bbbbbbbbbbbbbbbb"
+JSON = {"Content-Type": "application/json"}
 
 TOOLCALL = "openllmetry-openai-toolcall"
 ERRORS = "openllmetry-openai-errors"
@@ -602,13 +603,13 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
         "condition": {"trigger": "step_count", "operator": "gt", "value": 50},
         "action": {"type": "log"},
     }
-    created = http("POST", daemon.api_url + "/v1/policies", body=json.dumps(policy).encode())
+    created = http("POST", daemon.api_url + "/v1/policies", body=json.dumps(policy).encode(), headers=JSON)
     policy_id = str(created.json()["id"])
     for method, path in sorted(operations):
         concrete = path.replace("{run_id}", run_id).replace("{signal_id}", signal_id)
         concrete = concrete.replace("{policy_id}", "999999" if method == "DELETE" else policy_id)
         body = b"{}" if method in ("POST", "PUT") else None
-        result = http(method, daemon.api_url + concrete, body=body)
+        result = http(method, daemon.api_url + concrete, body=body, headers=JSON if body else None)
         if method == "GET" or path.endswith("/explain"):
             assert result.status == 200, (method, path, result.body[:300])
         else:  # empty bodies, nothing configured, an unknown id: a documented answer, never the router's 404/405
