@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-test clean bench captures
+.PHONY: run test lint install install-test clean bench captures system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,11 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: $(VENV)/.installed-test lint
+# System tools the suite uses (promtool), installed when missing, as CI does.
+system-packages:
+	bash .ci/system-packages.sh
+
+test: $(VENV)/.installed-test system-packages lint
 	$(BIN)/pytest
 
 clean:
