@@ -230,6 +230,37 @@ SETTINGS: tuple[Setting, ...] = (
         "Events waiting for the store before exports are refused with 503 / UNAVAILABLE (retryable).",
     ),
     Setting(
+        "receiver.max_inflight_requests",
+        "DUNETRACE_MAX_INFLIGHT_REQUESTS",
+        64,
+        parse_positive_int,
+        "Export requests processed at once (both transports); more are refused at once with the retryable "
+        "answer (503 + Retry-After / UNAVAILABLE + RetryInfo).",
+    ),
+    Setting(
+        "receiver.max_inflight_bytes",
+        "DUNETRACE_MAX_INFLIGHT_BYTES",
+        32 * 1024 * 1024,
+        parse_positive_int,
+        "Bytes of export requests held at once (wire size); more are refused like max_inflight_requests.",
+    ),
+    Setting(
+        "receiver.read_timeout_seconds",
+        "DUNETRACE_READ_TIMEOUT",
+        15,
+        parse_positive_int,
+        "An HTTP connection must send a request's headers within this many seconds of connecting or of its "
+        "last answer, and its body within this many seconds more (else 408 and closed).",
+    ),
+    Setting(
+        "receiver.max_connections",
+        "DUNETRACE_MAX_CONNECTIONS",
+        256,
+        parse_positive_int,
+        "Open connections per HTTP listener (OTLP/HTTP; the API takes a quarter); past it a new connection gets "
+        "503 + Retry-After and is closed.",
+    ),
+    Setting(
         "receiver.retry_after_seconds",
         "DUNETRACE_RETRY_AFTER_SECONDS",
         1,
@@ -478,6 +509,10 @@ class ReceiverConfig:
     grpc_endpoint: Endpoint
     http_endpoint: Endpoint
     max_http_body_bytes: int
+    max_inflight_requests: int
+    max_inflight_bytes: int
+    read_timeout_seconds: int
+    max_connections: int
     max_grpc_message_bytes: int
     max_queued_events: int
     retry_after_seconds: int
@@ -643,6 +678,10 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
             grpc_endpoint=values["receiver.grpc_endpoint"],
             http_endpoint=values["receiver.http_endpoint"],
             max_http_body_bytes=values["receiver.max_http_body_bytes"],
+            max_inflight_requests=values["receiver.max_inflight_requests"],
+            max_inflight_bytes=values["receiver.max_inflight_bytes"],
+            read_timeout_seconds=values["receiver.read_timeout_seconds"],
+            max_connections=values["receiver.max_connections"],
             max_grpc_message_bytes=values["receiver.max_grpc_message_bytes"],
             max_queued_events=values["receiver.max_queued_events"],
             retry_after_seconds=values["receiver.retry_after_seconds"],

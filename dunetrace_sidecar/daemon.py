@@ -14,6 +14,7 @@ import signal
 import socket
 from contextlib import suppress
 from dataclasses import replace
+from typing import Any
 
 import grpc
 from aiohttp import web
@@ -29,7 +30,9 @@ from dunetrace_sidecar.policies import PolicyBook, PolicyService
 from explain.analyzer import build_analyzer
 from explain.langfuse_client import LangfuseClient
 from explain.service import ExplainService
+from receiver.admission import Admission
 from receiver.content import Hasher
+from receiver.errors import retry_after_header
 from receiver.grpc_server import build_grpc_server
 from receiver.http_server import LINGERING_TIME_SECONDS, build_otlp_app
 from store.duckdb_store import DuckStore
@@ -37,6 +40,26 @@ from store.duckdb_store import DuckStore
 log = logging.getLogger("dunetrace.daemon")
 
 GRACE_SECONDS = 10.0
+
+
+def cap_connections(server: web.Server, limit: int, retry_after_seconds: int) -> None:
+    """Past ``limit`` open connections, a new one is answered 503 + Retry-After and closed at
+    once, before anything is read: unfinished uploads cannot exhaust the process's files."""
+    accept = server.connection_made
+    body = b'{"error": {"code": "too_many_connections", "message": "retry shortly"}}'
+    refusal = (
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        f"Retry-After: {retry_after_header(retry_after_seconds)}\r\nConnection: close\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+    def connection_made(handler: Any, transport: asyncio.Transport) -> None:
+        accept(handler, transport)
+        if len(server.connections) > limit:
+            transport.write(refusal)
+            handler.force_close()
+
+    server.connection_made = connection_made  # type: ignore[method-assign]
 
 
 def _bound_port(runner: web.AppRunner) -> int:
@@ -115,8 +138,9 @@ class Daemon:
             len(self.policies.book.all()),
         )
 
+        admission = Admission(cfg.receiver.max_inflight_requests, cfg.receiver.max_inflight_bytes)
         self._grpc = build_grpc_server(
-            self.pipeline, cfg.receiver.max_grpc_message_bytes, cfg.receiver.retry_after_seconds
+            self.pipeline, cfg.receiver.max_grpc_message_bytes, cfg.receiver.retry_after_seconds, admission
         )
         grpc_ep = cfg.receiver.grpc_endpoint
         try:
@@ -126,8 +150,16 @@ class Daemon:
         await self._grpc.start()
         self._listening("otlp_grpc", Endpoint(grpc_ep.host, port))
 
-        otlp_app = build_otlp_app(self.pipeline, cfg.receiver.max_http_body_bytes, cfg.receiver.retry_after_seconds)
-        await self._serve("otlp_http", otlp_app, cfg.receiver.http_endpoint, LINGERING_TIME_SECONDS)
+        otlp_app = build_otlp_app(
+            self.pipeline,
+            cfg.receiver.max_http_body_bytes,
+            cfg.receiver.retry_after_seconds,
+            admission,
+            cfg.receiver.read_timeout_seconds,
+        )
+        await self._serve(
+            "otlp_http", otlp_app, cfg.receiver.http_endpoint, cfg.receiver.max_connections, LINGERING_TIME_SECONDS
+        )
 
         if not cfg.api.endpoint.is_loopback and not cfg.api.keys:
             log.warning(
@@ -146,6 +178,7 @@ class Daemon:
                 loopback_only=cfg.api.endpoint.is_loopback,
             ),
             cfg.api.endpoint,
+            max(cfg.receiver.max_connections // 4, 8),
         )
         log.info(
             "explain: langfuse=%s llm=%s",
@@ -164,15 +197,22 @@ class Daemon:
             log.info("alerts: %s", ", ".join(sorted(self.alerts.destinations)))
         log.info("ready")
 
-    async def _serve(self, name: str, app: web.Application, endpoint: Endpoint, lingering_time: float = 10.0) -> None:
+    async def _serve(
+        self, name: str, app: web.Application, endpoint: Endpoint, max_connections: int, lingering_time: float = 10.0
+    ) -> None:
         runner = web.AppRunner(
             app,
             access_log=None,
             handle_signals=False,
             shutdown_timeout=GRACE_SECONDS,
             lingering_time=lingering_time,
+            # A connection must complete a request's headers this soon after connecting or after
+            # its last answer (aiohttp's idle timer runs from the connection's start).
+            keepalive_timeout=self.config.receiver.read_timeout_seconds,
         )
         await runner.setup()
+        assert runner.server is not None
+        cap_connections(runner.server, max_connections, self.config.receiver.retry_after_seconds)
         self._runners.append(runner)
         site = web.TCPSite(runner, endpoint.host, endpoint.port, reuse_address=True)
         try:

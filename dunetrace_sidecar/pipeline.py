@@ -18,6 +18,7 @@ import logging
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -100,7 +101,8 @@ class Pipeline:
         self._agent_wait = alert_agent_wait_seconds
         # runs holding alerts until their agent is settled → when to send them anyway
         self._awaiting_agent: dict[str, float] = {}
-        self._told_rootless: set[str] = set()  # services told once that their LLM spans have no root
+        self._told_rootless: set[str] = set()
+        self._translator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="translate")  # services told once that their LLM spans have no root
         metrics.runs_open.set_function(lambda: len(self._runs))
         metrics.store_queue.set_function(lambda: store.queued_events)
 
@@ -119,7 +121,11 @@ class Pipeline:
         self, request: pb_trace_service.ExportTraceServiceRequest, transport: str = "internal"
     ) -> ExportResult:
         received = time.monotonic()
-        translated = translate_request(request.resource_spans, self._hasher)
+        # Translation is most of the CPU an export costs: off the event loop, so health checks,
+        # the API and refusals stay prompt under load (the GIL still hands the loop its turns).
+        translated = await asyncio.get_running_loop().run_in_executor(
+            self._translator, translate_request, request.resource_spans, self._hasher
+        )
         by_run: dict[str, list[SpanFacts]] = defaultdict(list)
         for facts in translated.facts:
             by_run[facts.run_id].append(facts)

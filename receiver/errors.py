@@ -27,6 +27,9 @@ TOO_LARGE = ErrorKind("too_large", 413, grpc.StatusCode.RESOURCE_EXHAUSTED, retr
 UNSUPPORTED_MEDIA = ErrorKind("unsupported_media_type", 415, grpc.StatusCode.INVALID_ARGUMENT, retryable=False)
 METHOD_NOT_ALLOWED = ErrorKind("method_not_allowed", 405, grpc.StatusCode.UNIMPLEMENTED, retryable=False)
 QUEUE_FULL = ErrorKind("queue_full", 503, grpc.StatusCode.UNAVAILABLE, retryable=True)
+# The body did not arrive in time: the connection is closed; exporters retry 408.
+TIMEOUT = ErrorKind("timeout", 408, grpc.StatusCode.DEADLINE_EXCEEDED, retryable=True)
+BUSY = ErrorKind("busy", 503, grpc.StatusCode.UNAVAILABLE, retryable=True)  # in-flight bound reached
 STORE_UNAVAILABLE = ErrorKind("store_unavailable", 503, grpc.StatusCode.UNAVAILABLE, retryable=True)
 SHUTTING_DOWN = ErrorKind("shutting_down", 503, grpc.StatusCode.UNAVAILABLE, retryable=True)
 

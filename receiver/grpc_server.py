@@ -20,6 +20,7 @@ from google.rpc import error_details_pb2 as pb_error_details
 from google.rpc import status_pb2 as pb_status
 
 from receiver.errors import BAD_DATA, ReceiverError, retry_delay_seconds
+from receiver.admission import Admission
 from receiver.ingest import Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal
 
@@ -43,9 +44,10 @@ def _retry_trailers(code: grpc.StatusCode, message: str, base_seconds: int) -> t
 
 
 class OtlpGrpcHandlers:
-    def __init__(self, ingest: Ingest, retry_after_seconds: int) -> None:
+    def __init__(self, ingest: Ingest, retry_after_seconds: int, admission: Admission) -> None:
         self._ingest = ingest
         self._retry_after = retry_after_seconds
+        self._admission = admission
 
     def generic_handlers(self) -> list[grpc.GenericRpcHandler]:
         return [
@@ -59,12 +61,13 @@ class OtlpGrpcHandlers:
         async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
                 self._ingest.check_capacity()
-                message = signal.request_type()
-                try:
-                    message.ParseFromString(body)
-                except DecodeError as exc:
-                    raise ReceiverError(BAD_DATA, f"not a valid {signal.request_type.__name__}: {exc}") from None
-                result = await signal.export(self._ingest, message, "grpc")
+                with self._admission.admit(len(body)):
+                    message = signal.request_type()
+                    try:
+                        message.ParseFromString(body)
+                    except DecodeError as exc:
+                        raise ReceiverError(BAD_DATA, f"not a valid {signal.request_type.__name__}: {exc}") from None
+                    result = await signal.export(self._ingest, message, "grpc")
             except ReceiverError as exc:
                 self._ingest.note_refused("grpc", signal.name, exc.kind.name)
                 code = exc.kind.grpc_code
@@ -76,12 +79,20 @@ class OtlpGrpcHandlers:
         return export
 
 
-def build_grpc_server(ingest: Ingest, max_message_bytes: int, retry_after_seconds: int) -> grpc.aio.Server:
+def build_grpc_server(
+    ingest: Ingest, max_message_bytes: int, retry_after_seconds: int, admission: Admission
+) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
-        ]
+            # Connections that go quiet are dropped (keepalive pings from us, unanswered).
+            ("grpc.keepalive_time_ms", 60_000),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.max_connection_idle_ms", 300_000),
+        ],
+        # A hard ceiling beyond admission control (refused by grpc itself: RESOURCE_EXHAUSTED).
+        maximum_concurrent_rpcs=admission.max_requests * 4,
     )
-    server.add_generic_rpc_handlers(OtlpGrpcHandlers(ingest, retry_after_seconds).generic_handlers())
+    server.add_generic_rpc_handlers(OtlpGrpcHandlers(ingest, retry_after_seconds, admission).generic_handlers())
     return server

@@ -7,6 +7,7 @@ aiohttp decompresses ``Content-Encoding: gzip|deflate`` itself and enforces
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -17,12 +18,14 @@ from receiver import otlp_json
 from receiver.errors import (
     BAD_DATA,
     METHOD_NOT_ALLOWED,
+    TIMEOUT,
     TOO_LARGE,
     UNSUPPORTED_MEDIA,
     ErrorKind,
     ReceiverError,
     retry_after_header,
 )
+from receiver.admission import Admission
 from receiver.ingest import Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal
 
@@ -47,10 +50,14 @@ def error_response(kind: ErrorKind, message: str, content_type: str, retry_after
 
 
 class OtlpHttpHandler:
-    def __init__(self, ingest: Ingest, max_body_bytes: int, retry_after_seconds: int) -> None:
+    def __init__(
+        self, ingest: Ingest, max_body_bytes: int, retry_after_seconds: int, admission: Admission, read_timeout: float
+    ) -> None:
         self._ingest = ingest
         self._max_body_bytes = max_body_bytes
         self._retry_after = retry_after_seconds
+        self._admission = admission
+        self._read_timeout = read_timeout
 
     def for_signal(self, signal: OtlpSignal) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def handle(request: web.Request) -> web.StreamResponse:
@@ -76,11 +83,14 @@ class OtlpHttpHandler:
             return error_response(
                 UNSUPPORTED_MEDIA, f"Content-Encoding {encoding} is not supported; use gzip", content_type
             )
+        # Admitted by its wire size before anything is read (a chunked body: the body limit).
+        size = request.content_length if request.content_length is not None else self._max_body_bytes
         try:
             self._ingest.check_capacity()
-            body = await self._read(request)
-            message = self._decode(signal, body, content_type)
-            result = await signal.export(self._ingest, message, "http")
+            with self._admission.admit(min(size, self._max_body_bytes)):
+                body = await self._read(request)
+                message = self._decode(signal, body, content_type)
+                result = await signal.export(self._ingest, message, "http")
         except ReceiverError as exc:
             self._ingest.note_refused("http", signal.name, exc.kind.name)
             return error_response(exc.kind, exc.message, content_type, self._retry_after)
@@ -88,7 +98,9 @@ class OtlpHttpHandler:
 
     async def _read(self, request: web.Request) -> bytes:
         try:
-            return await request.read()
+            return await asyncio.wait_for(request.read(), self._read_timeout)
+        except TimeoutError:
+            raise ReceiverError(TIMEOUT, f"the body did not arrive within {self._read_timeout:g} s") from None
         except web.HTTPRequestEntityTooLarge:
             raise ReceiverError(
                 TOO_LARGE, f"body exceeds the limit of {self._max_body_bytes} bytes after decompression"
@@ -116,9 +128,11 @@ class OtlpHttpHandler:
 LINGERING_TIME_SECONDS = 0.0
 
 
-def build_otlp_app(ingest: Ingest, max_body_bytes: int, retry_after_seconds: int) -> web.Application:
+def build_otlp_app(
+    ingest: Ingest, max_body_bytes: int, retry_after_seconds: int, admission: Admission, read_timeout: float
+) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
-    handler = OtlpHttpHandler(ingest, max_body_bytes, retry_after_seconds)
+    handler = OtlpHttpHandler(ingest, max_body_bytes, retry_after_seconds, admission, read_timeout)
     for signal in ALL_SIGNALS:
         app.router.add_route("*", signal.http_path, handler.for_signal(signal))
     return app
