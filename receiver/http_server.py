@@ -8,6 +8,7 @@ aiohttp decompresses ``Content-Encoding: gzip|deflate`` itself and enforces
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -93,8 +94,23 @@ class OtlpHttpHandler:
                 result = await signal.export(self._ingest, message, "http")
         except ReceiverError as exc:
             self._ingest.note_refused("http", signal.name, exc.kind.name)
+            if exc.kind.retryable and exc.kind is not TIMEOUT:
+                await self._drain(request)
             return error_response(exc.kind, exc.message, content_type, self._retry_after)
         return web.Response(status=200, body=_encode(signal.response(result), content_type), content_type=content_type)
+
+    async def _drain(self, request: web.Request) -> None:
+        """Read and drop what is left of a refused body (up to DRAIN_LIMIT_BYTES): closing a
+        socket with unread data makes the kernel send a reset, and the client would never see
+        the 503 telling it when to retry."""
+        remaining = DRAIN_LIMIT_BYTES
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._read_timeout):
+                while remaining > 0:
+                    chunk = await request.content.readany()
+                    if not chunk:
+                        return
+                    remaining -= len(chunk)
 
     async def _read(self, request: web.Request) -> bytes:
         try:
@@ -122,6 +138,8 @@ class OtlpHttpHandler:
             raise ReceiverError(BAD_DATA, f"body is not a valid {signal.request_type.__name__}: {exc}") from None
         return message
 
+
+DRAIN_LIMIT_BYTES = 1024 * 1024  # a refused body up to this size is read, so the 503 arrives
 
 # After an early answer (413, 400) the rest of the body is not read: aiohttp would otherwise
 # keep reading — and inflating — it on the event loop for up to 10 s ("lingering close").
