@@ -140,11 +140,11 @@ async def browser_middleware(
     - a state change with a body must say ``Content-Type: application/json``, which a page can
       send cross-origin only after a CORS preflight this API never grants.
     curl, the SDKs and pages served by the API itself send none of these, or the right ones."""
-    if request.app[LOOPBACK_ONLY] and not request.app[API_KEYS]:
-        if _host_name(request.headers.get("Host", "").strip().lower()) not in LOOPBACK_NAMES:
-            return error_response(
-                403, "forbidden_host", "this API answers only requests addressed to 127.0.0.1, localhost or [::1]"
-            )
+    host = _host_name(request.headers.get("Host", "").strip().lower())
+    if request.app[LOOPBACK_ONLY] and not request.app[API_KEYS] and host not in LOOPBACK_NAMES:
+        return error_response(
+            403, "forbidden_host", "this API answers only requests addressed to 127.0.0.1, localhost or [::1]"
+        )
     if request.method not in SAFE_METHODS and request.match_info.http_exception is None:  # a route of ours
         origin = request.headers.get("Origin")
         cross_site = request.headers.get("Sec-Fetch-Site", "") in ("cross-site", "same-site")

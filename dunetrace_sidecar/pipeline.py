@@ -101,8 +101,8 @@ class Pipeline:
         self._agent_wait = alert_agent_wait_seconds
         # runs holding alerts until their agent is settled → when to send them anyway
         self._awaiting_agent: dict[str, float] = {}
-        self._told_rootless: set[str] = set()
-        self._translator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="translate")  # services told once that their LLM spans have no root
+        self._told_rootless: set[str] = set()  # services told once that their LLM spans have no root
+        self._translator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="translate")
         metrics.runs_open.set_function(lambda: len(self._runs))
         metrics.store_queue.set_function(lambda: store.queued_events)
 

@@ -16,6 +16,7 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2 as pb_status
 
 from receiver import otlp_json
+from receiver.admission import Admission
 from receiver.errors import (
     BAD_DATA,
     METHOD_NOT_ALLOWED,
@@ -26,7 +27,6 @@ from receiver.errors import (
     ReceiverError,
     retry_after_header,
 )
-from receiver.admission import Admission
 from receiver.ingest import Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal
 
