@@ -306,6 +306,9 @@ class Pipeline:
             loaded = await loop.run_in_executor(None, self._baselines.load, missing)
         except StoreUnavailable as exc:
             raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
+        except Exception as exc:  # a read the store could not answer (I/O, a damaged block)
+            log.error("store read failed: %s", type(exc).__name__)
+            raise ReceiverError(STORE_UNAVAILABLE, "store read failed") from None
         self._baselines.install(loaded)
 
     async def _commit(self, batch: _Batch) -> None:
@@ -348,6 +351,9 @@ class Pipeline:
             restored = await loop.run_in_executor(None, self._restore, missing)
         except StoreUnavailable as exc:
             raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
+        except Exception as exc:  # a read the store could not answer (I/O, a damaged block)
+            log.error("store read failed: %s", type(exc).__name__)
+            raise ReceiverError(STORE_UNAVAILABLE, "store read failed") from None
         for run_id in missing:
             # Another export may have opened it while we were reading.
             if run_id not in self._runs and (run_id in restored or run_id in may_open):

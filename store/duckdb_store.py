@@ -53,6 +53,10 @@ class StoreUnavailable(RuntimeError):
     """The store cannot take writes right now (transient from the client's point of view)."""
 
 
+class StoreCorrupt(RuntimeError):
+    """The file at store.path opens but cannot be read back or written: refused at startup."""
+
+
 class BatchRejected(StoreUnavailable):
     """This batch's own values cannot be stored (never will): the others of its group were
     committed without it. Final for the client that sent it, not transient."""
@@ -216,6 +220,7 @@ class DuckStore:
         self._max_batch_events = max_batch_events
         self._queue: queue.Queue[Any] = queue.Queue()
         self._queued_events = 0
+        self._write_failing = False  # the latest write failed for the store's own reasons
         self._lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
@@ -228,8 +233,18 @@ class DuckStore:
     def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = duckdb.connect(self.path, config={"memory_limit": self._memory_limit})
+        self._conn = duckdb.connect(
+            self.path,
+            config={
+                "memory_limit": self._memory_limit,
+                # Never fetch or load extensions: a wrong file at store.path must not make the
+                # daemon reach for the network or run foreign code.
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            },
+        )
         self._migrate(self._conn)
+        self._read_back(self._conn)
         self._thread = threading.Thread(target=self._writer, name="duckdb-writer", daemon=True)
         self._thread.start()
         self._healthy = True
@@ -262,6 +277,24 @@ class DuckStore:
     @property
     def queued_events(self) -> int:
         return self._queued_events
+
+    @staticmethod
+    def _read_back(conn: duckdb.DuckDBPyConnection) -> None:
+        """Refuse a file that opens but cannot be read or written: every table is read in full
+        (DuckDB verifies each block's checksum; about a second per GB) and a write is tried and
+        rolled back, so a corrupted store fails at startup with a clear error instead of failing
+        every export later."""
+        try:
+            for (table,) in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall():
+                # Every column of every row: each block's checksum is verified as it is read.
+                conn.execute(f'SELECT bit_xor(hash(t)) FROM "{table}" AS t').fetchone()
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO events VALUES (gen_random_uuid(), 'probe', 'probe', 0, '', '{}', 0)")
+            conn.execute("ROLLBACK")
+        except duckdb.Error as exc:
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("ROLLBACK")
+            raise StoreCorrupt(f"the store cannot be read back ({type(exc).__name__}): {exc}") from None
 
     def _migrate(self, conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_ns BIGINT NOT NULL)")
@@ -448,19 +481,21 @@ class DuckStore:
                 except Exception as one:
                     self._fail(batch=batch, exc=one)
                 else:
+                    self._write_failing = False
                     batch.future.set_result(None)
             return
+        self._write_failing = False
         if self._on_write is not None:
             self._on_write(time.perf_counter() - started)
         for batch in batches:
             batch.future.set_result(None)
 
-    @staticmethod
-    def _fail(batch: WriteBatch, exc: Exception) -> None:
+    def _fail(self, batch: WriteBatch, exc: Exception) -> None:
         if isinstance(exc, _DATA_ERRORS):
             log.warning("store refused a batch's values: %s", type(exc).__name__)
             batch.future.set_exception(BatchRejected(f"values that cannot be stored ({type(exc).__name__})"))
         else:
+            self._write_failing = True
             log.error("store write failed: %s", type(exc).__name__)
             log.debug("store write failure", exc_info=exc)
             batch.future.set_exception(StoreUnavailable(f"store write failed: {type(exc).__name__}"))
@@ -479,9 +514,11 @@ class DuckStore:
         return cursor
 
     def ping(self) -> bool:
+        """Ready: open, answering, and its last write did not fail for the store's own reasons
+        (a full disk, I/O errors) — readiness follows what exports are being answered."""
         try:
             self._cursor().execute("SELECT 1").fetchone()
-            return self.healthy
+            return self.healthy and not self._write_failing
         except (duckdb.Error, StoreUnavailable):
             return False
 

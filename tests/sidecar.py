@@ -68,13 +68,20 @@ def http(
 class Sidecar:
     """One daemon process with its own data directory and log file."""
 
-    def __init__(self, workdir: Path, env: Mapping[str, str] | None = None, config_file: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: Mapping[str, str] | None = None,
+        config_file: Path | None = None,
+        launcher: tuple[str, ...] = (),
+    ) -> None:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.db_path = workdir / "dunetrace.duckdb"
         self.log_path = workdir / "sidecar.log"
         self.extra_env = dict(env or {})
         self.config_file = config_file
+        self.launcher = launcher  # e.g. ("prlimit", "--fsize=…", "--"): run the daemon under it
         self.process: subprocess.Popen[bytes] | None = None
         self.addresses: dict[str, str] = {}
         self._log_offset = 0
@@ -94,7 +101,7 @@ class Sidecar:
             }
         )
         env.update(self.extra_env)
-        args = [sys.executable, "-m", "dunetrace_sidecar"]
+        args = [*self.launcher, sys.executable, "-m", "dunetrace_sidecar"]
         if self.config_file is not None:
             args += ["--config", str(self.config_file)]
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0

@@ -1,0 +1,66 @@
+"""Store trouble is refused where it starts, and readiness says so (issue 11, finding 6)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from tests.sidecar import Sidecar, fixture_bytes, wait_for, with_new_trace_ids
+
+LOOP = "openllmetry-openai-toolloop.pb"
+
+
+def _filled(workdir: Path, exports: int = 150) -> Sidecar:
+    daemon = Sidecar(workdir).start()
+    for _ in range(exports):
+        body, _ = with_new_trace_ids(fixture_bytes(LOOP))
+        assert daemon.post_otlp(body).status == 200
+    daemon.stop()
+    return daemon
+
+
+def test_a_corrupted_store_is_refused_at_startup(tmp_path: Path) -> None:
+    daemon = _filled(tmp_path / "corrupt")
+    data = bytearray(daemon.db_path.read_bytes())
+    for offset in range(len(data) // 3, len(data) // 3 + 200_000, 997):  # damage blocks in the middle
+        data[offset] ^= 0xFF
+    daemon.db_path.write_bytes(bytes(data))
+    with pytest.raises(AssertionError, match="sidecar exited with 1"):
+        daemon.start(timeout=30)
+    assert "the store cannot be read back" in daemon.log_text(since_start=True)
+    assert "Corrupt database file" in daemon.log_text(since_start=True)
+
+
+def test_a_foreign_file_never_makes_it_fetch_an_extension(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    daemon = Sidecar(tmp_path / "foreign", env={"HOME": str(home)})
+    daemon.workdir.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(daemon.db_path) as conn:  # a SQLite file where the DuckDB file should be
+        conn.execute("CREATE TABLE t (x)")
+    with pytest.raises(AssertionError, match="sidecar exited with 1"):
+        daemon.start(timeout=30)
+    assert "startup failed" in daemon.log_text(since_start=True)
+    assert not (home / ".duckdb").exists()  # nothing installed, nothing downloaded
+
+
+def test_readiness_follows_store_writes_failing(tmp_path: Path) -> None:
+    """A file-size limit plays a full disk: writes fail, exports get the retryable answer and
+    /readyz says not ready while /healthz stays up."""
+    daemon = Sidecar(tmp_path / "full", launcher=("prlimit", f"--fsize={1024 * 1024}", "--")).start()
+    try:
+        assert daemon.api("/readyz").status == 200
+        statuses = []
+        for _ in range(1500):
+            body, _ = with_new_trace_ids(fixture_bytes(LOOP))
+            statuses.append(daemon.post_otlp(body).status)
+            if statuses[-1] != 200:
+                break
+        assert statuses[-1] == 503, statuses[-5:]
+        assert set(statuses) <= {200, 503}
+        wait_for(lambda: daemon.api("/readyz").status == 503, what="readiness to drop")
+        assert daemon.api("/healthz").status == 200
+    finally:
+        daemon.close()
