@@ -535,7 +535,20 @@ class RunState:
             if request in self.pending:
                 self.pending.remove(request)
             if request.emitted:
-                return  # already counted from the LLM's request
+                # Counted from the LLM's request before this span came (the run ended first):
+                # the span still says how the call went.
+                if span.is_error:
+                    self.errors += 1
+                out.append(
+                    self._event(
+                        f"{span.span_id}:{ev.TOOL_RESPONDED}",
+                        ev.TOOL_RESPONDED,
+                        span.end_ns,
+                        SYNTHETIC_PREFIX + request.key,
+                        self._tool_outcome(span),
+                    )
+                )
+                return
         else:
             self._open_tool_span(tool.name, tool.call_id)
         self.tool_calls += 1
@@ -552,7 +565,18 @@ class RunState:
                 "tool_call_id": tool.call_id or (request.call_id if request else None),
             }
         )
-        responded = _drop_none(
+        responded = self._tool_outcome(span)
+        out.append(self._called(span, ev.TOOL_CALLED, called))
+        out.append(
+            self._event(f"{span.span_id}:{ev.TOOL_RESPONDED}", ev.TOOL_RESPONDED, span.end_ns, span.span_id, responded)
+        )
+
+    @staticmethod
+    def _tool_outcome(span: SpanFacts) -> dict[str, Any]:
+        """The ``tool.responded`` payload of a tool span."""
+        tool = span.tool
+        assert tool is not None
+        return _drop_none(
             {
                 "tool_name": tool.name,
                 "success": not span.is_error,
@@ -563,10 +587,6 @@ class RunState:
                 "latency_ms": _ms(span.start_ns, span.end_ns),
                 "injection": _injection(tool.injection),
             }
-        )
-        out.append(self._called(span, ev.TOOL_CALLED, called))
-        out.append(
-            self._event(f"{span.span_id}:{ev.TOOL_RESPONDED}", ev.TOOL_RESPONDED, span.end_ns, span.span_id, responded)
         )
 
     def _resolve_pending(self, llm_span: SpanFacts, prompt: PromptFeatures, out: list[RunEvent]) -> None:
