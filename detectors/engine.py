@@ -38,8 +38,11 @@ class DetectionEngine:
                     self._live.setdefault(kind, []).append(detector)
         self._end = [d for d in detectors if d.mode == END]
 
-    def process(self, view: RunView, events: Iterable[RunEvent], now_ns: int | None = None) -> list[Signal]:
-        """Apply ``events`` in order; the signals they prove, each at most once per run."""
+    def process(
+        self, view: RunView, events: Iterable[RunEvent], now_ns: int | None = None, end: bool = True
+    ) -> list[Signal]:
+        """Apply ``events`` in order; the signals they prove, each at most once per run.
+        ``end=False``: a terminal event does not ask the end detectors (the caller will, later)."""
         configs = self.settings.for_agent(view.agent_id)
         view.baseline_p75 = self.baseline(view.agent_id)
         now_ns = now_ns or time.time_ns()
@@ -48,7 +51,7 @@ class DetectionEngine:
             for seen in view.apply(event):
                 for detector in self._live.get(seen.kind, ()):
                     self._ask(detector, view, seen, configs, now_ns, signals)
-                if seen.kind in ev.TERMINAL_KINDS:
+                if end and seen.kind in ev.TERMINAL_KINDS:
                     signals.extend(self.evaluate_end(view, seen, now_ns))
         return signals
 

@@ -65,7 +65,10 @@ class RunView:
     tools: list[ToolCall] = field(default_factory=list)  # the most recent tool calls, at most MAX_WINDOW
     tool_counts: dict[str, int] = field(default_factory=dict)
     llm: OrderedDict[str, LlmCall] = field(default_factory=OrderedDict)
-    llm_calls_since_tool: int = 0
+    # start times of the latest LLM calls (sorted, at most MAX_WINDOW) and of the latest-starting
+    # tool call: "LLM calls after the last tool call" by time, whatever order spans arrive in
+    llm_starts: list[int] = field(default_factory=list)
+    last_tool_start_ns: int = -1
     truncations: int = 0
     first_truncation_step: int | None = None
     last_truncation_step: int | None = None
@@ -107,7 +110,7 @@ class RunView:
             if name is not None:
                 self.tool_counts[name] = self.tool_counts.get(name, 0) + 1
             self.tool_calls += 1
-            self.llm_calls_since_tool = 0
+            self.last_tool_start_ns = max(self.last_tool_start_ns, event.ts_ns)
         elif kind == ev.TOOL_CONTENT:
             # A tool call counted without its name learns it: judged again as that tool's call.
             tool = self._tool(event.call_id)
@@ -128,7 +131,9 @@ class RunView:
                 tool.error_type = payload.get("error_type")
         elif kind == ev.LLM_CALLED:
             self.llm_calls += 1
-            self.llm_calls_since_tool += 1
+            bisect.insort(self.llm_starts, event.ts_ns)
+            if len(self.llm_starts) > MAX_WINDOW:
+                del self.llm_starts[0]
             self.llm[event.call_id] = LlmCall(self.event_step)
             while len(self.llm) > RECENT_LLM_CALLS:
                 self.llm.popitem(last=False)
@@ -236,4 +241,10 @@ class RunView:
         return self._tool(event.call_id)
 
     def last_tool_call(self) -> ToolCall | None:
-        return self.tools[-1] if self.tools else None
+        """The latest-starting of the recent tool calls."""
+        return max(self.tools, key=lambda call: call.step) if self.tools else None
+
+    @property
+    def llm_calls_since_tool(self) -> int:
+        """LLM calls that started after the last tool call started (at most MAX_WINDOW)."""
+        return len(self.llm_starts) - bisect.bisect_right(self.llm_starts, self.last_tool_start_ns)

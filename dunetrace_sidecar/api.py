@@ -46,6 +46,8 @@ METRICS = web.AppKey("metrics", Metrics)
 POLICIES = web.AppKey("policies", PolicyService)
 EXPLAIN = web.AppKey("explain", ExplainService)
 LOOPBACK_ONLY = web.AppKey("loopback_only", bool)  # the API listens on a loopback address only
+# run id → whether its end-of-run detectors still wait for late spans (runs.end_grace_seconds)
+END_PENDING: web.AppKey[Callable[[str], bool]] = web.AppKey("end_pending")
 API_KEYS = web.AppKey("api_keys", tuple)
 
 
@@ -337,6 +339,7 @@ async def get_run(request: web.Request) -> web.Response:
     body["events"] = [event_view(step, event) for step, event in number_steps(folded)]
     body["signals"] = [signal_view(s) for s in signals]
     body["not_seen"] = not_seen(folded)
+    body["end_pending"] = request.app[END_PENDING](run_id)
     return web.json_response(body)
 
 
@@ -518,11 +521,13 @@ def build_api_app(
     metrics: Metrics | None = None,
     policies: PolicyService | None = None,
     loopback_only: bool = True,
+    end_pending: Callable[[str], bool] = lambda _run_id: False,
 ) -> web.Application:
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware, browser_middleware], client_max_size=1024 * 1024
     )
     app[LOOPBACK_ONLY] = loopback_only
+    app[END_PENDING] = end_pending
     app[STORE] = store
     app[EXPLAIN] = explainer or ExplainService(store, None, None, prompt_label="production", cache_seconds=0)
     app[API_KEYS] = api_keys

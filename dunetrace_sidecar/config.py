@@ -10,6 +10,7 @@ Precedence: defaults < the YAML file (``--config`` or ``DUNETRACE_CONFIG``) < en
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -87,6 +88,18 @@ def parse_positive_float(value: Any) -> float:
         raise ValueError(f"expected a positive number, got {value!r}") from None
     if not number > 0:
         raise ValueError(f"expected a positive number, got {value!r}")
+    return number
+
+
+def parse_non_negative_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("expected a number of seconds, 0 or more")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number of seconds, 0 or more, got {value!r}") from None
+    if not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"expected a number of seconds, 0 or more, got {value!r}")
     return number
 
 
@@ -313,6 +326,15 @@ SETTINGS: tuple[Setting, ...] = (
         "Seconds of silence after which a run with no root span is marked stalled.",
     ),
     Setting(
+        "runs.end_grace_seconds",
+        "DUNETRACE_END_GRACE",
+        2,
+        parse_non_negative_float,
+        "End-of-run detectors (TOOL_AVOIDANCE, RAG_EMPTY_RETRIEVAL, GOAL_ABANDONMENT) are asked this long after "
+        "the root span arrives, so spans that reach us after it (another service's, another export) count; "
+        "0: at once.",
+    ),
+    Setting(
         "runs.default_agent_id",
         "DUNETRACE_DEFAULT_AGENT_ID",
         "default",
@@ -534,6 +556,7 @@ class StoreConfig:
 @dataclass(frozen=True, slots=True)
 class RunsConfig:
     stall_timeout_seconds: float
+    end_grace_seconds: float
     default_agent_id: str
     max_open_runs: int
 
@@ -694,6 +717,7 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
         store=StoreConfig(path=values["store.path"], memory_limit=values["store.memory_limit"]),
         runs=RunsConfig(
             stall_timeout_seconds=values["runs.stall_timeout_seconds"],
+            end_grace_seconds=values["runs.end_grace_seconds"],
             default_agent_id=values["runs.default_agent_id"],
             max_open_runs=values["runs.max_open_runs"],
         ),

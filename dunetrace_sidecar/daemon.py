@@ -95,6 +95,7 @@ class Daemon:
             policies=self.policies.book,
             alerts=self.alerts,
             alert_agent_wait_seconds=config.alerts.agent_wait_seconds,
+            end_grace_seconds=config.runs.end_grace_seconds,
         )
         self.langfuse = (
             LangfuseClient(
@@ -176,6 +177,7 @@ class Daemon:
                 self.metrics,
                 self.policies,
                 loopback_only=cfg.api.endpoint.is_loopback,
+                end_pending=self.pipeline.end_pending,
             ),
             cfg.api.endpoint,
             max(cfg.receiver.max_connections // 4, 8),
@@ -188,8 +190,7 @@ class Daemon:
 
         interval = min(max(cfg.runs.stall_timeout_seconds / 4, 0.05), 5.0)
         self._tasks.append(asyncio.create_task(self.pipeline.run_sweeper(interval), name="stall-sweeper"))
-        if self.alerts is not None:
-            self._tasks.append(asyncio.create_task(self.pipeline.run_alert_release(0.25), name="alert-release"))
+        self._tasks.append(asyncio.create_task(self.pipeline.run_timers(0.25), name="run-timers"))
         if self.config_file:
             self._tasks.append(asyncio.create_task(self._watch_config(self.config_file), name="config-watch"))
         if self.alerts is not None:
@@ -228,6 +229,7 @@ class Daemon:
     async def shutdown(self) -> None:
         """Idempotent; safe after a partial start."""
         self.pipeline.begin_shutdown()
+        await self.pipeline.finish_ending_runs(everything=True)  # no end-of-run judgement is lost
         for task in self._tasks:
             task.cancel()
             with suppress(asyncio.CancelledError):

@@ -270,6 +270,11 @@ def openapi_document() -> dict[str, Any]:
                             "properties": {
                                 "events": {"type": "array", "items": {"$ref": "#/components/schemas/Event"}},
                                 "signals": {"type": "array", "items": {"$ref": "#/components/schemas/Signal"}},
+                                "end_pending": {
+                                    "type": "boolean",
+                                    "description": "the end-of-run detectors still wait runs.end_grace_seconds"
+                                    " for spans that reach the sidecar after the root",
+                                },
                                 "not_seen": {
                                     "type": "array",
                                     "items": {"type": "string", "enum": list(NOT_SEEN)},

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
@@ -28,7 +29,8 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb_trace
 
 from detectors.base import Signal
 from detectors.engine import DetectionEngine
-from detectors.events import LLM_CONTENT, RunEvent, RunRow, fold_content
+from detectors.events import TERMINAL_KINDS as TERMINAL_EVENT_KINDS
+from detectors.events import RunEvent, RunRow, fold_content
 from detectors.run_view import RunView
 from detectors.settings import DetectorSettings
 from dunetrace_sidecar.alerts import AlertDispatcher, deliveries_for
@@ -84,6 +86,7 @@ class Pipeline:
         policies: PolicyBook,
         alerts: AlertDispatcher | None = None,
         alert_agent_wait_seconds: float = 0.0,
+        end_grace_seconds: float = 0.0,
     ) -> None:
         self._store = store
         self._hasher = hasher
@@ -99,6 +102,9 @@ class Pipeline:
         self.policies = policies
         self._alerts = alerts
         self._agent_wait = alert_agent_wait_seconds
+        self._end_grace = end_grace_seconds
+        # runs whose root has arrived → when to ask the end detectors
+        self._ending: dict[str, float] = {}
         # runs holding alerts until their agent is settled → when to send them anyway
         self._awaiting_agent: dict[str, float] = {}
         self._told_rootless: set[str] = set()  # services told once that their LLM spans have no root
@@ -210,19 +216,22 @@ class Pipeline:
         batch = _Batch()
         now_ns = time.time_ns()
         for run, new, status_before in changed:
-            if run.state.steps == 0 and not any(event.kind == LLM_CONTENT for event in new):
-                # Not a run until it has a step. Content from log records is kept at once
-                # (acknowledged GenAI data); such a run is listed from its first step on.
+            if run.state.steps == 0:
+                # Not a run until it has a step: stored at once (it was acknowledged; listed from
+                # its first step on) and judged with that step.
                 run.held.extend(new)
+                batch.events.extend(new)
+                batch.rows.append(run.state.row())
                 continue
-            if run.held:
-                new = run.held + new
-                run.held = []
+            stored_before, run.held = run.held, []
             agent_id = run.state.agent_id or self._default_agent_id
             self._settle_agent(run, agent_id, batch)
             first_signal = len(batch.signals)
-            self._detect(run, agent_id, new, now_ns, batch)
+            self._detect(run, agent_id, stored_before + new, now_ns, batch, stored=len(stored_before))
             self._owe_alerts(run, batch.signals[first_signal:], batch)
+            if status_before in TERMINAL_STATUSES and run.state.status in TERMINAL_STATUSES:
+                # Spans after the end (another service's, or across a restart): judged again.
+                self._ending.setdefault(run.state.run_id, time.monotonic() + self._end_grace)
             batch.rows.append(run.state.row())
             if run.state.status == STATUS_COMPLETED and status_before != STATUS_COMPLETED:
                 self._baselines.record(run.view.agent_id, run.state.steps)
@@ -235,15 +244,22 @@ class Pipeline:
                 self.metrics.detection_latency.observe(elapsed)
         self._shed()
 
-    def _detect(self, run: OpenRun, agent_id: str, new: list[RunEvent], now_ns: int, batch: _Batch) -> None:
-        """Detectors, then the agent's policies, event by event (a policy may test a signal)."""
-        for event in new:
-            signals = self.engine.process(run.view, [event], now_ns)
+    def _detect(
+        self, run: OpenRun, agent_id: str, new: list[RunEvent], now_ns: int, batch: _Batch, stored: int = 0
+    ) -> None:
+        """Detectors, then the agent's policies, event by event (a policy may test a signal).
+        The first ``stored`` events were stored before (judged only now)."""
+        for index, event in enumerate(new):
+            deferred = self._end_grace > 0 and event.kind in TERMINAL_EVENT_KINDS
+            signals = self.engine.process(run.view, [event], now_ns, end=not deferred)
+            if deferred:
+                self._ending.setdefault(run.state.run_id, time.monotonic() + self._end_grace)
             triggered, raised = self.policies.evaluate(
                 run.policy, run.state.run_id, agent_id, event, run.view.event_step, signals
             )
             run.view.fired.update(s.failure_type for s in raised)
-            batch.events.append(event)
+            if index >= stored:
+                batch.events.append(event)
             batch.events.extend(triggered)
             batch.signals.extend(signals)
             batch.signals.extend(raised)
@@ -294,8 +310,44 @@ class Pipeline:
                     run.unalerted.append(signal)
                     self._awaiting_agent[signal.run_id] = now
 
-    async def run_alert_release(self, interval: float) -> None:
-        await _every(interval, self.release_alerts, "alert release")
+    def end_pending(self, run_id: str) -> bool:
+        """Whether the run's end-of-run detectors still wait for late spans."""
+        return run_id in self._ending
+
+    async def finish_ending_runs(self, now: float | None = None, everything: bool = False) -> None:
+        """Ask the end detectors of runs whose root arrived ``runs.end_grace_seconds`` ago, with
+        what arrived since (spans of other services or exports after the root)."""
+        now = time.monotonic() if now is None else now
+        due = [run_id for run_id, deadline in self._ending.items() if everything or deadline <= now]
+        if not due:
+            return
+        batch = _Batch()
+        now_ns = time.time_ns()
+        for run_id in due:
+            self._ending[run_id] = math.inf  # asked now; pending (for readers) until committed
+            run = self._runs.get(run_id)
+            if run is None or run.state.status not in TERMINAL_STATUSES:
+                continue  # shed (rebuilt runs are judged again when they end) or revived
+            view = run.view
+            view.final_answer = run.state.exit_reason == "final_answer"
+            marker = RunEvent(run_id, "ended", run.state.status, now_ns, "", {})
+            raised = self.engine.evaluate_end(view, marker, now_ns)
+            batch.signals.extend(raised)
+            batch.rows.append(run.state.row())
+            self._owe_alerts(run, raised, batch)
+        try:
+            await self._commit(batch)
+        except ReceiverError:
+            log.warning("could not record the end of %d run(s)", len(due))
+        for run_id in due:
+            self._ending.pop(run_id, None)
+
+    async def _timers(self) -> None:
+        await self.finish_ending_runs()
+        await self.release_alerts()
+
+    async def run_timers(self, interval: float) -> None:
+        await _every(interval, self._timers, "run timers")
 
     async def _load_baselines(self, agents: set[str]) -> None:
         missing = self._baselines.missing(agents)

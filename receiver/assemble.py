@@ -133,6 +133,7 @@ class RunState:
     open_tool_spans_any: list[_ToolSpan] = field(default_factory=list)  # for unnamed requests
     open_unnamed: list[_Request] = field(default_factory=list)
     replay_emitted: set[str] = field(default_factory=set)  # while restoring: request keys already emitted
+    replay_calls: dict[str, tuple[str, int, bool]] = field(default_factory=dict)  # restoring: call → parent, start, sdk
     log_stash: dict[str, LogContent] = field(default_factory=dict)
     content_events: set[str] = field(default_factory=set)
     touched_at: float = field(default_factory=time.monotonic)
@@ -274,11 +275,14 @@ class RunState:
             kind = ev.RUN_ERRORED
         else:
             self.status = STATUS_COMPLETED
-            final = self.last_llm is not None and self.last_llm[1] == "stop" and not self.last_llm[2]
-            self.exit_reason = "final_answer" if final else "completed"
+            self.exit_reason = self._exit_reason()
             payload = {"exit_reason": self.exit_reason, "total_steps": self.steps}
             kind = ev.RUN_COMPLETED
         out.append(self._event(f"{span.span_id}:{kind}", kind, span.end_ns, span.span_id, payload))
+
+    def _exit_reason(self) -> str:
+        final = self.last_llm is not None and self.last_llm[1] == "stop" and not self.last_llm[2]
+        return "final_answer" if final else "completed"
 
     # --- LLM calls ---------------------------------------------------------------------
 
@@ -322,6 +326,8 @@ class RunState:
         requests = llm.output.tool_requests
         if self.last_llm is None or span.end_ns >= self.last_llm[0]:
             self.last_llm = (span.end_ns, llm.finish_reason, bool(requests))
+            if self.status == STATUS_COMPLETED:  # a call that reached us after the root
+                self.exit_reason = self._exit_reason()
         called = _drop_none(
             {
                 "model": llm.model,
@@ -333,6 +339,9 @@ class RunState:
                 "injection": _injection(llm.prompt.injection),
                 "langfuse_prompt_name": llm.prompt_name,
                 "langfuse_prompt_version": llm.prompt_version,
+                # where the call sits, so a restored run still knows a second view of it
+                "parent_span_id": span.parent_id or None,
+                "sdk_span": True if llm.native_sdk_span else None,
             }
         )
         responded = _drop_none(
@@ -419,6 +428,8 @@ class RunState:
         record.finish_reason = record.finish_reason or finish_reason
         if self.last_llm is not None and self.last_llm[0] == record.end_ns:
             self.last_llm = (record.end_ns, finish_reason or self.last_llm[1], self.last_llm[2] or bool(requests))
+            if self.status == STATUS_COMPLETED:
+                self.exit_reason = self._exit_reason()
         self._add_requests(record, requests, finish_reason, out)
 
     # --- tool calls --------------------------------------------------------------------
@@ -468,9 +479,8 @@ class RunState:
 
     def _register(self, request: _Request) -> None:
         self.requests_by_key[request.key] = request
-        if request.key in self.replay_emitted:
-            request.matched = request.emitted = True
-            return
+        # Restoring: its tool call is stored already; a tool span may still answer it later.
+        request.emitted = request.emitted or request.key in self.replay_emitted
         if request.matched:
             return
         if request.call_id:
@@ -479,11 +489,12 @@ class RunState:
         if tool_span is not None:
             tool_span.matched = True
             request.matched = True
-        elif request.name is None:
+            return
+        if request.name is None:
             self.open_unnamed.append(request)
-            self.pending.append(request)
         else:
             self.open_requests.setdefault(request.name, []).append(request)
+        if not request.emitted:
             self.pending.append(request)
 
     def _name_emitted(self, unnamed: _Request, request: _Request) -> RunEvent:
@@ -719,6 +730,7 @@ class RunState:
         for event in ordered:
             state._replay(event)
         state.replay_emitted = set()
+        state.replay_calls = {}
         if state.status == STATUS_STALLED:
             state.status = STATUS_RUNNING  # it is alive again: new spans arrived
         return state
@@ -744,8 +756,16 @@ class RunState:
             self.agent_settled = True
         elif event.kind == ev.LLM_CALLED:
             self.first_model = self.first_model or payload.get("model")
+            self.replay_calls[event.call_id] = (
+                payload.get("parent_span_id") or "",
+                event.ts_ns,
+                bool(payload.get("sdk_span")),
+            )
         elif event.kind == ev.LLM_RESPONDED:
-            record = _LlmSpan(event.call_id, "", event.ts_ns, event.ts_ns, False, payload.get("finish_reason"))
+            parent, start_ns, native = self.replay_calls.pop(event.call_id, ("", event.ts_ns, False))
+            record = _LlmSpan(event.call_id, parent, start_ns, event.ts_ns, native, payload.get("finish_reason"))
+            self.llm_by_parent.setdefault(parent, []).append(record)
+            self.has_native = self.has_native or native
             if payload.get("response_id"):
                 self.call_by_response[payload["response_id"]] = record
             self.llm_by_id[event.call_id] = record

@@ -190,6 +190,16 @@ class Sidecar:
     def run(self, run_id: str) -> Any:
         return self.api_json(f"/v1/runs/{run_id}")
 
+    def judged_run(self, run_id: str, timeout: float = 15.0) -> Any:
+        """The run once its end-of-run detectors have been asked (runs.end_grace_seconds after
+        its root arrived), or at once while it has not ended."""
+
+        def judged() -> Any:
+            run = self.run(run_id)
+            return None if run["end_pending"] else run
+
+        return wait_for(judged, timeout=timeout, what=f"run {run_id}'s end judgement")
+
     def wait_run(self, run_id: str, predicate: Callable[[Any], bool] = lambda r: True, timeout: float = 15.0) -> Any:
         def check() -> Any:
             result = self.api(f"/v1/runs/{run_id}")

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detectors.base import END, MEDIUM, Detector, DetectorConfig, Finding, register, scale, setting
+from detectors.base import END, MAX_WINDOW, MEDIUM, Detector, DetectorConfig, Finding, register, scale, setting
 from detectors.events import RunEvent
 from detectors.run_view import RunView
 
 
 @dataclass(frozen=True, slots=True)
 class GoalAbandonmentConfig(DetectorConfig):
-    stall_steps: int = setting(4, "LLM calls after the last tool call that make an abandonment.", 1)
+    stall_steps: int = setting(
+        4, f"LLM calls after the last tool call that make an abandonment (at most {MAX_WINDOW}).", 1
+    )
+
+    def validate(self, path: str) -> None:
+        DetectorConfig.validate(self, path)
+        if self.stall_steps > MAX_WINDOW:
+            raise ValueError(f"{path}.stall_steps: at most {MAX_WINDOW}, got {self.stall_steps}")
 
 
 @register

@@ -50,7 +50,8 @@ DELIVERY_SCENARIOS = [
 
 @pytest.fixture(scope="module")
 def delivery_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    sidecar = Sidecar(Path(tmp_path_factory.mktemp("signal-delivery"))).start()
+    # A short end grace: each delivery waits for its end judgement (see ended()).
+    sidecar = Sidecar(Path(tmp_path_factory.mktemp("signal-delivery")), env={"DUNETRACE_END_GRACE": "0.2"}).start()
     yield sidecar
     sidecar.close()
 
@@ -62,7 +63,8 @@ def comparable(signals: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def ended(daemon: Sidecar, run_id: str) -> dict[str, Any]:
-    run: dict[str, Any] = daemon.run(run_id)
+    """The run once it has ended and its end-of-run detectors have been asked."""
+    run: dict[str, Any] = daemon.judged_run(run_id)
     assert run["status"] in ("completed", "errored"), run["status"]
     return run
 
@@ -124,6 +126,7 @@ def test_every_grouping_gives_the_same_signals(delivery_daemon: Sidecar, name: s
 def test_redelivery_never_duplicates_a_signal(delivery_daemon: Sidecar, name: str) -> None:
     doc, run_id = fresh(load(name))
     one_request(delivery_daemon, doc)
+    ended(delivery_daemon, run_id)
     first = listed_signals(delivery_daemon, run_id)
     assert_signals(first, EXPECTED[name]["signals"])
 
