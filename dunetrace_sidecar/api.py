@@ -10,6 +10,7 @@ import asyncio
 import base64
 import binascii
 import hmac
+import json
 import logging
 import re
 import uuid
@@ -63,8 +64,17 @@ def error_body(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """Strict JSON out: a non-finite number is an error here, never a bare NaN in an answer."""
+    return web.json_response(body, status=status, headers=headers, dumps=_strict_dumps)
+
+
+def _strict_dumps(value: Any) -> str:
+    return json.dumps(value, allow_nan=False)
+
+
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.json_response(error_body(code, message), status=status, headers=headers)
+    return json_response(error_body(code, message), status=status, headers=headers)
 
 
 _HTTP_CODES = {
@@ -176,7 +186,9 @@ MAX_UNIX_SECONDS = 16_725_225_600
 
 def parse_time_ns(name: str, text: str) -> int:
     """RFC 3339 or Unix seconds → Unix nanoseconds."""
-    invalid = ApiError(400, "invalid_parameter", f"{name}: expected RFC 3339 or Unix seconds, got {text!r}")
+    invalid = ApiError(400, "invalid_parameter", f"{name}: expected RFC 3339 or Unix seconds, got {text[:40]!r}")
+    if not text.isascii() or len(text) > 40:
+        raise invalid
     try:
         seconds = float(text)
     except ValueError:
@@ -192,12 +204,18 @@ def parse_time_ns(name: str, text: str) -> int:
     return int(seconds * 1_000_000) * 1000
 
 
+def ascii_number(text: str, max_digits: int = 18) -> int | None:
+    """A whole number written in ASCII digits (no "²", no other scripts' digits), or None."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= max_digits else None
+
+
 def parse_limit(text: str | None) -> int:
     if text is None:
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    number = ascii_number(text)
+    if number is None or not 1 <= number <= MAX_LIMIT:
         raise ApiError(400, "invalid_parameter", f"limit: expected an integer from 1 to {MAX_LIMIT}")
-    return int(text)
+    return number
 
 
 def encode_cursor(position_ns: int, row_id: str) -> str:
@@ -209,7 +227,9 @@ def decode_cursor(text: str) -> tuple[int, str]:
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
         position, _, row_id = raw.partition(":")
-        position_ns = int(position)
+        position_ns = ascii_number(position, 19)
+        if position_ns is None:
+            raise ValueError("not a position")
         if not 0 <= position_ns < 2**63:
             raise ValueError("out of range")
         return position_ns, str(uuid.UUID(row_id))
@@ -271,13 +291,13 @@ async def _read(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
     store = request.app[STORE]
     if await _read(request, store.ping):
-        return web.json_response({"status": "ready"})
+        return json_response({"status": "ready"})
     return error_response(503, "not_ready", "the store is not available")
 
 
@@ -287,12 +307,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    return json_response(openapi_document())
 
 
 async def list_agents(request: web.Request) -> web.Response:
     agents = await _read(request, request.app[STORE].list_agents)
-    return web.json_response(
+    return json_response(
         {
             "agents": [
                 {
@@ -323,7 +343,7 @@ async def list_runs(request: web.Request) -> web.Response:
     )
     rows = await _read(request, request.app[STORE].list_runs, flt)
     next_cursor = encode_cursor(rows[-1].started_ns, rows[-1].run_id) if len(rows) == flt.limit else None
-    return web.json_response({"runs": [run_view(r) for r in rows], "next_cursor": next_cursor})
+    return json_response({"runs": [run_view(r) for r in rows], "next_cursor": next_cursor})
 
 
 async def get_run(request: web.Request) -> web.Response:
@@ -340,7 +360,7 @@ async def get_run(request: web.Request) -> web.Response:
     body["signals"] = [signal_view(s) for s in signals]
     body["not_seen"] = not_seen(folded)
     body["end_pending"] = request.app[END_PENDING](run_id)
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def list_signals(request: web.Request) -> web.Response:
@@ -365,7 +385,7 @@ async def list_signals(request: web.Request) -> web.Response:
     signals = await _read(request, request.app[STORE].list_signals, flt)
     last = signals[-1] if signals else None
     next_cursor = encode_cursor(last.detected_ns, last.signal_id) if last and len(signals) == flt.limit else None
-    return web.json_response({"signals": [signal_view(s) for s in signals], "next_cursor": next_cursor})
+    return json_response({"signals": [signal_view(s) for s in signals], "next_cursor": next_cursor})
 
 
 async def get_signal(request: web.Request) -> web.Response:
@@ -377,7 +397,17 @@ async def get_signal(request: web.Request) -> web.Response:
     signal = await _read(request, request.app[STORE].get_signal, signal_id)
     if signal is None:
         raise ApiError(404, "signal_not_found", f"no signal {signal_id}")
-    return web.json_response(signal_view(signal))
+    return json_response(signal_view(signal))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:
+        raise ValueError("number too long")
+    return int(text)
 
 
 async def _json_body(request: web.Request, required: bool) -> dict[str, Any]:
@@ -386,9 +416,13 @@ async def _json_body(request: web.Request, required: bool) -> dict[str, Any]:
             raise ApiError(400, "invalid_body", "a JSON object body is required")
         return {}
     try:
-        body = await request.json()
-    except ValueError:
-        raise ApiError(400, "invalid_body", "the body is not JSON") from None
+        body = json.loads(await request.text(), parse_constant=_no_constant, parse_int=_bounded_int)
+    except (ValueError, RecursionError):
+        raise ApiError(
+            400,
+            "invalid_body",
+            "the body is not JSON (strict: no NaN or Infinity, numbers of at most 20 digits, nesting within reason)",
+        ) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
     return body
@@ -402,7 +436,7 @@ async def _counted(request: web.Request, operation: str, call: Awaitable[dict[st
         counter.labels(operation, exc.code).inc()
         raise
     counter.labels(operation, "fallback" if answer.get("fallback_reason") else "ok").inc()
-    return web.json_response(answer)
+    return json_response(answer)
 
 
 async def explain_signal(request: web.Request) -> web.Response:
@@ -423,14 +457,15 @@ async def rollback_fix(request: web.Request) -> web.Response:
 
 
 async def fix_status(request: web.Request) -> web.Response:
-    return web.json_response(await request.app[EXPLAIN].fix_status(request.match_info["signal_id"]))
+    return json_response(await request.app[EXPLAIN].fix_status(request.match_info["signal_id"]))
 
 
 def _policy_id(request: web.Request) -> int:
     raw = request.match_info["policy_id"]
-    if not raw.isdigit() or int(raw) > 2**62:
-        raise ApiError(400, "invalid_policy_id", f"{raw!r} is not a policy id (a positive whole number)")
-    return int(raw)
+    number = ascii_number(raw)
+    if number is None or number > 2**62:
+        raise ApiError(400, "invalid_policy_id", f"{raw[:40]!r} is not a policy id (a positive whole number)")
+    return number
 
 
 def _policy_error(exc: PolicyError) -> ApiError:
@@ -441,7 +476,7 @@ async def list_policies(request: web.Request) -> web.Response:
     book = request.app[POLICIES].book
     agent_id = request.query.get("agent_id")
     policies = book.all() if agent_id is None else book.for_agent(agent_id, enabled_only=False)
-    return web.json_response({"policies": [p.as_dict() for p in policies]})
+    return json_response({"policies": [p.as_dict() for p in policies]})
 
 
 async def create_policy(request: web.Request) -> web.Response:
@@ -450,14 +485,14 @@ async def create_policy(request: web.Request) -> web.Response:
         policy = await request.app[POLICIES].create(body)
     except PolicyError as exc:
         raise _policy_error(exc) from None
-    return web.json_response(policy.as_dict(), status=201, headers={"Location": f"/v1/policies/{policy.id}"})
+    return json_response(policy.as_dict(), status=201, headers={"Location": f"/v1/policies/{policy.id}"})
 
 
 async def get_policy(request: web.Request) -> web.Response:
     policy = request.app[POLICIES].book.get(_policy_id(request))
     if policy is None:
         raise ApiError(404, "policy_not_found", f"no policy {request.match_info['policy_id']}")
-    return web.json_response(policy.as_dict())
+    return json_response(policy.as_dict())
 
 
 async def replace_policy(request: web.Request) -> web.Response:
@@ -469,7 +504,7 @@ async def replace_policy(request: web.Request) -> web.Response:
         raise _policy_error(exc) from None
     if policy is None:
         raise ApiError(404, "policy_not_found", f"no policy {policy_id}")
-    return web.json_response(policy.as_dict())
+    return json_response(policy.as_dict())
 
 
 async def delete_policy(request: web.Request) -> web.Response:
@@ -488,7 +523,7 @@ async def toggle_policy(request: web.Request) -> web.Response:
     policy = await request.app[POLICIES].toggle(policy_id, enabled)
     if policy is None:
         raise ApiError(404, "policy_not_found", f"no policy {policy_id}")
-    return web.json_response(policy.as_dict())
+    return json_response(policy.as_dict())
 
 
 ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], ...] = (
