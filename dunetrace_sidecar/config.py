@@ -79,28 +79,25 @@ def parse_positive_int(value: Any) -> int:
     return number
 
 
-def parse_positive_float(value: Any) -> float:
+def _seconds_or_number(value: Any, allow_zero: bool) -> float:
+    what = "a number, 0 or more" if allow_zero else "a positive number"
     if isinstance(value, bool):
-        raise ValueError("expected a positive number")
+        raise ValueError(f"expected {what}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"expected a positive number, got {value!r}") from None
-    if not number > 0:
-        raise ValueError(f"expected a positive number, got {value!r}")
+        raise ValueError(f"expected {what}, got {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        raise ValueError(f"expected {what}, got {value!r}")
     return number
+
+
+def parse_positive_float(value: Any) -> float:
+    return _seconds_or_number(value, allow_zero=False)
 
 
 def parse_non_negative_float(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError("expected a number of seconds, 0 or more")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a number of seconds, 0 or more, got {value!r}") from None
-    if not (math.isfinite(number) and number >= 0):
-        raise ValueError(f"expected a number of seconds, 0 or more, got {value!r}")
-    return number
+    return _seconds_or_number(value, allow_zero=True)
 
 
 def parse_bool(value: Any) -> bool:

@@ -254,3 +254,25 @@ def with_new_trace_ids(body: bytes, kind: str = "traces") -> tuple[bytes, dict[s
                     record.trace_id = mapping.setdefault(record.trace_id, new_trace_id())
         out = logs.SerializeToString()
     return out, {str(uuid.UUID(bytes=k)): str(uuid.UUID(bytes=v)) for k, v in mapping.items()}
+
+
+def to_any(raw: Any) -> Any:
+    """An OTLP ``AnyValue`` holding ``raw`` (bool, int, float, bytes, list, dict or str)."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    value = AnyValue()
+    if isinstance(raw, bool):
+        value.bool_value = raw
+    elif isinstance(raw, int):
+        value.int_value = raw
+    elif isinstance(raw, float):
+        value.double_value = raw
+    elif isinstance(raw, bytes):
+        value.bytes_value = raw
+    elif isinstance(raw, list):
+        value.array_value.values.extend(to_any(v) for v in raw)
+    elif isinstance(raw, dict):
+        value.kvlist_value.values.extend(KeyValue(key=k, value=to_any(v)) for k, v in raw.items())
+    else:
+        value.string_value = raw
+    return value

@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
-from tests.sidecar import Sidecar, fixture_bytes, new_trace_id, with_new_trace_ids
+from tests.sidecar import Sidecar, fixture_bytes, new_trace_id, to_any, with_new_trace_ids
 
 GOOD = "openllmetry-openai-toolloop.pb"  # 4 LLM calls, 4 tool calls, completed
 TARGETS = (
@@ -95,25 +95,6 @@ hostile = st.one_of(
     st.dictionaries(st.text(max_size=8), scalars, max_size=5),
     st.integers(min_value=5, max_value=40).map(_deep),  # protobuf itself refuses deeper (400)
 )
-
-
-def to_any(raw: Any) -> AnyValue:
-    value = AnyValue()
-    if isinstance(raw, bool):
-        value.bool_value = raw
-    elif isinstance(raw, int):
-        value.int_value = raw
-    elif isinstance(raw, float):
-        value.double_value = raw
-    elif isinstance(raw, bytes):
-        value.bytes_value = raw
-    elif isinstance(raw, list):
-        value.array_value.values.extend(to_any(v) for v in raw)
-    elif isinstance(raw, dict):
-        value.kvlist_value.values.extend(KeyValue(key=k, value=to_any(v)) for k, v in raw.items())
-    else:
-        value.string_value = raw
-    return value
 
 
 @st.composite

@@ -27,33 +27,18 @@ from opentelemetry.proto.trace.v1 import trace_pb2
 
 from detectors.events import RunEvent, RunRow
 from store.duckdb_store import BatchRejected, DuckStore, WriteBatch
-from tests.sidecar import Sidecar, fixture_bytes, new_trace_id, with_new_trace_ids
+from tests.sidecar import Sidecar, fixture_bytes, new_trace_id, to_any, with_new_trace_ids
 
 GOOD = "openllmetry-openai-toolloop.pb"  # one run: 4 LLM calls, 4 tool calls, completed
 LLM_SPAN_NAME = "openai.chat"
 
 
-def _value(raw: Any) -> AnyValue:
-    value = AnyValue()
-    if isinstance(raw, bool):
-        value.bool_value = raw
-    elif isinstance(raw, int):
-        value.int_value = raw
-    elif isinstance(raw, float):
-        value.double_value = raw
-    elif isinstance(raw, list):
-        value.array_value.values.extend(_value(v) for v in raw)
-    else:
-        value.string_value = raw
-    return value
-
-
 def _set(span: trace_pb2.Span, key: str, raw: Any) -> None:
     for kv in span.attributes:
         if kv.key == key:
-            kv.value.CopyFrom(_value(raw))
+            kv.value.CopyFrom(to_any(raw))
             return
-    span.attributes.append(KeyValue(key=key, value=_value(raw)))
+    span.attributes.append(KeyValue(key=key, value=to_any(raw)))
 
 
 def good_and_bad(mutate: Callable[[trace_pb2.Span], None]) -> tuple[bytes, str, str]:
@@ -171,7 +156,7 @@ def test_hostile_log_record_bodies_cost_nobody_else(sidecar: Sidecar) -> None:
         record.trace_id = trace_id
     bad = records[0].__class__()
     bad.CopyFrom(next(r for r in records if r.event_name == "gen_ai.choice"))
-    bad.body.kvlist_value.values.append(KeyValue(key="tool_calls", value=_value(["x"])))
+    bad.body.kvlist_value.values.append(KeyValue(key="tool_calls", value=to_any(["x"])))
     bad.body.kvlist_value.values.append(
         KeyValue(key="message", value=AnyValue(string_value=DEEP)),
     )

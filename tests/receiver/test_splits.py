@@ -32,17 +32,19 @@ def shuffled_pieces(body: bytes, rng: random.Random, pieces: int | None = None) 
     rng.shuffle(flat)
     count = pieces or rng.randint(1, min(5, len(flat)))
     cuts = sorted(rng.sample(range(1, len(flat)), count - 1)) if count > 1 else []
-    out = []
-    for start, end in zip([0, *cuts], [*cuts, len(flat)], strict=True):
-        piece = ExportTraceServiceRequest()
-        for rs, ss, span in flat[start:end]:
-            new_rs = piece.resource_spans.add()
-            new_rs.resource.CopyFrom(rs.resource)
-            new_ss = new_rs.scope_spans.add()
-            new_ss.scope.CopyFrom(ss.scope)
-            new_ss.spans.append(span)
-        out.append(piece.SerializeToString())
-    return out
+    return [request_of(flat[start:end]) for start, end in zip([0, *cuts], [*cuts, len(flat)], strict=True)]
+
+
+def request_of(spans: list[tuple[Any, Any, Any]]) -> bytes:
+    """One request with these (resource spans, scope spans, span) triples."""
+    piece = ExportTraceServiceRequest()
+    for rs, ss, span in spans:
+        new_rs = piece.resource_spans.add()
+        new_rs.resource.CopyFrom(rs.resource)
+        new_ss = new_rs.scope_spans.add()
+        new_ss.scope.CopyFrom(ss.scope)
+        new_ss.spans.append(span)
+    return piece.SerializeToString()
 
 
 def summary(daemon: Sidecar, run_id: str) -> dict[str, Any]:
@@ -84,17 +86,7 @@ def end_order_halves(body: bytes, rng: random.Random) -> tuple[bytes, bytes]:
         key=lambda item: item[2].end_time_unix_nano,
     )
     cut = rng.randint(1, len(flat) - 1)
-    halves = []
-    for part in (flat[:cut], flat[cut:]):
-        piece = ExportTraceServiceRequest()
-        for rs, ss, span in part:
-            new_rs = piece.resource_spans.add()
-            new_rs.resource.CopyFrom(rs.resource)
-            new_ss = new_rs.scope_spans.add()
-            new_ss.scope.CopyFrom(ss.scope)
-            new_ss.spans.append(span)
-        halves.append(piece.SerializeToString())
-    return halves[0], halves[1]
+    return request_of(flat[:cut]), request_of(flat[cut:])
 
 
 def _halves(name: str, between: Callable[[Sidecar], None], daemon: Sidecar) -> None:
