@@ -135,7 +135,7 @@ def messages_from_semconv(value: Any) -> list[Message]:
                 message.tool_calls.append(
                     RequestedToolCall(
                         call_id=_str_or_none(part.get("id")),
-                        name=str(part.get("name") or ""),
+                        name=bounded(str(part.get("name") or "")),
                         arguments=canonical_arguments(part.get("arguments")),
                     )
                 )
@@ -158,8 +158,17 @@ def system_instructions(value: Any) -> list[Message]:
     return [Message(role="system", texts=[_text_of(value)])] if value else []
 
 
+MAX_NAME_LENGTH = 256  # names and ids kept (agents, tools, models, call ids): longer ones are cut
+TRUNCATED = "…[truncated]"
+
+
+def bounded(text: str) -> str:
+    """A name or id as kept: at most MAX_NAME_LENGTH characters, and marked when cut."""
+    return text if len(text) <= MAX_NAME_LENGTH else text[:MAX_NAME_LENGTH] + TRUNCATED
+
+
 def _str_or_none(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
+    return None if value is None or value == "" else bounded(str(value))
 
 
 def _group_indexed(attrs: Mapping[str, Any], prefix: str) -> dict[int, dict[str, Any]]:
@@ -186,7 +195,7 @@ def messages_from_legacy(attrs: Mapping[str, Any], prefix: str) -> list[Message]
             message.tool_calls.append(
                 RequestedToolCall(
                     call_id=_str_or_none(call.get("id")),
-                    name=str(call.get("name") or ""),
+                    name=bounded(str(call.get("name") or "")),
                     arguments=canonical_arguments(call.get("arguments")),
                 )
             )
@@ -218,7 +227,7 @@ def fill_from_blocks(message: Message, content: Any) -> None:
             message.tool_calls.append(
                 RequestedToolCall(
                     call_id=_str_or_none(use.get("toolUseId", use.get("id"))),
-                    name=str(use.get("name") or ""),
+                    name=bounded(str(use.get("name") or "")),
                     arguments=canonical_arguments(use.get("input")),
                 )
             )
@@ -275,7 +284,7 @@ def messages_from_openinference(attrs: Mapping[str, Any], prefix: str) -> list[M
             message.tool_calls.append(
                 RequestedToolCall(
                     call_id=_str_or_none(call.get("tool_call.id")),
-                    name=str(call.get("tool_call.function.name") or ""),
+                    name=bounded(str(call.get("tool_call.function.name") or "")),
                     arguments=canonical_arguments(call.get("tool_call.function.arguments")),
                 )
             )

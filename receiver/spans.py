@@ -29,6 +29,7 @@ from receiver.content import (
     OutputFeatures,
     PromptFeatures,
     RequestedToolCall,
+    bounded,
     canonical_arguments,
     fill_from_blocks,
     injection_from,
@@ -220,10 +221,16 @@ def _time_ns(value: int) -> int:
     return min(value, MAX_TIME_NS)
 
 
-def _as_str(value: Any) -> str | None:
+def _text(value: Any) -> str | None:
     if value is None or value == "":
         return None
     return value if isinstance(value, str) else str(value)
+
+
+def _as_str(value: Any) -> str | None:
+    """A name or id (model, agent, tool, call id, error type, …), bounded (``bounded``)."""
+    text = _text(value)
+    return bounded(text) if text is not None else None
 
 
 # --- ids -------------------------------------------------------------------------------
@@ -526,7 +533,7 @@ def retrieval_facts(attrs: Mapping[str, Any], hasher: Hasher) -> RetrievalFacts:
         injection = injection_from(scan_injection("\n".join(docs[0])), "retrieval")
     return RetrievalFacts(
         index_name=_as_str(_first(attrs, k.RETRIEVAL_INDEX_KEYS)),
-        query_hash=hasher(_as_str(query) or "") if query is not None else None,
+        query_hash=hasher(_text(query) or "") if query is not None else None,
         result_count=len(docs[0]) if docs is not None else None,
         top_score=max(docs[1]) if docs and docs[1] else None,
         injection=injection,
@@ -552,7 +559,7 @@ def _error(span: pb_trace.Span, attrs: Mapping[str, Any], hasher: Hasher) -> tup
             if kv.key == k.EXCEPTION_TYPE and error_type is None:
                 error_type = _as_str(any_value(kv.value))
             elif kv.key == k.EXCEPTION_MESSAGE and message is None:
-                message = _as_str(any_value(kv.value))
+                message = _text(any_value(kv.value))
         break
     if not is_error:
         return False, None, None
@@ -596,7 +603,7 @@ def span_facts(span: pb_trace.Span, scope_name: str, service: ResourceIdentity, 
         workflow_name=_as_str(attrs.get(k.GEN_AI_WORKFLOW_NAME) or attrs.get(k.TRACELOOP_WORKFLOW_NAME)),
         service_name=service.name,
         resource_agent_name=service.agent_name,
-        agent_span_name=(span.name or None) if oi_agent else None,
+        agent_span_name=_as_str(span.name) if oi_agent else None,
         llm=llm,
         tool=tool_facts(attrs, hasher, span.events) if role is SpanRole.TOOL else None,
         retrieval=retrieval_facts(attrs, hasher) if role is SpanRole.RETRIEVAL else None,

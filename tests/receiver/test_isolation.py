@@ -226,3 +226,26 @@ def test_a_batch_the_store_refuses_fails_alone_in_its_group(tmp_path: Path) -> N
         assert len(stored) == 199
     finally:
         store.close()
+
+
+def test_names_are_bounded_where_they_enter(sidecar: Sidecar) -> None:
+    """A megabyte tool, model or agent name is kept as its first 256 characters and a marker."""
+    huge = "x" * 1_000_000
+
+    def mutate(span: trace_pb2.Span) -> None:
+        _set(span, "gen_ai.request.model", huge)
+        _set(span, "gen_ai.agent.name", huge)
+        _set(
+            span,
+            "gen_ai.output.messages",
+            '[{"role":"assistant","parts":[{"type":"tool_call","name":"' + huge + '"}]}]',
+        )
+
+    body, _, bad_run = good_and_bad(mutate)
+    assert sidecar.post_otlp(body).status == 200
+    run = sidecar.api(f"/v1/runs/{bad_run}")
+    assert run.status == 200 and len(run.body) < 20_000, len(run.body)
+    answer = run.json()
+    assert answer["agent_id"] == "x" * 256 + "…[truncated]"
+    [called] = [e for e in answer["events"] if e["event_type"] == "llm.called"]
+    assert called["payload"]["model"] == "x" * 256 + "…[truncated]"
