@@ -550,6 +550,10 @@ class RunState:
                 # the span still says how the call went.
                 if span.is_error:
                     self.errors += 1
+                if request.name is None and not request.named:  # and names it, if nothing had
+                    request.named = True
+                    seen = _Request(request.key, tool.call_id, tool.name, tool.args_hash, tool.args_length, 0, "")
+                    out.append(self._name_emitted(request, seen))
                 out.append(
                     self._event(
                         f"{span.span_id}:{ev.TOOL_RESPONDED}",

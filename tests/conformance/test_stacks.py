@@ -26,6 +26,7 @@ from typing import Any
 
 import duckdb
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.conformance.stacks import ORDERS, STACKS, Capture, deliver, plan
 from tests.sidecar import Sidecar
@@ -343,3 +344,31 @@ def test_no_stack_content_reaches_store_logs_or_api(make_sidecar: Any) -> None:
     stored += wal.read_bytes().decode("latin-1") if wal.exists() else ""
     for place, text in (("api", served), ("store", stored), ("log", daemon.log_text())):
         assert [c for c in SENT_CONTENT if c in text] == [], place
+
+
+def test_tool_spans_after_the_root_name_the_calls_no_content_counted(make_sidecar: Any) -> None:
+    """No content on the LLM spans (tool calls counted unnamed at the run's end), the tool spans
+    arriving after the root (another service's exporter): they name the calls, and the loop is
+    seen (MEDIUM: no arguments were sent to compare)."""
+    daemon = make_sidecar()
+    sent, mapping = plan(Capture.load("openai-v2-toolspans"), "one_request")
+    request = ExportTraceServiceRequest.FromString(sent[0][1])
+    first, late = ExportTraceServiceRequest(), ExportTraceServiceRequest()
+    content = {"gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions"}
+    for rs in request.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                kept = [kv for kv in span.attributes if kv.key not in content]
+                del span.attributes[:]
+                span.attributes.extend(kept)
+                target = late if span.name.startswith("execute_tool") else first
+                new_rs = target.resource_spans.add()
+                new_rs.resource.CopyFrom(rs.resource)
+                new_ss = new_rs.scope_spans.add()
+                new_ss.scope.CopyFrom(ss.scope)
+                new_ss.spans.append(span)
+    assert daemon.post_otlp(first.SerializeToString()).status == 200
+    assert daemon.post_otlp(late.SerializeToString()).status == 200
+    [run_id] = mapping.values()
+    run = summary(daemon.judged_run(run_id))
+    assert (run["tool_names"], run["signals"], run["not_seen"]) == ([LOOKUP] * 4, {"TOOL_LOOP": "MEDIUM"}, ["content"])
