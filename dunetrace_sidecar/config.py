@@ -271,6 +271,16 @@ SETTINGS: tuple[Setting, ...] = (
         "503 + Retry-After and is closed.",
     ),
     Setting(
+        "receiver.keys",
+        "DUNETRACE_OTLP_KEYS",
+        [],
+        parse_key_list,
+        "Bearer keys the OTLP receivers require (comma-separated in the environment; at least 16 characters "
+        "each): OTLP/HTTP 'Authorization: Bearer <key>' (else 401), gRPC metadata 'authorization' (else "
+        "UNAUTHENTICATED). Empty: no authentication (keep the receivers on loopback or a private network).",
+        secret=True,
+    ),
+    Setting(
         "receiver.retry_after_seconds",
         "DUNETRACE_RETRY_AFTER_SECONDS",
         1,
@@ -532,6 +542,7 @@ class ReceiverConfig:
     max_inflight_bytes: int
     read_timeout_seconds: int
     max_connections: int
+    keys: tuple[str, ...]
     max_grpc_message_bytes: int
     max_queued_events: int
     retry_after_seconds: int
@@ -702,6 +713,7 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
             max_inflight_bytes=values["receiver.max_inflight_bytes"],
             read_timeout_seconds=values["receiver.read_timeout_seconds"],
             max_connections=values["receiver.max_connections"],
+            keys=values["receiver.keys"],
             max_grpc_message_bytes=values["receiver.max_grpc_message_bytes"],
             max_queued_events=values["receiver.max_queued_events"],
             retry_after_seconds=values["receiver.retry_after_seconds"],

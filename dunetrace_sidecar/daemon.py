@@ -141,7 +141,11 @@ class Daemon:
 
         admission = Admission(cfg.receiver.max_inflight_requests, cfg.receiver.max_inflight_bytes)
         self._grpc = build_grpc_server(
-            self.pipeline, cfg.receiver.max_grpc_message_bytes, cfg.receiver.retry_after_seconds, admission
+            self.pipeline,
+            cfg.receiver.max_grpc_message_bytes,
+            cfg.receiver.retry_after_seconds,
+            admission,
+            cfg.receiver.keys,
         )
         grpc_ep = cfg.receiver.grpc_endpoint
         try:
@@ -157,6 +161,7 @@ class Daemon:
             cfg.receiver.retry_after_seconds,
             admission,
             cfg.receiver.read_timeout_seconds,
+            cfg.receiver.keys,
         )
         await self._serve(
             "otlp_http", otlp_app, cfg.receiver.http_endpoint, cfg.receiver.max_connections, LINGERING_TIME_SECONDS

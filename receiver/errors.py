@@ -22,6 +22,7 @@ class ErrorKind:
     retryable: bool
 
 
+UNAUTHENTICATED = ErrorKind("unauthenticated", 401, grpc.StatusCode.UNAUTHENTICATED, retryable=False)
 BAD_DATA = ErrorKind("bad_data", 400, grpc.StatusCode.INVALID_ARGUMENT, retryable=False)
 TOO_LARGE = ErrorKind("too_large", 413, grpc.StatusCode.RESOURCE_EXHAUSTED, retryable=False)
 UNSUPPORTED_MEDIA = ErrorKind("unsupported_media_type", 415, grpc.StatusCode.INVALID_ARGUMENT, retryable=False)

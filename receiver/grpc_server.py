@@ -19,8 +19,8 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2 as pb_error_details
 from google.rpc import status_pb2 as pb_status
 
-from receiver.admission import Admission
-from receiver.errors import BAD_DATA, ReceiverError, retry_delay_seconds
+from receiver.admission import Admission, key_matches
+from receiver.errors import BAD_DATA, UNAUTHENTICATED, ReceiverError, retry_delay_seconds
 from receiver.ingest import Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal
 
@@ -44,7 +44,8 @@ def _retry_trailers(code: grpc.StatusCode, message: str, base_seconds: int) -> t
 
 
 class OtlpGrpcHandlers:
-    def __init__(self, ingest: Ingest, retry_after_seconds: int, admission: Admission) -> None:
+    def __init__(self, ingest: Ingest, retry_after_seconds: int, admission: Admission, keys: tuple[str, ...]) -> None:
+        self._keys = keys
         self._ingest = ingest
         self._retry_after = retry_after_seconds
         self._admission = admission
@@ -60,6 +61,9 @@ class OtlpGrpcHandlers:
     def _export(self, signal: OtlpSignal) -> Handler:
         async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
+                metadata = dict(context.invocation_metadata() or ())
+                if not key_matches(str(metadata.get("authorization", "")), self._keys):
+                    raise ReceiverError(UNAUTHENTICATED, "a valid 'authorization: Bearer <key>' metadata is required")
                 self._ingest.check_capacity()
                 with self._admission.admit(len(body)):
                     message = signal.request_type()
@@ -80,7 +84,7 @@ class OtlpGrpcHandlers:
 
 
 def build_grpc_server(
-    ingest: Ingest, max_message_bytes: int, retry_after_seconds: int, admission: Admission
+    ingest: Ingest, max_message_bytes: int, retry_after_seconds: int, admission: Admission, keys: tuple[str, ...] = ()
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
@@ -94,5 +98,5 @@ def build_grpc_server(
         # A hard ceiling beyond admission control (refused by grpc itself: RESOURCE_EXHAUSTED).
         maximum_concurrent_rpcs=admission.max_requests * 4,
     )
-    server.add_generic_rpc_handlers(OtlpGrpcHandlers(ingest, retry_after_seconds, admission).generic_handlers())
+    server.add_generic_rpc_handlers(OtlpGrpcHandlers(ingest, retry_after_seconds, admission, keys).generic_handlers())
     return server

@@ -16,12 +16,13 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2 as pb_status
 
 from receiver import otlp_json
-from receiver.admission import Admission
+from receiver.admission import Admission, key_matches
 from receiver.errors import (
     BAD_DATA,
     METHOD_NOT_ALLOWED,
     TIMEOUT,
     TOO_LARGE,
+    UNAUTHENTICATED,
     UNSUPPORTED_MEDIA,
     ErrorKind,
     ReceiverError,
@@ -52,8 +53,15 @@ def error_response(kind: ErrorKind, message: str, content_type: str, retry_after
 
 class OtlpHttpHandler:
     def __init__(
-        self, ingest: Ingest, max_body_bytes: int, retry_after_seconds: int, admission: Admission, read_timeout: float
+        self,
+        ingest: Ingest,
+        max_body_bytes: int,
+        retry_after_seconds: int,
+        admission: Admission,
+        read_timeout: float,
+        keys: tuple[str, ...] = (),
     ) -> None:
+        self._keys = keys
         self._ingest = ingest
         self._max_body_bytes = max_body_bytes
         self._retry_after = retry_after_seconds
@@ -68,6 +76,11 @@ class OtlpHttpHandler:
 
     async def _handle(self, signal: OtlpSignal, request: web.Request) -> web.StreamResponse:
         content_type = request.content_type
+        if not key_matches(request.headers.get("Authorization", ""), self._keys):
+            self._ingest.note_refused("http", signal.name, UNAUTHENTICATED.name)
+            return error_response(
+                UNAUTHENTICATED, "a valid 'Authorization: Bearer <key>' header is required", content_type
+            )
         if request.method != "POST":
             self._ingest.note_refused("http", signal.name, METHOD_NOT_ALLOWED.name)
             return error_response(METHOD_NOT_ALLOWED, f"{request.method} is not allowed; use POST", content_type)
@@ -147,10 +160,15 @@ LINGERING_TIME_SECONDS = 0.0
 
 
 def build_otlp_app(
-    ingest: Ingest, max_body_bytes: int, retry_after_seconds: int, admission: Admission, read_timeout: float
+    ingest: Ingest,
+    max_body_bytes: int,
+    retry_after_seconds: int,
+    admission: Admission,
+    read_timeout: float,
+    keys: tuple[str, ...] = (),
 ) -> web.Application:
     app = web.Application(client_max_size=max_body_bytes)
-    handler = OtlpHttpHandler(ingest, max_body_bytes, retry_after_seconds, admission, read_timeout)
+    handler = OtlpHttpHandler(ingest, max_body_bytes, retry_after_seconds, admission, read_timeout, keys)
     for signal in ALL_SIGNALS:
         app.router.add_route("*", signal.http_path, handler.for_signal(signal))
     return app
