@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hmac
 import json
 import logging
 import re
@@ -30,6 +29,7 @@ from dunetrace_sidecar.policies import POLICY_VIOLATION, PolicyBook, PolicyError
 from dunetrace_sidecar.views import iso, not_seen, signal_view
 from explain.errors import ExplainError
 from explain.service import ExplainService
+from receiver.auth import key_matches
 from store.duckdb_store import DuckStore, RunFilter, SignalFilter, StoreUnavailable
 
 log = logging.getLogger("dunetrace.api")
@@ -114,18 +114,13 @@ async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     keys: tuple[str, ...] = request.app[API_KEYS]
-    if keys and request.path not in OPEN_PATHS:
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        token = token.strip()
-        presented = token.encode("utf-8", "surrogateescape")
-        if scheme.lower() != "bearer" or not any(hmac.compare_digest(presented, key.encode()) for key in keys):
-            return error_response(
-                401,
-                "unauthorized",
-                "a valid 'Authorization: Bearer <key>' header is required",
-                {"WWW-Authenticate": 'Bearer realm="dunetrace"'},
-            )
+    if request.path not in OPEN_PATHS and not key_matches(request.headers.get("Authorization", ""), keys):
+        return error_response(
+            401,
+            "unauthorized",
+            "a valid 'Authorization: Bearer <key>' header is required",
+            {"WWW-Authenticate": 'Bearer realm="dunetrace"'},
+        )
     return await handler(request)
 
 

@@ -9,7 +9,6 @@ not memory: the exporters back off and retry.
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,12 +36,3 @@ class Admission:
         finally:
             self.requests -= 1
             self.bytes -= nbytes
-
-
-def key_matches(presented: str, keys: tuple[str, ...]) -> bool:
-    """``Bearer <key>`` against the configured keys, in constant time; no keys: anything goes."""
-    if not keys:
-        return True
-    scheme, _, token = presented.partition(" ")
-    token_bytes = token.strip().encode("utf-8", "surrogateescape")
-    return scheme.lower() == "bearer" and any(hmac.compare_digest(token_bytes, key.encode()) for key in keys)

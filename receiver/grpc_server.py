@@ -19,7 +19,8 @@ from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2 as pb_error_details
 from google.rpc import status_pb2 as pb_status
 
-from receiver.admission import Admission, key_matches
+from receiver.admission import Admission
+from receiver.auth import key_matches
 from receiver.errors import BAD_DATA, UNAUTHENTICATED, ReceiverError, retry_delay_seconds
 from receiver.ingest import Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal

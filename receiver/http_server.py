@@ -16,7 +16,8 @@ from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2 as pb_status
 
 from receiver import otlp_json
-from receiver.admission import Admission, key_matches
+from receiver.admission import Admission
+from receiver.auth import key_matches
 from receiver.errors import (
     BAD_DATA,
     METHOD_NOT_ALLOWED,
