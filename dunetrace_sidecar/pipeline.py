@@ -53,8 +53,8 @@ class OpenRun:
     state: RunState  # translation (receiver)
     view: RunView  # detection (detectors)
     policy: PolicyRunState = field(default_factory=PolicyRunState)  # operator policies
-    # Events of a trace with no LLM, tool or retrieval step yet: not a run (yet), so neither
-    # stored nor judged. Released, in order, with the trace's first step.
+    # Events of a trace with no LLM, tool or retrieval step yet: stored (acknowledged), but not
+    # a run yet, so not judged; the detectors see them, in order, with the trace's first step.
     held: list[RunEvent] = field(default_factory=list)
     # Signals raised while the run's agent could still change: alerted once it is settled, so
     # an alert never names another agent than its run.
