@@ -343,6 +343,9 @@ async def list_runs(request: web.Request) -> web.Response:
 
 async def get_run(request: web.Request) -> web.Response:
     run_id = parse_run_id(request.match_info["run_id"])
+    # Asked before the reads: once it says "not pending", the end judgement is committed, so
+    # the signals read next include it.
+    end_pending = request.app[END_PENDING](run_id)
     store = request.app[STORE]
     row = await _read(request, store.get_run, run_id)
     if row is None:
@@ -354,7 +357,7 @@ async def get_run(request: web.Request) -> web.Response:
     body["events"] = [event_view(step, event) for step, event in number_steps(folded)]
     body["signals"] = [signal_view(s) for s in signals]
     body["not_seen"] = not_seen(folded)
-    body["end_pending"] = request.app[END_PENDING](run_id)
+    body["end_pending"] = end_pending
     return json_response(body)
 
 

@@ -50,9 +50,8 @@ DELIVERY_SCENARIOS = [
 
 @pytest.fixture(scope="module")
 def delivery_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
-    # No end grace: these deliveries bring the root last or with its children, so the end is
-    # judged at the root (the grace path is covered by test_splits.py and test_scenarios.py).
-    sidecar = Sidecar(Path(tmp_path_factory.mktemp("signal-delivery")), env={"DUNETRACE_END_GRACE": "0"}).start()
+    # A short end grace: each delivery waits for its end judgement (see ended()).
+    sidecar = Sidecar(Path(tmp_path_factory.mktemp("signal-delivery")), env={"DUNETRACE_END_GRACE": "0.2"}).start()
     yield sidecar
     sidecar.close()
 
