@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-test clean bench captures system-packages
+.PHONY: run test lint install install-test clean bench soak captures system-packages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ clean:
 # `make bench ARGS=--quick` for a one-minute pass. Results land in bench/results/.
 bench: $(VENV)/.installed-test
 	$(BIN)/python -m bench $(ARGS)
+
+# Soak: mixed load on every transport for 10 minutes, the daemon SIGKILLed and restarted every
+# minute, then every acknowledged span checked in the store (exit 1 if any is lost or duplicated):
+# `make soak`, or `make soak ARGS="--minutes 2"`. Results in bench/results/soak.json.
+soak: $(VENV)/.installed-test
+	$(BIN)/python -m bench.soak $(ARGS)
 
 # Regenerate the real-stack conformance corpus (tests/testdata/stacks/): each agent framework in
 # its own venv under .stacks/ (needs PyPI), against the scripted fake LLM. `make captures
