@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import replace
 from typing import Any
@@ -32,9 +33,9 @@ from explain.langfuse_client import LangfuseClient
 from explain.service import ExplainService
 from receiver.admission import Admission
 from receiver.content import Hasher
-from receiver.errors import retry_after_header
+from receiver.errors import BAD_HTTP, retry_after_header
 from receiver.grpc_server import build_grpc_server
-from receiver.http_server import LINGERING_TIME_SECONDS, build_otlp_app
+from receiver.http_server import LINGERING_TIME_SECONDS, ServerLog, build_otlp_app
 from store.duckdb_store import DuckStore
 
 log = logging.getLogger("dunetrace.daemon")
@@ -164,7 +165,13 @@ class Daemon:
             cfg.receiver.keys,
         )
         await self._serve(
-            "otlp_http", otlp_app, cfg.receiver.http_endpoint, cfg.receiver.max_connections, LINGERING_TIME_SECONDS
+            "otlp_http",
+            otlp_app,
+            cfg.receiver.http_endpoint,
+            cfg.receiver.max_connections,
+            LINGERING_TIME_SECONDS,
+            # what is not HTTP at all is refused by aiohttp itself: counted like the other refusals
+            on_bad_http=lambda: self.pipeline.note_refused("http", "unknown", BAD_HTTP.name),
         )
 
         if not cfg.api.endpoint.is_loopback and not cfg.api.keys:
@@ -204,11 +211,18 @@ class Daemon:
         log.info("ready")
 
     async def _serve(
-        self, name: str, app: web.Application, endpoint: Endpoint, max_connections: int, lingering_time: float = 10.0
+        self,
+        name: str,
+        app: web.Application,
+        endpoint: Endpoint,
+        max_connections: int,
+        lingering_time: float = 10.0,
+        on_bad_http: Callable[[], None] | None = None,
     ) -> None:
         runner = web.AppRunner(
             app,
             access_log=None,
+            logger=ServerLog(name, on_bad_http),
             handle_signals=False,
             shutdown_timeout=GRACE_SECONDS,
             lingering_time=lingering_time,
@@ -287,8 +301,9 @@ def settings_summary(config: Config) -> str:
     for setting in SETTINGS:
         if setting.secret:
             continue
-        section, _, name = setting.path.rpartition(".")
-        value = getattr(getattr(config, section), name) if section else getattr(config, name)
+        value: Any = config
+        for name in setting.path.split("."):  # receiver.tls.cert_file: config.receiver.tls.cert_file
+            value = getattr(value, name)
         shown.append(f"{setting.path}={value}")
     return " ".join(shown)
 

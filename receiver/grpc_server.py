@@ -21,7 +21,16 @@ from google.rpc import status_pb2 as pb_status
 
 from receiver.admission import Admission
 from receiver.auth import key_matches
-from receiver.errors import BAD_DATA, UNAUTHENTICATED, ReceiverError, retry_delay_seconds
+from receiver.errors import (
+    BAD_DATA,
+    INTERNAL,
+    INTERNAL_MESSAGE,
+    UNAUTHENTICATED,
+    ReceiverError,
+    grpc_peer,
+    log_refusal,
+    retry_delay_seconds,
+)
 from receiver.ingest import Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal
 
@@ -60,6 +69,8 @@ class OtlpGrpcHandlers:
         ]
 
     def _export(self, signal: OtlpSignal) -> Handler:
+        name = signal.request_type.__name__
+
         async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
                 metadata = dict(context.invocation_metadata() or ())
@@ -71,15 +82,22 @@ class OtlpGrpcHandlers:
                     try:
                         message.ParseFromString(body)
                     except DecodeError as exc:
-                        raise ReceiverError(BAD_DATA, f"not a valid {signal.request_type.__name__}: {exc}") from None
+                        raise ReceiverError(BAD_DATA, f"the message is not a valid {name}", cause=exc) from None
                     result = await signal.export(self._ingest, message, "grpc")
+                return signal.response(result).SerializeToString()
             except ReceiverError as exc:
-                self._ingest.note_refused("grpc", signal.name, exc.kind.name)
-                code = exc.kind.grpc_code
-                trailers = _retry_trailers(code, exc.message, self._retry_after) if exc.kind.retryable else ()
-                await context.abort(code, exc.message, trailing_metadata=trailers)
-                raise  # abort() raises; this line is never reached
-            return signal.response(result).SerializeToString()
+                refusal = exc
+            except Exception as exc:  # a fault of ours: one line (traceback at debug), no text to the sender
+                # (grpc would log the traceback and send its text as the status details)
+                refusal = ReceiverError(INTERNAL, INTERNAL_MESSAGE, cause=exc)
+            self._ingest.note_refused("grpc", signal.name, refusal.kind.name)
+            log_refusal(
+                "otlp_grpc", f"{signal.grpc_service}/Export", refusal.kind, grpc_peer(context.peer()), refusal.cause
+            )
+            code = refusal.kind.grpc_code
+            trailers = _retry_trailers(code, refusal.message, self._retry_after) if refusal.kind.retryable else ()
+            await context.abort(code, refusal.message, trailing_metadata=trailers)
+            raise AssertionError("unreachable: abort() raises")
 
         return export
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from google.protobuf.message import DecodeError, Message
 from google.rpc import status_pb2 as pb_status
 
@@ -20,6 +23,9 @@ from receiver.admission import Admission
 from receiver.auth import key_matches
 from receiver.errors import (
     BAD_DATA,
+    BAD_HTTP,
+    INTERNAL,
+    INTERNAL_MESSAGE,
     METHOD_NOT_ALLOWED,
     TIMEOUT,
     TOO_LARGE,
@@ -27,6 +33,8 @@ from receiver.errors import (
     UNSUPPORTED_MEDIA,
     ErrorKind,
     ReceiverError,
+    log,
+    log_refusal,
     retry_after_header,
 )
 from receiver.ingest import Ingest
@@ -77,40 +85,41 @@ class OtlpHttpHandler:
 
     async def _handle(self, signal: OtlpSignal, request: web.Request) -> web.StreamResponse:
         content_type = request.content_type
-        if not key_matches(request.headers.get("Authorization", ""), self._keys):
-            self._ingest.note_refused("http", signal.name, UNAUTHENTICATED.name)
-            return error_response(
-                UNAUTHENTICATED, "a valid 'Authorization: Bearer <key>' header is required", content_type
-            )
-        if request.method != "POST":
-            self._ingest.note_refused("http", signal.name, METHOD_NOT_ALLOWED.name)
-            return error_response(METHOD_NOT_ALLOWED, f"{request.method} is not allowed; use POST", content_type)
-        if content_type not in (PROTOBUF, JSON):
-            self._ingest.note_refused("http", signal.name, UNSUPPORTED_MEDIA.name)
-            return error_response(
-                UNSUPPORTED_MEDIA,
-                f"Content-Type {content_type or '(none)'} is not supported; use {PROTOBUF} or {JSON}",
-                JSON,
-            )
-        encoding = request.headers.get("Content-Encoding", "").strip().lower()
-        if encoding not in _ENCODINGS:
-            self._ingest.note_refused("http", signal.name, UNSUPPORTED_MEDIA.name)
-            return error_response(
-                UNSUPPORTED_MEDIA, f"Content-Encoding {encoding} is not supported; use gzip", content_type
-            )
-        # Admitted by its wire size before anything is read (a chunked body: the body limit).
-        size = request.content_length if request.content_length is not None else self._max_body_bytes
         try:
-            self._ingest.check_capacity()
-            with self._admission.admit(min(size, self._max_body_bytes)):
-                body = await self._read(request)
-                message = self._decode(signal, body, content_type)
-                result = await signal.export(self._ingest, message, "http")
+            return await self._answer(signal, request, content_type)
         except ReceiverError as exc:
-            self._ingest.note_refused("http", signal.name, exc.kind.name)
+            self._refused(signal, request, exc)
             if exc.kind.retryable and exc.kind is not TIMEOUT:
                 await self._drain(request)
             return error_response(exc.kind, exc.message, content_type, self._retry_after)
+        except Exception as exc:  # a fault of ours: one line (traceback at debug), no text to the sender
+            self._refused(signal, request, ReceiverError(INTERNAL, INTERNAL_MESSAGE, cause=exc))
+            return error_response(INTERNAL, INTERNAL_MESSAGE, content_type)
+
+    def _refused(self, signal: OtlpSignal, request: web.Request, exc: ReceiverError) -> None:
+        self._ingest.note_refused("http", signal.name, exc.kind.name)
+        log_refusal("otlp_http", request.path, exc.kind, http_peer(request), exc.cause)
+
+    async def _answer(self, signal: OtlpSignal, request: web.Request, content_type: str) -> web.StreamResponse:
+        if not key_matches(request.headers.get("Authorization", ""), self._keys):
+            raise ReceiverError(UNAUTHENTICATED, "a valid 'Authorization: Bearer <key>' header is required")
+        if request.method != "POST":
+            raise ReceiverError(METHOD_NOT_ALLOWED, f"{request.method} is not allowed; use POST")
+        if content_type not in (PROTOBUF, JSON):
+            raise ReceiverError(
+                UNSUPPORTED_MEDIA,
+                f"Content-Type {content_type or '(none)'} is not supported; use {PROTOBUF} or {JSON}",
+            )
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        if encoding not in _ENCODINGS:
+            raise ReceiverError(UNSUPPORTED_MEDIA, f"Content-Encoding {encoding} is not supported; use gzip")
+        # Admitted by its wire size before anything is read (a chunked body: the body limit).
+        size = request.content_length if request.content_length is not None else self._max_body_bytes
+        self._ingest.check_capacity()
+        with self._admission.admit(min(size, self._max_body_bytes)):
+            body = await self._read(request)
+            message = self._decode(signal, body, content_type)
+            result = await signal.export(self._ingest, message, "http")
         return web.Response(status=200, body=_encode(signal.response(result), content_type), content_type=content_type)
 
     async def _drain(self, request: web.Request) -> None:
@@ -136,20 +145,23 @@ class OtlpHttpHandler:
                 TOO_LARGE, f"body exceeds the limit of {self._max_body_bytes} bytes after decompression"
             ) from None
         except Exception as exc:  # broken gzip / deflate stream, truncated chunked body
-            raise ReceiverError(BAD_DATA, f"could not read the body: {type(exc).__name__}") from None
+            raise ReceiverError(
+                BAD_DATA, "the body could not be read (a broken gzip or deflate stream, or cut short)", cause=exc
+            ) from None
 
     @staticmethod
     def _decode(signal: OtlpSignal, body: bytes, content_type: str) -> Message:
         message = signal.request_type()
+        name = signal.request_type.__name__
         if content_type == JSON:
             try:
                 return otlp_json.parse(body, message)
             except otlp_json.JsonDecodeError as exc:
-                raise ReceiverError(BAD_DATA, str(exc)) from None
+                raise ReceiverError(BAD_DATA, f"the body is not a valid OTLP/JSON {name}", cause=exc) from None
         try:
             message.ParseFromString(body)
         except DecodeError as exc:
-            raise ReceiverError(BAD_DATA, f"body is not a valid {signal.request_type.__name__}: {exc}") from None
+            raise ReceiverError(BAD_DATA, f"the body is not a valid {name} (OTLP protobuf)", cause=exc) from None
         return message
 
 
@@ -158,6 +170,49 @@ DRAIN_LIMIT_BYTES = 1024 * 1024  # a refused body up to this size is read, so th
 # After an early answer (413, 400) the rest of the body is not read: aiohttp would otherwise
 # keep reading — and inflating — it on the event loop for up to 10 s ("lingering close").
 LINGERING_TIME_SECONDS = 0.0
+
+
+def http_peer(request: web.BaseRequest) -> str:
+    """``host:port`` of the client (``[v6]:port``), from the socket, never from a header."""
+    transport = request.transport
+    peername = transport.get_extra_info("peername") if transport is not None else None
+    if isinstance(peername, tuple) and len(peername) >= 2:
+        host, port = str(peername[0]), peername[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return request.remote or ""
+
+
+class ServerLog(logging.LoggerAdapter):
+    """aiohttp's server logger for one listener (``AppRunner(logger=...)``).
+
+    aiohttp answers what is not HTTP (a bad request line, a header over 8 KiB, TLS sent to a
+    plain port) itself, before any handler runs, and logs it at ERROR with a traceback. Here
+    that is one refusal line like ours (reason ``bad_http``, the exception's class name, the
+    traceback only at debug), and ``on_bad_http`` counts it.
+    """
+
+    def __init__(self, listener: str, on_bad_http: Callable[[], None] | None = None) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self._listener = listener
+        self._on_bad_http = on_bad_http
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        cause = exc_info if isinstance(exc_info, BaseException) else None
+        if isinstance(msg, str) and msg.startswith("Error handling request"):
+            peer = str(args[0]) if args else ""
+            if isinstance(cause, HttpProcessingError):
+                if self._on_bad_http is not None:
+                    self._on_bad_http()
+                log_refusal(self._listener, "-", BAD_HTTP, peer, cause)
+            else:  # a handler raised: ours catch everything, so this is a bug
+                log_refusal(self._listener, "-", INTERNAL, peer, cause)
+            return
+        if level >= logging.ERROR and cause is not None:  # e.g. "Unhandled exception"
+            debug = log.isEnabledFor(logging.DEBUG)
+            log.error("%s: %s on %s", msg, type(cause).__name__, self._listener, exc_info=cause if debug else None)
+            return
+        super().log(level, msg, *args, **kwargs)
 
 
 def build_otlp_app(
