@@ -5,9 +5,11 @@ distributions measured side by side on this machine, written as Markdown and JSO
 2. detection latency at ~50 % of the sidecar's maximum sustained load;
 3. memory: RSS per open run with 10,000 open runs, and RSS over a sustained run (flat?);
 4. storage: DuckDB bytes per 1,000 spans;
-5. cost growth: per-span CPU at runs of 10, 100 and 1,000 steps.
+5. cost growth: per-span CPU at runs of 10, 100 and 1,000 steps;
+6. overload: 1x, 4x, 16x, 64x max_inflight_requests concurrent exporters (``bench/overload.py``):
+   refusals, /healthz latency, peak RSS, throughput ÷ the 1x level's, every acknowledged span stored.
 
-Traffic goes only to 127.0.0.1, bounded in count and time. ``--quick`` finishes in about a minute.
+Traffic goes only to 127.0.0.1, bounded in count and time. ``--quick`` finishes in about a minute and a half.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from bench import detection_latency, run_length, throughput
+from bench import detection_latency, overload, run_length, throughput
 from bench.workload import RunShape, build_requests, build_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -188,6 +190,8 @@ def report(results: dict[str, Any], command: str) -> str:
             f"| per-span CPU at 10 / 100 / 1,000 steps ({shape}) | "
             f"{costs['10']:.0f} / {costs['100']:.0f} / {costs['1000']:.0f} µs | flat |"
         )
+    if "overload" in results:
+        lines += overload.report_rows(results["overload"])
     return "\n".join(lines)
 
 
@@ -214,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     results["memory"] = bench_memory(2_000 if quick else 10_000, soak)
     print("cost growth…", flush=True)
     results["cost"] = bench_cost(quick)
+    print("overload…", flush=True)
+    results["overload"] = overload.bench(quick)
     table = report(results, command)
     name = "quick" if quick else "latest"
     (RESULTS / f"{name}.md").write_text(table + "\n")
