@@ -65,8 +65,9 @@ class RunEvent:
     call_id: str
     payload: Mapping[str, Any]
 
-    def sort_key(self) -> tuple[int, int]:
-        return (self.ts_ns, _KIND_RANK.get(self.kind, 5))
+    def sort_key(self) -> tuple[int, int, str]:
+        """Time, then calls before answers, then the id: one order however the store returns them."""
+        return (self.ts_ns, _KIND_RANK.get(self.kind, 5), self.event_id)
 
 
 @dataclass(frozen=True, slots=True)

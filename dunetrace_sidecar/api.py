@@ -7,25 +7,58 @@ Every error, ours or aiohttp's (404, 405, 413, …), has one shape:
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
+import bisect
 import json
 import logging
 import re
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
+from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 import detectors.library  # noqa: F401  (registers the detectors)
-from detectors.base import REGISTRY, SEVERITIES
+from detectors.base import REGISTRY
 from detectors.events import RunEvent, RunRow, fold_content, number_steps
 from dunetrace_sidecar.metrics import Metrics
-from dunetrace_sidecar.openapi import openapi_document
+from dunetrace_sidecar.models import (
+    MAX_EVENTS_LIMIT,
+    Agent,
+    Agents,
+    AppliedFix,
+    ApplyFixInput,
+    Event,
+    EventsPage,
+    EventsQuery,
+    ExplainAnswer,
+    ExplainInput,
+    FixStatus,
+    Input,
+    Policies,
+    PoliciesQuery,
+    Policy,
+    PolicyInput,
+    Query,
+    RolledBack,
+    Run,
+    RunDetail,
+    RunsPage,
+    RunsQuery,
+    SignalOut,
+    SignalsPage,
+    SignalsQuery,
+    Status,
+    ToggleInput,
+    ascii_number,
+    encode_cursor,
+    first_error,
+)
+from dunetrace_sidecar.openapi import Route, openapi_document
 from dunetrace_sidecar.policies import POLICY_VIOLATION, PolicyBook, PolicyError, PolicyService
+from dunetrace_sidecar.policies import Policy as PolicyRule
 from dunetrace_sidecar.views import iso, not_seen, signal_view
 from explain.errors import ExplainError
 from explain.service import ExplainService
@@ -35,10 +68,10 @@ from store.duckdb_store import DuckStore, RunFilter, SignalFilter, StoreUnavaila
 log = logging.getLogger("dunetrace.api")
 
 T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+Q = TypeVar("Q", bound=Query)
+I = TypeVar("I", bound=Input)  # noqa: E741
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
-MAX_LIMIT = 500
-DEFAULT_LIMIT = 50
-RUN_STATUSES = frozenset({"running", "completed", "errored", "stalled"})
 # Every type a signal can have: the detectors' and the policies' own.
 FAILURE_TYPES = (*sorted(REGISTRY), POLICY_VIOLATION)
 
@@ -46,6 +79,7 @@ STORE = web.AppKey("store", DuckStore)
 METRICS = web.AppKey("metrics", Metrics)
 POLICIES = web.AppKey("policies", PolicyService)
 EXPLAIN = web.AppKey("explain", ExplainService)
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
 LOOPBACK_ONLY = web.AppKey("loopback_only", bool)  # the API listens on a loopback address only
 # run id → whether its end-of-run detectors still wait for late spans (runs.end_grace_seconds)
 END_PENDING: web.AppKey[Callable[[str], bool]] = web.AppKey("end_pending")
@@ -60,21 +94,16 @@ class ApiError(Exception):
         self.message = message
 
 
-def error_body(code: str, message: str) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message}}
-
-
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    """Strict JSON out: a non-finite number is an error here, never a bare NaN in an answer."""
-    return web.json_response(body, status=status, headers=headers, dumps=_strict_dumps)
-
-
-def _strict_dumps(value: Any) -> str:
-    return json.dumps(value, allow_nan=False)
+    """The one JSON encoder of answers that are not models: a non-finite number becomes null,
+    never a bare NaN (pydantic does the same for models)."""
+    return web.Response(
+        body=to_json(body, inf_nan_mode="null"), status=status, headers=headers, content_type="application/json"
+    )
 
 
 def error_response(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
-    return json_response(error_body(code, message), status=status, headers=headers)
+    return json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
 
 
 _HTTP_CODES = {
@@ -162,7 +191,7 @@ async def browser_middleware(
     return await handler(request)
 
 
-# --- parsing request parameters ----------------------------------------------------------
+# --- requests in, answers out -------------------------------------------------------------
 
 
 def parse_run_id(text: str) -> str:
@@ -172,78 +201,75 @@ def parse_run_id(text: str) -> str:
         r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", candidate
     ):
         return str(uuid.UUID(candidate))
-    raise ApiError(400, "invalid_run_id", f"{text!r} is not a run id (a UUID or 32 hex characters)")
+    raise ApiError(400, "invalid_run_id", f"{text[:40]!r} is not a run id (a UUID or 32 hex characters)")
 
 
-# Unix seconds accepted in filters: 1970 up to the year 2500, well inside BIGINT nanoseconds.
-MAX_UNIX_SECONDS = 16_725_225_600
-
-
-def parse_time_ns(name: str, text: str) -> int:
-    """RFC 3339 or Unix seconds → Unix nanoseconds."""
-    invalid = ApiError(400, "invalid_parameter", f"{name}: expected RFC 3339 or Unix seconds, got {text[:40]!r}")
-    if not text.isascii() or len(text) > 40:
-        raise invalid
+def parse_query(model: type[Q], request: web.Request) -> Q:
     try:
-        seconds = float(text)
-    except ValueError:
-        try:  # RFC 3339 allows lower-case t and z
-            parsed = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-        except ValueError:
-            raise invalid from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=UTC)
-        seconds = parsed.timestamp()
-    if not 0 <= seconds <= MAX_UNIX_SECONDS:  # also rejects nan and ±inf
-        raise ApiError(400, "invalid_parameter", f"{name}: {text!r} is outside 1970 to 2500")
-    return int(seconds * 1_000_000) * 1000
+        return model.model_validate(dict(request.query))
+    except ValidationError as exc:
+        field, message, kind = first_error(exc)
+        raise ApiError(400, kind if kind == "invalid_cursor" else "invalid_parameter", f"{field}: {message}") from None
 
 
-def ascii_number(text: str, max_digits: int = 18) -> int | None:
-    """A whole number written in ASCII digits (no "²", no other scripts' digits), or None."""
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= max_digits else None
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
-def parse_limit(text: str | None) -> int:
-    if text is None:
-        return DEFAULT_LIMIT
-    number = ascii_number(text)
-    if number is None or not 1 <= number <= MAX_LIMIT:
-        raise ApiError(400, "invalid_parameter", f"limit: expected an integer from 1 to {MAX_LIMIT}")
-    return number
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:
+        raise ValueError("number too long")
+    return int(text)
 
 
-def encode_cursor(position_ns: int, row_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{position_ns}:{row_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(text: str) -> tuple[int, str]:
-    """(position in ns, row id) of the last row of the previous page; the id is a UUID."""
+async def parse_body(model: type[I], request: web.Request, required: bool) -> I:
+    """Strict JSON (no NaN or Infinity, bounded numbers and nesting), then the model."""
+    if not request.can_read_body:
+        if required:
+            raise ApiError(400, "invalid_body", "a JSON object body is required")
+        return model.model_validate({})
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        position, _, row_id = raw.partition(":")
-        position_ns = ascii_number(position, 19)
-        if position_ns is None:
-            raise ValueError("not a position")
-        if not 0 <= position_ns < 2**63:
-            raise ValueError("out of range")
-        return position_ns, str(uuid.UUID(row_id))
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise ApiError(400, "invalid_cursor", "cursor: not a cursor this API returned") from None
+        body = json.loads(await request.text(), parse_constant=_no_constant, parse_int=_bounded_int)
+    except (ValueError, RecursionError):
+        raise ApiError(
+            400,
+            "invalid_body",
+            "the body is not JSON (strict: no NaN or Infinity, numbers of at most 20 digits, nesting within reason)",
+        ) from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", "the body must be a JSON object")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        field, message, _ = first_error(exc)
+        raise ApiError(400, model.error_code, f"{field}: {message}") from None
 
 
-def parse_bool(name: str, text: str | None) -> bool:
-    if text is None:
-        return False
-    lowered = text.strip().lower()
-    if lowered in ("1", "true", "yes"):
-        return True
-    if lowered in ("0", "false", "no", ""):
-        return False
-    raise ApiError(400, "invalid_parameter", f"{name}: expected true or false, got {text!r}")
+def answer(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+    """A model as JSON; optional fields that were never set (an explanation's fallback_reason, …)
+    are left out rather than sent as null."""
+    return web.Response(
+        body=model.model_dump_json(exclude_unset=True).encode(),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
 
 
-# --- views -----------------------------------------------------------------------------
+def bind(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler of a route: its query and body validated by its models, its answer
+    serialized from its model."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        parsed: dict[str, Any] = {}
+        if route.query is not None:
+            parsed["query"] = parse_query(route.query, request)
+        if route.body is not None:
+            parsed["body"] = await parse_body(route.body, request, route.body_required)
+        result = await route.handler(request, **parsed)
+        return answer(result, route.status) if isinstance(result, BaseModel) else result
+
+    return handle
 
 
 def run_view(row: RunRow) -> dict[str, Any]:
@@ -267,15 +293,33 @@ def run_view(row: RunRow) -> dict[str, Any]:
     }
 
 
-def event_view(step: int, event: RunEvent) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "event_type": event.kind,
-        "step_index": step,
-        "timestamp": iso(event.ts_ns),
-        "call_id": event.call_id,
-        "payload": event.payload,
-    }
+def event_view(step: int, event: RunEvent) -> Event:
+    return Event(
+        event_id=event.event_id,
+        event_type=event.kind,
+        step_index=step,
+        timestamp=iso(event.ts_ns),
+        call_id=event.call_id,
+        payload=dict(event.payload),
+    )
+
+
+def events_page(
+    numbered: list[tuple[int, RunEvent]], cursor: tuple[int | str, ...] | None, limit: int
+) -> tuple[list[Event], str | None]:
+    """One page of a run's events in step order; the cursor is the last one's sort key, so a
+    page starts where the previous one ended even when late spans were stored in between."""
+    start = 0
+    if cursor is not None:
+        match cursor:
+            case (int() as ts_ns, int() as rank, str() as event_id):
+                after = (ts_ns, rank, event_id)
+            case _:
+                raise ApiError(400, "invalid_cursor", "cursor: not a cursor this API returned")
+        start = bisect.bisect_right([e.sort_key() for _, e in numbered], after)
+    page = numbered[start : start + limit]
+    more = start + limit < len(numbered)
+    return [event_view(step, event) for step, event in page], (encode_cursor(*page[-1][1].sort_key()) if more else None)
 
 
 async def _read(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
@@ -285,15 +329,15 @@ async def _read(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
 # --- handlers -------------------------------------------------------------------------
 
 
-async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
+async def healthz(request: web.Request) -> Status:
+    return Status(status="ok")
 
 
-async def readyz(request: web.Request) -> web.Response:
+async def readyz(request: web.Request) -> Status:
     store = request.app[STORE]
     if await _read(request, store.ping):
-        return json_response({"status": "ready"})
-    return error_response(503, "not_ready", "the store is not available")
+        return Status(status="ready")
+    raise ApiError(503, "not_ready", "the store is not available")
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
@@ -302,46 +346,56 @@ async def metrics(request: web.Request) -> web.StreamResponse:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(openapi_document())
+    return json_response(request.app[OPENAPI])
 
 
-async def list_agents(request: web.Request) -> web.Response:
+async def list_agents(request: web.Request) -> Agents:
     agents = await _read(request, request.app[STORE].list_agents)
-    return json_response(
-        {
-            "agents": [
-                {
-                    "agent_id": a["agent_id"],
-                    "run_count": a["run_count"],
-                    "running_runs": a["running_runs"],
-                    "signal_count": a["signal_count"],
-                    "last_seen": iso(a["last_seen_ns"]),
-                }
-                for a in agents
-            ]
-        }
+    return Agents(
+        agents=[
+            Agent(
+                agent_id=a["agent_id"],
+                run_count=a["run_count"],
+                running_runs=a["running_runs"],
+                signal_count=a["signal_count"],
+                last_seen=iso(a["last_seen_ns"]),
+            )
+            for a in agents
+        ]
     )
 
 
-async def list_runs(request: web.Request) -> web.Response:
-    query = request.query
-    status = query.get("status")
-    if status is not None and status not in RUN_STATUSES:
-        raise ApiError(400, "invalid_parameter", f"status: expected one of {', '.join(sorted(RUN_STATUSES))}")
+def _after(cursor: tuple[int | str, ...] | None) -> tuple[int, str] | None:
+    """A runs / signals cursor: (position in ns, row UUID)."""
+    if cursor is None:
+        return None
+    if len(cursor) != 2 or not isinstance(cursor[0], int) or not isinstance(cursor[1], str):
+        raise ApiError(400, "invalid_cursor", "cursor: not a cursor this API returned")
+    try:
+        return cursor[0], str(uuid.UUID(cursor[1]))
+    except ValueError:
+        raise ApiError(400, "invalid_cursor", "cursor: not a cursor this API returned") from None
+
+
+async def list_runs(request: web.Request, query: RunsQuery) -> RunsPage:
     flt = RunFilter(
-        agent_id=query.get("agent_id"),
-        status=status,
-        since_ns=parse_time_ns("since", query["since"]) if "since" in query else None,
-        until_ns=parse_time_ns("until", query["until"]) if "until" in query else None,
-        after=decode_cursor(query["cursor"]) if "cursor" in query else None,
-        limit=parse_limit(query.get("limit")),
+        agent_id=query.agent_id,
+        status=query.status,
+        since_ns=query.since,
+        until_ns=query.until,
+        after=_after(query.cursor),
+        limit=query.limit,
     )
     rows = await _read(request, request.app[STORE].list_runs, flt)
     next_cursor = encode_cursor(rows[-1].started_ns, rows[-1].run_id) if len(rows) == flt.limit else None
-    return json_response({"runs": [run_view(r) for r in rows], "next_cursor": next_cursor})
+    return RunsPage(runs=[Run.model_validate(run_view(r)) for r in rows], next_cursor=next_cursor)
 
 
-async def get_run(request: web.Request) -> web.Response:
+async def _numbered_events(request: web.Request, run_id: str) -> list[tuple[int, RunEvent]]:
+    return number_steps(fold_content(await _read(request, request.app[STORE].run_events, run_id)))
+
+
+async def get_run(request: web.Request) -> RunDetail:
     run_id = parse_run_id(request.match_info["run_id"])
     # Asked before the reads: once it says "not pending", the end judgement is committed, so
     # the signals read next include it.
@@ -350,112 +404,94 @@ async def get_run(request: web.Request) -> web.Response:
     row = await _read(request, store.get_run, run_id)
     if row is None:
         raise ApiError(404, "run_not_found", f"no run {run_id}")
-    events = await _read(request, store.run_events, run_id)
+    numbered = await _numbered_events(request, run_id)
     signals = await _read(request, store.run_signals, run_id)
-    body = run_view(row)
-    folded = fold_content(events)
-    body["events"] = [event_view(step, event) for step, event in number_steps(folded)]
-    body["signals"] = [signal_view(s) for s in signals]
-    body["not_seen"] = not_seen(folded)
-    body["end_pending"] = end_pending
-    return json_response(body)
+    events, next_cursor = events_page(numbered, None, MAX_EVENTS_LIMIT)
+    return RunDetail.model_validate(
+        {
+            **run_view(row),
+            "events": events,
+            "events_next_cursor": next_cursor,
+            "signals": [signal_view(s) for s in signals],
+            "not_seen": not_seen([event for _, event in numbered]),
+            "end_pending": end_pending,
+        }
+    )
 
 
-async def list_signals(request: web.Request) -> web.Response:
-    query = request.query
-    severity = query.get("severity")
-    if severity is not None and severity.upper() not in SEVERITIES:
-        raise ApiError(400, "invalid_parameter", f"severity: expected one of {', '.join(SEVERITIES)}")
-    failure_type = query.get("failure_type")
-    if failure_type is not None and failure_type not in FAILURE_TYPES:
+async def list_run_events(request: web.Request, query: EventsQuery) -> EventsPage:
+    run_id = parse_run_id(request.match_info["run_id"])
+    if await _read(request, request.app[STORE].get_run, run_id) is None:
+        raise ApiError(404, "run_not_found", f"no run {run_id}")
+    events, next_cursor = events_page(await _numbered_events(request, run_id), query.cursor, query.limit)
+    return EventsPage(events=events, next_cursor=next_cursor)
+
+
+async def list_signals(request: web.Request, query: SignalsQuery) -> SignalsPage:
+    if query.failure_type is not None and query.failure_type not in FAILURE_TYPES:
         raise ApiError(400, "invalid_parameter", f"failure_type: expected one of {', '.join(FAILURE_TYPES)}")
     flt = SignalFilter(
-        agent_id=query.get("agent_id"),
-        run_id=parse_run_id(query["run_id"]) if "run_id" in query else None,
-        failure_type=failure_type,
-        severity=severity.upper() if severity else None,
-        since_ns=parse_time_ns("since", query["since"]) if "since" in query else None,
-        until_ns=parse_time_ns("until", query["until"]) if "until" in query else None,
-        include_shadow=parse_bool("include_shadow", query.get("include_shadow")),
-        after=decode_cursor(query["cursor"]) if "cursor" in query else None,
-        limit=parse_limit(query.get("limit")),
+        agent_id=query.agent_id,
+        run_id=query.run_id,
+        failure_type=query.failure_type,
+        severity=query.severity,
+        since_ns=query.since,
+        until_ns=query.until,
+        include_shadow=query.include_shadow,
+        after=_after(query.cursor),
+        limit=query.limit,
     )
     signals = await _read(request, request.app[STORE].list_signals, flt)
     last = signals[-1] if signals else None
     next_cursor = encode_cursor(last.detected_ns, last.signal_id) if last and len(signals) == flt.limit else None
-    return json_response({"signals": [signal_view(s) for s in signals], "next_cursor": next_cursor})
+    return SignalsPage.model_validate({"signals": [signal_view(s) for s in signals], "next_cursor": next_cursor})
 
 
-async def get_signal(request: web.Request) -> web.Response:
+async def get_signal(request: web.Request) -> SignalOut:
     raw = request.match_info["signal_id"]
     try:
         signal_id = str(uuid.UUID(raw))
     except ValueError:
-        raise ApiError(400, "invalid_signal_id", f"{raw!r} is not a signal id (a UUID)") from None
+        raise ApiError(400, "invalid_signal_id", f"{raw[:40]!r} is not a signal id (a UUID)") from None
     signal = await _read(request, request.app[STORE].get_signal, signal_id)
     if signal is None:
         raise ApiError(404, "signal_not_found", f"no signal {signal_id}")
-    return json_response(signal_view(signal))
+    return SignalOut.model_validate(signal_view(signal))
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > 20:
-        raise ValueError("number too long")
-    return int(text)
-
-
-async def _json_body(request: web.Request, required: bool) -> dict[str, Any]:
-    if not request.can_read_body:
-        if required:
-            raise ApiError(400, "invalid_body", "a JSON object body is required")
-        return {}
-    try:
-        body = json.loads(await request.text(), parse_constant=_no_constant, parse_int=_bounded_int)
-    except (ValueError, RecursionError):
-        raise ApiError(
-            400,
-            "invalid_body",
-            "the body is not JSON (strict: no NaN or Infinity, numbers of at most 20 digits, nesting within reason)",
-        ) from None
-    if not isinstance(body, dict):
-        raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    return body
-
-
-async def _counted(request: web.Request, operation: str, call: Awaitable[dict[str, Any]]) -> web.Response:
+async def _counted(request: web.Request, operation: str, call: Awaitable[dict[str, Any]], model: type[M]) -> M:
     counter = request.app[METRICS].explain_requests
     try:
-        answer = await call
+        result = await call
     except (ApiError, ExplainError) as exc:
         counter.labels(operation, exc.code).inc()
         raise
-    counter.labels(operation, "fallback" if answer.get("fallback_reason") else "ok").inc()
-    return json_response(answer)
+    counter.labels(operation, "fallback" if result.get("fallback_reason") else "ok").inc()
+    return model.model_validate(result)
 
 
-async def explain_signal(request: web.Request) -> web.Response:
-    body = await _json_body(request, required=False)
+async def explain_signal(request: web.Request, body: ExplainInput) -> ExplainAnswer:
     service = request.app[EXPLAIN]
     return await _counted(
-        request, "explain", service.explain(request.match_info["signal_id"], body.get("langfuse_trace_id"))
+        request, "explain", service.explain(request.match_info["signal_id"], body.langfuse_trace_id), ExplainAnswer
     )
 
 
-async def apply_fix(request: web.Request) -> web.Response:
-    body = await _json_body(request, required=True)
-    return await _counted(request, "apply_fix", request.app[EXPLAIN].apply_fix(request.match_info["signal_id"], body))
+async def apply_fix(request: web.Request, body: ApplyFixInput) -> AppliedFix:
+    fix = body.model_dump(exclude_none=True)
+    return await _counted(
+        request, "apply_fix", request.app[EXPLAIN].apply_fix(request.match_info["signal_id"], fix), AppliedFix
+    )
 
 
-async def rollback_fix(request: web.Request) -> web.Response:
-    return await _counted(request, "rollback", request.app[EXPLAIN].rollback(request.match_info["signal_id"]))
+async def rollback_fix(request: web.Request) -> RolledBack:
+    return await _counted(
+        request, "rollback", request.app[EXPLAIN].rollback(request.match_info["signal_id"]), RolledBack
+    )
 
 
-async def fix_status(request: web.Request) -> web.Response:
-    return json_response(await request.app[EXPLAIN].fix_status(request.match_info["signal_id"]))
+async def fix_status(request: web.Request) -> FixStatus:
+    return FixStatus.model_validate(await request.app[EXPLAIN].fix_status(request.match_info["signal_id"]))
 
 
 def _policy_id(request: web.Request) -> int:
@@ -466,43 +502,40 @@ def _policy_id(request: web.Request) -> int:
     return number
 
 
-def _policy_error(exc: PolicyError) -> ApiError:
-    return ApiError(400, "invalid_policy", str(exc))
+def _policy(policy: PolicyRule) -> Policy:
+    return Policy.model_validate(policy.as_dict())
 
 
-async def list_policies(request: web.Request) -> web.Response:
+async def list_policies(request: web.Request, query: PoliciesQuery) -> Policies:
     book = request.app[POLICIES].book
-    agent_id = request.query.get("agent_id")
-    policies = book.all() if agent_id is None else book.for_agent(agent_id, enabled_only=False)
-    return json_response({"policies": [p.as_dict() for p in policies]})
+    policies = book.all() if query.agent_id is None else book.for_agent(query.agent_id, enabled_only=False)
+    return Policies(policies=[_policy(p) for p in policies])
 
 
-async def create_policy(request: web.Request) -> web.Response:
-    body = await _json_body(request, required=True)
+async def create_policy(request: web.Request, body: PolicyInput) -> web.Response:
     try:
         policy = await request.app[POLICIES].create(body)
     except PolicyError as exc:
-        raise _policy_error(exc) from None
-    return json_response(policy.as_dict(), status=201, headers={"Location": f"/v1/policies/{policy.id}"})
+        raise ApiError(400, "invalid_policy", str(exc)) from None
+    return answer(_policy(policy), status=201, headers={"Location": f"/v1/policies/{policy.id}"})
 
 
-async def get_policy(request: web.Request) -> web.Response:
+async def get_policy(request: web.Request) -> Policy:
     policy = request.app[POLICIES].book.get(_policy_id(request))
     if policy is None:
         raise ApiError(404, "policy_not_found", f"no policy {request.match_info['policy_id']}")
-    return json_response(policy.as_dict())
+    return _policy(policy)
 
 
-async def replace_policy(request: web.Request) -> web.Response:
+async def replace_policy(request: web.Request, body: PolicyInput) -> Policy:
     policy_id = _policy_id(request)
-    body = await _json_body(request, required=True)
     try:
         policy = await request.app[POLICIES].replace(policy_id, body)
     except PolicyError as exc:
-        raise _policy_error(exc) from None
+        raise ApiError(400, "invalid_policy", str(exc)) from None
     if policy is None:
         raise ApiError(404, "policy_not_found", f"no policy {policy_id}")
-    return json_response(policy.as_dict())
+    return _policy(policy)
 
 
 async def delete_policy(request: web.Request) -> web.Response:
@@ -512,38 +545,159 @@ async def delete_policy(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-async def toggle_policy(request: web.Request) -> web.Response:
+async def toggle_policy(request: web.Request, body: ToggleInput) -> Policy:
     policy_id = _policy_id(request)
-    body = await _json_body(request, required=False)
-    enabled = body.get("enabled")
-    if enabled is not None and not isinstance(enabled, bool):
-        raise ApiError(400, "invalid_policy", "enabled: true or false is required")
-    policy = await request.app[POLICIES].toggle(policy_id, enabled)
+    policy = await request.app[POLICIES].toggle(policy_id, body.enabled)
     if policy is None:
         raise ApiError(404, "policy_not_found", f"no policy {policy_id}")
-    return json_response(policy.as_dict())
+    return _policy(policy)
 
 
-ROUTES: tuple[tuple[str, str, Callable[[web.Request], Awaitable[web.StreamResponse]]], ...] = (
-    ("GET", "/healthz", healthz),
-    ("GET", "/readyz", readyz),
-    ("GET", "/openapi.json", openapi),
-    ("GET", "/metrics", metrics),
-    ("GET", "/v1/agents", list_agents),
-    ("GET", "/v1/runs", list_runs),
-    ("GET", "/v1/runs/{run_id}", get_run),
-    ("GET", "/v1/signals", list_signals),
-    ("GET", "/v1/signals/{signal_id}", get_signal),
-    ("POST", "/v1/signals/{signal_id}/explain", explain_signal),
-    ("POST", "/v1/signals/{signal_id}/apply-fix", apply_fix),
-    ("POST", "/v1/signals/{signal_id}/rollback-fix", rollback_fix),
-    ("GET", "/v1/signals/{signal_id}/fix-status", fix_status),
-    ("GET", "/v1/policies", list_policies),
-    ("POST", "/v1/policies", create_policy),
-    ("GET", "/v1/policies/{policy_id}", get_policy),
-    ("PUT", "/v1/policies/{policy_id}", replace_policy),
-    ("DELETE", "/v1/policies/{policy_id}", delete_policy),
-    ("PATCH", "/v1/policies/{policy_id}/toggle", toggle_policy),
+_SIGNAL_ERRORS = (400, 401, 404)
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/healthz", healthz, "Liveness: the process serves HTTP", Status, open=True),
+    Route("GET", "/readyz", readyz, "Readiness: the store takes reads and writes", Status, errors=(503,), open=True),
+    Route("GET", "/openapi.json", openapi, "This document", None, answer_schema={"type": "object"}),
+    Route(
+        "GET",
+        "/metrics",
+        metrics,
+        "Prometheus metrics (text exposition, or OpenMetrics when asked for)",
+        None,
+        answer_schema={"type": "string"},
+        answer_type="text/plain",
+        open=True,
+    ),
+    Route("GET", "/v1/agents", list_agents, "Agents seen, with run counts and last seen time", Agents, errors=(401,)),
+    Route(
+        "GET",
+        "/v1/runs",
+        list_runs,
+        "Runs, newest first, filtered and paged",
+        RunsPage,
+        query=RunsQuery,
+        errors=(400, 401),
+    ),
+    Route(
+        "GET",
+        "/v1/runs/{run_id}",
+        get_run,
+        f"One run with its signals and its first {MAX_EVENTS_LIMIT} events in step order",
+        RunDetail,
+        errors=(400, 401, 404),
+    ),
+    Route(
+        "GET",
+        "/v1/runs/{run_id}/events",
+        list_run_events,
+        "A run's events in step order, paged",
+        EventsPage,
+        query=EventsQuery,
+        errors=(400, 401, 404),
+    ),
+    Route(
+        "GET",
+        "/v1/signals",
+        list_signals,
+        "Signals, newest first, with their deterministic explanation",
+        SignalsPage,
+        query=SignalsQuery,
+        errors=(400, 401),
+    ),
+    Route(
+        "GET",
+        "/v1/signals/{signal_id}",
+        get_signal,
+        "One signal with its evidence and explanation",
+        SignalOut,
+        errors=_SIGNAL_ERRORS,
+    ),
+    Route(
+        "POST",
+        "/v1/signals/{signal_id}/explain",
+        explain_signal,
+        "Root cause and one fix for a signal (LLM when configured, else deterministic)",
+        ExplainAnswer,
+        body=ExplainInput,
+        body_required=False,
+        errors=(*_SIGNAL_ERRORS, 503),
+    ),
+    Route(
+        "POST",
+        "/v1/signals/{signal_id}/apply-fix",
+        apply_fix,
+        "Append the fix to the Langfuse prompt and publish it as a new version with the label",
+        AppliedFix,
+        description="Published (or already applied)",
+        body=ApplyFixInput,
+        errors=(*_SIGNAL_ERRORS, 403, 502, 503, 504),
+    ),
+    Route(
+        "POST",
+        "/v1/signals/{signal_id}/rollback-fix",
+        rollback_fix,
+        "Move the label back to the version before the fix",
+        RolledBack,
+        errors=(*_SIGNAL_ERRORS, 502, 503, 504),
+    ),
+    Route(
+        "GET",
+        "/v1/signals/{signal_id}/fix-status",
+        fix_status,
+        "Whether the fix worked: runs after it, recurrences, adoption, verdict",
+        FixStatus,
+        errors=_SIGNAL_ERRORS,
+    ),
+    Route(
+        "GET",
+        "/v1/policies",
+        list_policies,
+        "Policies; ?agent_id= gives that agent's and the '*' ones (what SDKs fetch)",
+        Policies,
+        query=PoliciesQuery,
+        errors=(401,),
+    ),
+    Route(
+        "POST",
+        "/v1/policies",
+        create_policy,
+        "Create a policy",
+        Policy,
+        status=201,
+        description="Created",
+        body=PolicyInput,
+        errors=(400, 401),
+    ),
+    Route("GET", "/v1/policies/{policy_id}", get_policy, "One policy", Policy, errors=(400, 401, 404)),
+    Route(
+        "PUT",
+        "/v1/policies/{policy_id}",
+        replace_policy,
+        "Replace a policy",
+        Policy,
+        body=PolicyInput,
+        errors=(400, 401, 404),
+    ),
+    Route(
+        "DELETE",
+        "/v1/policies/{policy_id}",
+        delete_policy,
+        "Delete a policy",
+        None,
+        status=204,
+        description="Deleted",
+        errors=(400, 401, 404),
+    ),
+    Route(
+        "PATCH",
+        "/v1/policies/{policy_id}/toggle",
+        toggle_policy,
+        'Enable or disable (flip, or set with {"enabled": bool})',
+        Policy,
+        body=ToggleInput,
+        body_required=False,
+        errors=(400, 401, 404),
+    ),
 )
 
 
@@ -566,6 +720,7 @@ def build_api_app(
     app[API_KEYS] = api_keys
     app[METRICS] = metrics or Metrics()
     app[POLICIES] = policies or PolicyService(PolicyBook([], {}), store)
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
+    app[OPENAPI] = openapi_document(ROUTES)
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, bind(route))
     return app

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from typing import Any
 
+from pydantic import ValidationError
+
 from detectors.base import HIGH, Signal, signal_id_for
 from detectors.events import (
     CALLED_KINDS,
@@ -28,15 +30,13 @@ from detectors.events import (
     RunEvent,
 )
 from detectors.patterns import scan_injection
+from dunetrace_sidecar.models import PolicyInput, first_error
 
 POLICY_VIOLATION = "POLICY_VIOLATION"
 NUMERIC_TRIGGERS = frozenset({"tool_call_count", "step_count", "cost_usd", "error_count", "llm_latency_ms"})
 TEXT_TRIGGERS = frozenset({"finish_reason", "signal"})
-TRIGGERS = NUMERIC_TRIGGERS | TEXT_TRIGGERS
 NUMERIC_OPERATORS = frozenset({"gt", "gte", "lt", "lte", "eq", "neq"})
 TEXT_OPERATORS = frozenset({"eq", "neq", "contains"})
-ACTIONS = frozenset({"stop", "switch_model", "inject_prompt", "log"})
-POLICY_FIELDS = frozenset({"id", "name", "agent_id", "condition", "action", "priority", "enabled"})
 DEFAULT_PRIORITY = 100
 
 # USD per million tokens (input, output), by model-name prefix; the longest prefix wins.
@@ -86,27 +86,19 @@ class Policy:
 
 
 def parse_policy(body: Any, policy_id: int) -> Policy:
-    """Validate a policy as the API receives it; errors name the bad field."""
-    if not isinstance(body, Mapping):
-        raise PolicyError("body", "a JSON object is required")
-    for key in body:
-        if key not in POLICY_FIELDS:
-            raise PolicyError(str(key), "unknown field")
-    name = body.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise PolicyError("name", "a non-empty string is required")
-    agent_id = body.get("agent_id", "*")
-    if not isinstance(agent_id, str) or not agent_id.strip():
-        raise PolicyError("agent_id", "a non-empty string is required ('*' for every agent)")
-    condition = body.get("condition")
-    if not isinstance(condition, Mapping):
-        raise PolicyError("condition", "an object {trigger, operator, value} is required")
-    for key in condition:
-        if key not in ("trigger", "operator", "value"):
-            raise PolicyError(f"condition.{key}", "unknown field")
-    trigger, operator, value = condition.get("trigger"), condition.get("operator"), condition.get("value")
-    if trigger not in TRIGGERS:
-        raise PolicyError("condition.trigger", f"unknown trigger {trigger!r}; one of {', '.join(sorted(TRIGGERS))}")
+    """A policy as stored (or sent): its shape by the model, then its rules; errors name the field."""
+    try:
+        checked = PolicyInput.model_validate(body)
+    except ValidationError as exc:
+        field_name, message, _ = first_error(exc)
+        raise PolicyError(field_name, message) from None
+    return policy_from_input(checked, policy_id)
+
+
+def policy_from_input(body: PolicyInput, policy_id: int) -> Policy:
+    """The rules the model's shape cannot say: the operator and value fit the trigger, the
+    action has what it needs, an injected prompt is no injection."""
+    trigger, operator, value = body.condition.trigger, body.condition.operator, body.condition.value
     allowed = NUMERIC_OPERATORS if trigger in NUMERIC_TRIGGERS else TEXT_OPERATORS
     if operator not in allowed:
         raise PolicyError(
@@ -117,25 +109,14 @@ def parse_policy(body: Any, policy_id: int) -> Policy:
             raise PolicyError("condition.value", f"{trigger} takes a finite number, got {value!r}")
     elif not isinstance(value, str) or not value:
         raise PolicyError("condition.value", f"{trigger} takes a non-empty string, got {value!r}")
-    action = body.get("action")
-    if not isinstance(action, Mapping):
-        raise PolicyError("action", "an object {type, params} is required")
-    for key in action:
-        if key not in ("type", "params"):
-            raise PolicyError(f"action.{key}", "unknown field")
-    action_type = action.get("type")
-    if action_type not in ACTIONS:
-        raise PolicyError("action.type", f"unknown action {action_type!r}; one of {', '.join(sorted(ACTIONS))}")
-    params = action.get("params", {}) or {}
-    if not isinstance(params, Mapping):
-        raise PolicyError("action.params", "an object is required")
+    params = body.action.params or {}
     if not _json_safe(params):
         raise PolicyError("action.params", "numbers must be finite (NaN and Infinity are not JSON)")
-    if action_type == "switch_model":
+    if body.action.type == "switch_model":
         model = params.get("model")
         if not isinstance(model, str) or not model.strip():
             raise PolicyError("action.params.model", "switch_model needs the model to switch to")
-    if action_type == "inject_prompt":
+    if body.action.type == "inject_prompt":
         prompt = params.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise PolicyError("action.params.prompt", "inject_prompt needs the prompt to inject")
@@ -144,23 +125,17 @@ def parse_policy(body: Any, policy_id: int) -> Policy:
             raise PolicyError(
                 "action.params.prompt", f"matches injection patterns ({', '.join(found.matched_patterns)})"
             )
-    priority = body.get("priority", DEFAULT_PRIORITY)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise PolicyError("priority", f"a whole number is required, got {priority!r}")
-    enabled = body.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise PolicyError("enabled", f"true or false is required, got {enabled!r}")
     return Policy(
         id=policy_id,
-        name=name.strip(),
-        agent_id=agent_id.strip(),
+        name=body.name.strip(),
+        agent_id=body.agent_id.strip(),
         trigger=trigger,
         operator=operator,
         value=value,
-        action=action_type,
+        action=body.action.type,
         params=dict(params),
-        priority=priority,
-        enabled=enabled,
+        priority=body.priority,
+        enabled=body.enabled,
     )
 
 
@@ -376,7 +351,7 @@ class PolicyService:
             if body.get("deleted"):  # a tombstone keeps its id from being given out again
                 self.book.highest_id = max(self.book.highest_id, int(body["id"]))
                 continue
-            self.book.put(parse_policy({k: v for k, v in body.items() if k != "id"}, int(body["id"])))
+            self.book.put(parse_policy(body, int(body["id"])))
 
     async def _persist(self, put: list[Policy], deleted: list[int]) -> None:
         from store.duckdb_store import WriteBatch  # the store imports detectors; keep this module light
@@ -386,18 +361,18 @@ class PolicyService:
         batch = WriteBatch(policies_put=rows)
         await asyncio.wrap_future(self._store.submit(batch))
 
-    async def create(self, body: Any) -> Policy:
+    async def create(self, body: PolicyInput) -> Policy:
         async with self._lock:
-            policy = parse_policy(_without_id(body), self.book.next_id())
+            policy = policy_from_input(body, self.book.next_id())
             await self._persist([policy], [])
             self.book.put(policy)
             return policy
 
-    async def replace(self, policy_id: int, body: Any) -> Policy | None:
+    async def replace(self, policy_id: int, body: PolicyInput) -> Policy | None:
         async with self._lock:
             if self.book.get(policy_id) is None:
                 return None
-            policy = parse_policy(_without_id(body), policy_id)
+            policy = policy_from_input(body, policy_id)
             await self._persist([policy], [])
             self.book.put(policy)
             return policy
@@ -419,9 +394,3 @@ class PolicyService:
             await self._persist([policy], [])
             self.book.put(policy)
             return policy
-
-
-def _without_id(body: Any) -> Any:
-    if isinstance(body, Mapping) and "id" in body:
-        return {k: v for k, v in body.items() if k != "id"}
-    return body

@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from jsonschema import Draft202012Validator
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from dunetrace_sidecar.api import ROUTES, build_api_app
@@ -348,7 +349,11 @@ def test_run_by_uuid_and_by_trace_id(make_sidecar: Sidecars) -> None:
     assert by_uuid["events"][-1]["event_type"] == "run.completed"
     assert by_uuid["signals"] == []
     listed = daemon.api_json("/v1/runs")["runs"][0]
-    assert {k: v for k, v in by_uuid.items() if k not in ("events", "signals", "not_seen", "end_pending")} == listed
+    assert {
+        k: v
+        for k, v in by_uuid.items()
+        if k not in ("events", "events_next_cursor", "signals", "not_seen", "end_pending")
+    } == listed
     assert by_uuid["not_seen"] == []  # content, tool names and the root were all sent
 
 
@@ -433,7 +438,7 @@ def test_every_error_has_the_one_shape(make_sidecar: Sidecars) -> None:
         ("GET", "/nope", None, 404, "not_found"),
         ("GET", "/v1/nope", None, 404, "not_found"),
         ("GET", "/v1/runs/", None, 404, "not_found"),
-        ("GET", f"/v1/runs/{run_id}/events", None, 404, "not_found"),
+        ("GET", f"/v1/runs/{run_id}/steps", None, 404, "not_found"),
         ("POST", "/v1/runs", b"{}", 405, "method_not_allowed"),
         ("PUT", "/v1/agents", b"{}", 405, "method_not_allowed"),
         ("DELETE", f"/v1/runs/{run_id}", None, 405, "method_not_allowed"),
@@ -571,7 +576,7 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
     assert document["openapi"] == "3.1.0"
     assert set(document["info"]) >= {"title", "version"}
     operations = documented_operations(document)
-    assert operations == {(method, path) for method, path, _ in ROUTES}
+    assert operations == {(route.method, route.path) for route in ROUTES}
     assert operations == {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
@@ -580,6 +585,7 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
         ("GET", "/v1/agents"),
         ("GET", "/v1/runs"),
         ("GET", "/v1/runs/{run_id}"),
+        ("GET", "/v1/runs/{run_id}/events"),
         ("GET", "/v1/signals"),
         ("GET", "/v1/signals/{signal_id}"),
         ("POST", "/v1/signals/{signal_id}/explain"),
@@ -610,8 +616,14 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
         concrete = concrete.replace("{policy_id}", "999999" if method == "DELETE" else policy_id)
         body = b"{}" if method in ("POST", "PUT") else None
         result = http(method, daemon.api_url + concrete, body=body, headers=JSON if body else None)
+        responses = document["paths"][path][method.lower()]["responses"]
         if method == "GET" or path.endswith("/explain"):
             assert result.status == 200, (method, path, result.body[:300])
+            schema = responses["200"]["content"].get("application/json", {}).get("schema")
+            if schema is not None:  # the answer is what the document says it is
+                validator = Draft202012Validator({**schema, "components": document["components"]})
+                errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(result.json())]
+                assert not errors, (method, path, errors[:3])
         else:  # empty bodies, nothing configured, an unknown id: a documented answer, never the router's 404/405
             documented = document["paths"][path][method.lower()]["responses"]
             assert str(result.status) in documented, (method, path, result.status)
@@ -623,7 +635,7 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
             declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
             assert declared == set(re.findall(r"{(\w+)}", path)), path
     # Every $ref points at a defined schema.
-    refs = set(re.findall(r'"\$ref": "#/components/schemas/(\w+)"', daemon.api("/openapi.json").body.decode()))
+    refs = set(re.findall(r'"\$ref":\s*"#/components/schemas/(\w+)"', daemon.api("/openapi.json").body.decode()))
     assert refs and refs <= set(document["components"]["schemas"])
 
 

@@ -753,7 +753,8 @@ def test_bad_requests_get_the_one_error_shape(make_sidecar: Sidecars) -> None:
     unknown = str(uuid.uuid4())
 
     for method, action in (("POST", "explain"), ("POST", "apply-fix"), ("POST", "rollback-fix"), ("GET", "fix-status")):
-        body = json.dumps({"fix_content": FIX_SENTENCE, "langfuse_prompt_name": "x"}).encode()
+        fields = {"fix_content": FIX_SENTENCE, "langfuse_prompt_name": "x"} if action == "apply-fix" else {}
+        body = json.dumps(fields).encode()
         data = body if method == "POST" else None
         headers = {"Content-Type": "application/json"} if data else {}
         result = http(method, f"{daemon.api_url}/v1/signals/{unknown}/{action}", data, headers, timeout=CALL_TIMEOUT)
