@@ -227,7 +227,11 @@ class Pipeline:
             agent_id = run.state.agent_id or self._default_agent_id
             self._settle_agent(run, agent_id, batch)
             first_signal = len(batch.signals)
-            self._detect(run, agent_id, stored_before + new, now_ns, batch, stored=len(stored_before))
+            # A run end among the held events (a parentless span that ended before the rest of
+            # its trace arrived) is judged after the steps, as when the trace comes in one piece.
+            held_ends = [e for e in stored_before if e.kind in TERMINAL_EVENT_KINDS]
+            feed = [e for e in stored_before if e.kind not in TERMINAL_EVENT_KINDS] + new + held_ends
+            self._detect(run, agent_id, feed, now_ns, batch, stored={id(e) for e in stored_before})
             self._owe_alerts(run, batch.signals[first_signal:], batch)
             if status_before in TERMINAL_STATUSES and run.state.status in TERMINAL_STATUSES:
                 # Spans after the end (another service's, or across a restart): judged again.
@@ -245,11 +249,17 @@ class Pipeline:
         self._shed()
 
     def _detect(
-        self, run: OpenRun, agent_id: str, new: list[RunEvent], now_ns: int, batch: _Batch, stored: int = 0
+        self,
+        run: OpenRun,
+        agent_id: str,
+        new: list[RunEvent],
+        now_ns: int,
+        batch: _Batch,
+        stored: frozenset[int] | set[int] = frozenset(),
     ) -> None:
         """Detectors, then the agent's policies, event by event (a policy may test a signal).
-        The first ``stored`` events were stored before (judged only now)."""
-        for index, event in enumerate(new):
+        The events whose ``id()`` is in ``stored`` were stored before (judged only now)."""
+        for event in new:
             deferred = self._end_grace > 0 and event.kind in TERMINAL_EVENT_KINDS
             signals = self.engine.process(run.view, [event], now_ns, end=not deferred)
             if deferred:
@@ -258,7 +268,7 @@ class Pipeline:
                 run.policy, run.state.run_id, agent_id, event, run.view.event_step, signals
             )
             run.view.fired.update(s.failure_type for s in raised)
-            if index >= stored:
+            if id(event) not in stored:
                 batch.events.append(event)
             batch.events.extend(triggered)
             batch.signals.extend(signals)

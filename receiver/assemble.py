@@ -246,6 +246,9 @@ class RunState:
             self.agent_settled = True
 
     def _start(self, span: SpanFacts, out: list[RunEvent]) -> None:
+        if self.root_seen:  # another parentless span of the trace: the run began at the earliest
+            self.started_ns = min(self.started_ns or span.start_ns, span.start_ns)
+            return
         self.root_seen = True
         self.started_ns = span.start_ns
         root = span.root_input
@@ -264,20 +267,27 @@ class RunState:
         )
 
     def _end(self, span: SpanFacts, out: list[RunEvent]) -> None:
+        """Each parentless span records its end; the run's end and status are those of the one
+        that ended last (an error wins a tie), whatever order they arrive in."""
         self._flush_pending(None, out)
-        self.ended_ns = span.end_ns
+        ended_last = self.status not in TERMINAL_STATUSES or (span.end_ns, span.is_error) >= (
+            self.ended_ns or 0,
+            self.status == STATUS_ERRORED,
+        )
         if span.is_error:
-            self.status = STATUS_ERRORED
-            self.exit_reason = "error"
+            kind = ev.RUN_ERRORED
             payload = _drop_none(
                 {"error_type": span.error_type, "error_hash": span.error_hash, "total_steps": self.steps}
             )
-            kind = ev.RUN_ERRORED
+            if ended_last:
+                self.status, self.exit_reason = STATUS_ERRORED, "error"
         else:
-            self.status = STATUS_COMPLETED
-            self.exit_reason = self._exit_reason()
-            payload = {"exit_reason": self.exit_reason, "total_steps": self.steps}
             kind = ev.RUN_COMPLETED
+            if ended_last:
+                self.status, self.exit_reason = STATUS_COMPLETED, self._exit_reason()
+            payload = {"exit_reason": self._exit_reason(), "total_steps": self.steps}
+        if ended_last:
+            self.ended_ns = span.end_ns
         out.append(self._event(f"{span.span_id}:{kind}", kind, span.end_ns, span.span_id, payload))
 
     def _exit_reason(self) -> str:
