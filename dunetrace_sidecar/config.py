@@ -22,6 +22,8 @@ import yaml
 
 from detectors.settings import DetectorSettings
 from dunetrace_sidecar.policies import DEFAULT_MODEL_PRICES
+from dunetrace_sidecar.tls import TlsError, TlsFiles
+from dunetrace_sidecar.tls import load as load_tls
 
 
 class ConfigError(ValueError):
@@ -169,6 +171,11 @@ def parse_text(value: Any) -> str:
     return value
 
 
+def parse_file_path(value: Any) -> str:
+    """A file path, or empty for "not configured" (whether it can be read is checked in validate())."""
+    return parse_text(value).strip()
+
+
 def parse_db_path(value: Any) -> str:
     text = parse_text(value).strip()
     if not text:
@@ -281,6 +288,29 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "receiver.tls.cert_file",
+        "DUNETRACE_OTLP_TLS_CERT_FILE",
+        "",
+        parse_file_path,
+        "Both OTLP receivers (gRPC and HTTP) serve TLS with this PEM certificate (chain) and key_file, and take "
+        "TLS only (1.2 or later). Empty: plain text. Changed files are picked up for new connections.",
+    ),
+    Setting(
+        "receiver.tls.key_file",
+        "DUNETRACE_OTLP_TLS_KEY_FILE",
+        "",
+        parse_file_path,
+        "The PEM private key of receiver.tls.cert_file (unencrypted).",
+    ),
+    Setting(
+        "receiver.tls.client_ca_file",
+        "DUNETRACE_OTLP_TLS_CLIENT_CA_FILE",
+        "",
+        parse_file_path,
+        "Mutual TLS on the OTLP receivers: an exporter must present a certificate signed by a CA in this PEM "
+        "file (needs receiver.tls.cert_file).",
+    ),
+    Setting(
         "receiver.retry_after_seconds",
         "DUNETRACE_RETRY_AFTER_SECONDS",
         1,
@@ -301,7 +331,7 @@ SETTINGS: tuple[Setting, ...] = (
         [],
         parse_key_list,
         "Bearer keys for the API (comma-separated in the environment; at least 16 characters each). "
-        "Required when the API listens on a non-loopback address.",
+        "Required when the API listens on a non-loopback address, unless api.tls.client_ca_file is set.",
         secret=True,
     ),
     Setting(
@@ -309,7 +339,30 @@ SETTINGS: tuple[Setting, ...] = (
         "DUNETRACE_API_ALLOW_INSECURE",
         False,
         parse_bool,
-        "Allow a non-loopback API address without keys (logged loudly at startup).",
+        "Allow a non-loopback API address without keys or mutual TLS (logged loudly at startup).",
+    ),
+    Setting(
+        "api.tls.cert_file",
+        "DUNETRACE_API_TLS_CERT_FILE",
+        "",
+        parse_file_path,
+        "The API serves HTTPS only (TLS 1.2 or later) with this PEM certificate (chain) and key_file. Empty: "
+        "plain HTTP. Changed files are picked up for new connections.",
+    ),
+    Setting(
+        "api.tls.key_file",
+        "DUNETRACE_API_TLS_KEY_FILE",
+        "",
+        parse_file_path,
+        "The PEM private key of api.tls.cert_file (unencrypted).",
+    ),
+    Setting(
+        "api.tls.client_ca_file",
+        "DUNETRACE_API_TLS_CLIENT_CA_FILE",
+        "",
+        parse_file_path,
+        "Mutual TLS on the API: a client must present a certificate signed by a CA in this PEM file (needs "
+        "api.tls.cert_file); /healthz and /readyz too, so probes must present one.",
     ),
     Setting(
         "store.path",
@@ -534,6 +587,26 @@ def parse_prices(raw: Any) -> dict[str, tuple[float, float]]:
 
 
 @dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """A listener group's TLS files; all empty: plain text."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    client_ca_file: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.cert_file)
+
+    @property
+    def mutual(self) -> bool:
+        return bool(self.client_ca_file)
+
+    def files(self) -> TlsFiles:
+        return TlsFiles(self.cert_file, self.key_file, self.client_ca_file)
+
+
+@dataclass(frozen=True, slots=True)
 class ReceiverConfig:
     grpc_endpoint: Endpoint
     http_endpoint: Endpoint
@@ -546,6 +619,7 @@ class ReceiverConfig:
     max_grpc_message_bytes: int
     max_queued_events: int
     retry_after_seconds: int
+    tls: TlsConfig = TlsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -553,6 +627,7 @@ class ApiConfig:
     endpoint: Endpoint
     keys: tuple[str, ...]
     allow_insecure: bool
+    tls: TlsConfig = TlsConfig()
 
 
 @dataclass(frozen=True, slots=True)
@@ -628,11 +703,20 @@ class Config:
     model_prices: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_MODEL_PRICES))
 
     def validate(self) -> None:
-        """Cross-field rules; single-field ones live in the parsers."""
-        if not self.api.endpoint.is_loopback and not self.api.keys and not self.api.allow_insecure:
+        """Cross-field rules; single-field ones live in the parsers. The TLS files are read and
+        checked here, so `dunetrace-sidecar validate` and startup refuse the same ones."""
+        for prefix, tls in (("receiver.tls", self.receiver.tls), ("api.tls", self.api.tls)):
+            validate_tls(prefix, tls)
+        if (
+            not self.api.endpoint.is_loopback
+            and not self.api.keys
+            and not self.api.tls.mutual
+            and not self.api.allow_insecure
+        ):
             raise ConfigError(
                 f"api.endpoint: the API listens on {self.api.endpoint}, which is not loopback, and no "
-                "api.keys (DUNETRACE_API_KEYS) are set; set keys, or api.allow_insecure: true to accept the risk"
+                "api.keys (DUNETRACE_API_KEYS) are set; set keys (or api.tls.client_ca_file for mutual TLS), "
+                "or api.allow_insecure: true to accept the risk"
             )
         endpoints = {
             "receiver.grpc_endpoint": self.receiver.grpc_endpoint,
@@ -645,6 +729,22 @@ class Config:
             if endpoint.port and key in seen:
                 raise ConfigError(f"{path}: {endpoint} is already used by {seen[key]}")
             seen[key] = path
+
+
+def validate_tls(prefix: str, tls: TlsConfig) -> None:
+    if not tls.cert_file and not tls.key_file:
+        if tls.client_ca_file:
+            raise ConfigError(
+                f"{prefix}.client_ca_file: mutual TLS needs TLS: set {prefix}.cert_file and {prefix}.key_file too"
+            )
+        return
+    if not tls.cert_file or not tls.key_file:
+        missing = "cert_file" if not tls.cert_file else "key_file"
+        raise ConfigError(f"{prefix}.{missing}: {prefix}.cert_file and {prefix}.key_file are set together")
+    try:
+        load_tls(tls.files())
+    except TlsError as exc:
+        raise ConfigError(f"{prefix}.{exc.field}: {exc}") from None
 
 
 def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -717,11 +817,13 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
             max_grpc_message_bytes=values["receiver.max_grpc_message_bytes"],
             max_queued_events=values["receiver.max_queued_events"],
             retry_after_seconds=values["receiver.retry_after_seconds"],
+            tls=_tls_config(values, "receiver.tls"),
         ),
         api=ApiConfig(
             endpoint=values["api.endpoint"],
             keys=values["api.keys"],
             allow_insecure=values["api.allow_insecure"],
+            tls=_tls_config(values, "api.tls"),
         ),
         store=StoreConfig(path=values["store.path"], memory_limit=values["store.memory_limit"]),
         runs=RunsConfig(
@@ -766,6 +868,14 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
     )
     config.validate()
     return config
+
+
+def _tls_config(values: Mapping[str, Any], prefix: str) -> TlsConfig:
+    return TlsConfig(
+        cert_file=values[f"{prefix}.cert_file"],
+        key_file=values[f"{prefix}.key_file"],
+        client_ca_file=values[f"{prefix}.client_ca_file"],
+    )
 
 
 def _shown(default: Any) -> str | None:

@@ -24,10 +24,11 @@ from detectors.engine import DetectionEngine
 from dunetrace_sidecar.alerts import SLACK, WEBHOOK, AlertDispatcher, Destination
 from dunetrace_sidecar.api import build_api_app
 from dunetrace_sidecar.baseline import BaselineCache
-from dunetrace_sidecar.config import SETTINGS, Config, ConfigError, Endpoint, load
+from dunetrace_sidecar.config import SETTINGS, Config, ConfigError, Endpoint, TlsConfig, load
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.pipeline import Pipeline
 from dunetrace_sidecar.policies import PolicyBook, PolicyService
+from dunetrace_sidecar.tls import ServerTls, TlsError
 from explain.analyzer import build_analyzer
 from explain.langfuse_client import LangfuseClient
 from explain.service import ExplainService
@@ -45,7 +46,11 @@ GRACE_SECONDS = 10.0
 
 def cap_connections(server: web.Server, limit: int, retry_after_seconds: int) -> None:
     """Past ``limit`` open connections, a new one is answered 503 + Retry-After and closed at
-    once, before anything is read: unfinished uploads cannot exhaust the process's files."""
+    once, before anything is read: unfinished uploads cannot exhaust the process's files.
+
+    Over TLS aiohttp hears of a connection once its handshake is done, so the answer goes out
+    encrypted like any other; a handshake that does not finish is cut off by the listener
+    after ``receiver.read_timeout_seconds``."""
     accept = server.connection_made
     body = b'{"error": {"code": "too_many_connections", "message": "retry shortly"}}'
     refusal = (
@@ -63,13 +68,14 @@ def cap_connections(server: web.Server, limit: int, retry_after_seconds: int) ->
     server.connection_made = connection_made  # type: ignore[method-assign]
 
 
-def _bound_port(runner: web.AppRunner) -> int:
-    for address in runner.addresses:
-        return int(address[1])
+def _bound_port(server: asyncio.Server) -> int:
+    for sock in server.sockets:
+        return int(sock.getsockname()[1])
     raise RuntimeError("listener has no socket")
 
 
 CONFIG_POLL_SECONDS = 1.0
+TLS_POLL_SECONDS = 1.0  # how soon replaced certificate files are used (os.stat of 2-3 files)
 
 
 class Daemon:
@@ -117,6 +123,8 @@ class Daemon:
         )
         self._grpc: grpc.aio.Server | None = None
         self._runners: list[web.AppRunner] = []
+        self._listeners: list[asyncio.Server] = []
+        self._tls: list[ServerTls] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.addresses: dict[str, Endpoint] = {}
 
@@ -140,6 +148,10 @@ class Daemon:
             len(self.policies.book.all()),
         )
 
+        receiver_tls = self._server_tls("receiver", cfg.receiver.tls)
+        api_tls = self._server_tls("api", cfg.api.tls)
+        self._warn_about_clear_text()
+
         admission = Admission(cfg.receiver.max_inflight_requests, cfg.receiver.max_inflight_bytes)
         self._grpc = build_grpc_server(
             self.pipeline,
@@ -147,14 +159,18 @@ class Daemon:
             cfg.receiver.retry_after_seconds,
             admission,
             cfg.receiver.keys,
+            handshake_timeout_seconds=cfg.receiver.read_timeout_seconds,
         )
         grpc_ep = cfg.receiver.grpc_endpoint
         try:
-            port = self._grpc.add_insecure_port(str(grpc_ep))
+            if receiver_tls is not None:
+                port = self._grpc.add_secure_port(str(grpc_ep), receiver_tls.grpc_credentials())
+            else:
+                port = self._grpc.add_insecure_port(str(grpc_ep))
         except RuntimeError as exc:  # grpcio raises instead of returning 0 when the bind fails
             raise OSError(f"cannot listen on {grpc_ep} (otlp_grpc): {exc}") from None
         await self._grpc.start()
-        self._listening("otlp_grpc", Endpoint(grpc_ep.host, port))
+        self._listening("otlp_grpc", Endpoint(grpc_ep.host, port), receiver_tls)
 
         otlp_app = build_otlp_app(
             self.pipeline,
@@ -172,9 +188,10 @@ class Daemon:
             LINGERING_TIME_SECONDS,
             # what is not HTTP at all is refused by aiohttp itself: counted like the other refusals
             on_bad_http=lambda: self.pipeline.note_refused("http", "unknown", BAD_HTTP.name),
+            tls=receiver_tls,
         )
 
-        if not cfg.api.endpoint.is_loopback and not cfg.api.keys:
+        if not cfg.api.endpoint.is_loopback and not cfg.api.keys and not cfg.api.tls.mutual:
             log.warning(
                 "INSECURE: the API listens on %s with no keys (api.allow_insecure is set); "
                 "anyone who can reach it can read it",
@@ -193,6 +210,7 @@ class Daemon:
             ),
             cfg.api.endpoint,
             max(cfg.receiver.max_connections // 4, 8),
+            tls=api_tls,
         )
         log.info(
             "explain: langfuse=%s llm=%s",
@@ -205,6 +223,8 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self.pipeline.run_timers(0.25), name="run-timers"))
         if self.config_file:
             self._tasks.append(asyncio.create_task(self._watch_config(self.config_file), name="config-watch"))
+        if self._tls:
+            self._tasks.append(asyncio.create_task(self._watch_tls(), name="tls-watch"))
         if self.alerts is not None:
             self._tasks.append(asyncio.create_task(self.alerts.run(), name="alerts"))
             log.info("alerts: %s", ", ".join(sorted(self.alerts.destinations)))
@@ -218,6 +238,7 @@ class Daemon:
         max_connections: int,
         lingering_time: float = 10.0,
         on_bad_http: Callable[[], None] | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         runner = web.AppRunner(
             app,
@@ -234,16 +255,68 @@ class Daemon:
         assert runner.server is not None
         cap_connections(runner.server, max_connections, self.config.receiver.retry_after_seconds)
         self._runners.append(runner)
-        site = web.TCPSite(runner, endpoint.host, endpoint.port, reuse_address=True)
+        # The listening socket is ours rather than a web.TCPSite's, for the one option TCPSite
+        # does not pass on: a TLS handshake must finish within the read timeout, as a request's
+        # headers must (asyncio's default is 60 s, uncounted by cap_connections).
+        tls_options: dict[str, Any] = {}
+        if tls is not None:
+            tls_options = {
+                "ssl": tls.context,
+                "ssl_handshake_timeout": float(self.config.receiver.read_timeout_seconds),
+            }
         try:
-            await site.start()
+            server = await asyncio.get_running_loop().create_server(
+                runner.server, endpoint.host, endpoint.port, reuse_address=True, backlog=128, **tls_options
+            )
         except OSError as exc:
             raise OSError(f"cannot listen on {endpoint} ({name}): {exc.strerror}") from None
-        self._listening(name, Endpoint(endpoint.host, _bound_port(runner)))
+        self._listeners.append(server)
+        self._listening(name, Endpoint(endpoint.host, _bound_port(server)), tls)
 
-    def _listening(self, name: str, endpoint: Endpoint) -> None:
+    def _listening(self, name: str, endpoint: Endpoint, tls: ServerTls | None = None) -> None:
         self.addresses[name] = endpoint
-        log.info("listening %s=%s", name, endpoint)
+        mode = "" if tls is None else " tls=mutual" if tls.files.mutual else " tls=on"
+        log.info("listening %s=%s%s", name, endpoint, mode)
+
+    def _server_tls(self, name: str, tls: TlsConfig) -> ServerTls | None:
+        if not tls.enabled:
+            return None
+        try:
+            server_tls = ServerTls(name, tls.files())
+        except TlsError as exc:  # checked when the config was loaded; changed since
+            raise ConfigError(f"{name}.tls.{exc.field}: {exc}") from None
+        self._tls.append(server_tls)
+        return server_tls
+
+    def _warn_about_clear_text(self) -> None:
+        """Keys sent over a network without TLS can be read on the way."""
+        cfg = self.config
+        groups = (
+            (
+                "receiver.keys",
+                cfg.receiver.keys,
+                cfg.receiver.tls,
+                (cfg.receiver.grpc_endpoint, cfg.receiver.http_endpoint),
+            ),
+            ("api.keys", cfg.api.keys, cfg.api.tls, (cfg.api.endpoint,)),
+        )
+        for setting, keys, tls, endpoints in groups:
+            exposed = [str(e) for e in endpoints if not e.is_loopback]
+            if keys and exposed and not tls.enabled:
+                log.warning(
+                    "%s travel in clear text to %s (no TLS): set %s.tls.cert_file and key_file, or terminate TLS "
+                    "in front",
+                    setting,
+                    ", ".join(exposed),
+                    setting.partition(".")[0],
+                )
+
+    async def _watch_tls(self) -> None:
+        """Replaced certificate files (cert-manager renewing a Secret) serve new connections."""
+        while True:
+            await asyncio.sleep(TLS_POLL_SECONDS)
+            for server_tls in self._tls:
+                server_tls.poll()
 
     async def shutdown(self) -> None:
         """Idempotent; safe after a partial start."""
@@ -257,8 +330,11 @@ class Daemon:
         if self._grpc is not None:
             await self._grpc.stop(GRACE_SECONDS)  # in-flight exports finish, new ones are refused
             self._grpc = None
+        for listener in self._listeners:
+            listener.close()  # stop accepting
+        self._listeners.clear()
         for runner in reversed(self._runners):
-            await runner.cleanup()  # stops accepting, waits for in-flight requests
+            await runner.cleanup()  # waits for in-flight requests
         self._runners.clear()
         if self.langfuse is not None:
             await self.langfuse.close()

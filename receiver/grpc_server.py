@@ -103,10 +103,17 @@ class OtlpGrpcHandlers:
 
 
 def build_grpc_server(
-    ingest: Ingest, max_message_bytes: int, retry_after_seconds: int, admission: Admission, keys: tuple[str, ...] = ()
+    ingest: Ingest,
+    max_message_bytes: int,
+    retry_after_seconds: int,
+    admission: Admission,
+    keys: tuple[str, ...] = (),
+    handshake_timeout_seconds: int = 120,
 ) -> grpc.aio.Server:
     server = grpc.aio.server(
         options=[
+            # A connection must finish its handshake (TLS, then HTTP/2's) this soon.
+            ("grpc.server_handshake_timeout_ms", handshake_timeout_seconds * 1000),
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", 4 * 1024 * 1024),
             # Connections that go quiet are dropped (keepalive pings from us, unanswered).
