@@ -27,6 +27,7 @@ BIN = Path(sys.executable).parent
 # The environment variables a pod gets from the chart's Secret (secrets.* key -> variable).
 SECRET_VARIABLES = {
     "apiKeys": "DUNETRACE_API_KEYS",
+    "otlpKeys": "DUNETRACE_OTLP_KEYS",
     "hashKey": "DUNETRACE_HASH_KEY",
     "langfusePublicKey": "LANGFUSE_PUBLIC_KEY",
     "langfuseSecretKey": "LANGFUSE_SECRET_KEY",

@@ -17,6 +17,8 @@ import pytest
 import yaml
 from helm_python.errors import HelmRenderError, HelmValuesError
 
+from dunetrace_sidecar.config import Config, load
+from dunetrace_sidecar.daemon import GRACE_SECONDS
 from tests.deploy.buildcontext import ROOT
 from tests.deploy.chart import (
     BIN,
@@ -42,8 +44,10 @@ from tests.deploy.chart import (
     secret_data,
     validate_config,
 )
+from tests.tls_pki import make_pki
 
 FULLNAME = f"{RELEASE}-dunetrace-sidecar"
+TLS_DIR = "/etc/dunetrace-tls"
 SCENARIOS = [
     "existing-secret-values.yaml",
     "gateway-values.yaml",
@@ -52,11 +56,13 @@ SCENARIOS = [
     "servicemonitor-values.yaml",
     "sidecar-native-values.yaml",
     "sidecar-values.yaml",
+    "tls-values.yaml",
 ]
 # What the Secret made outside the chart holds in the existing-secret scenario (as documented).
 EXISTING_SECRET = {"DUNETRACE_API_KEYS": "key-from-the-existing-secret-0001"}
 SECRETS_SCENARIO = {
     "DUNETRACE_API_KEYS": "first-api-key-0123456789,second-api-key-0123456789",
+    "DUNETRACE_OTLP_KEYS": "first-otlp-key-0123456789",
     "DUNETRACE_HASH_KEY": "hash-key-for-hmac-content-hashes",
     "LANGFUSE_PUBLIC_KEY": "pk-lf-0000-public",
     "LANGFUSE_SECRET_KEY": "sk-lf-0000-secret",
@@ -70,6 +76,21 @@ YAMLLINT_CONFIG = (
     "{extends: default, rules: {line-length: {max: 120}, document-start: disable, "
     "indentation: {spaces: 2, indent-sequences: whatever}, truthy: {check-keys: false}}}"
 )
+
+
+@pytest.fixture(scope="module")
+def tls_secret(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """What the kubernetes.io/tls Secret of the tls scenario holds, as the pod sees it mounted."""
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    mounted = tmp_path_factory.mktemp("dunetrace-tls")
+    for name, source in (("tls.crt", pki.server.cert), ("tls.key", pki.server.key), ("ca.crt", pki.ca)):
+        (mounted / name).write_bytes(source.read_bytes())
+    return mounted
+
+
+def with_tls_files(config_text: str, mounted: Path) -> str:
+    """The rendered config with the Secret's mount point replaced by a directory holding its files."""
+    return config_text.replace(f"{TLS_DIR}/", f"{mounted}/")
 
 
 @pytest.fixture(scope="module")
@@ -144,11 +165,11 @@ def test_kubernetes_validate_strict_rejects_an_unknown_field(
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_rendered_config_is_accepted_by_the_daemon(
-    rendered: dict[str, dict[str, str]], name: str, tmp_path: Path
+    rendered: dict[str, dict[str, str]], name: str, tmp_path: Path, tls_secret: Path
 ) -> None:
     docs = docs_of(rendered, name)
     path = tmp_path / "config.yaml"
-    path.write_text(one(docs, "ConfigMap")["data"]["config.yaml"])
+    path.write_text(with_tls_files(one(docs, "ConfigMap")["data"]["config.yaml"], tls_secret))
     env = pod_environment(docs, EXISTING_SECRET if name == "existing-secret-values.yaml" else None)
     result = validate_config(path, env)
     assert (result.returncode, result.stdout.strip()) == (0, f"configuration ok: {path}"), result.stderr
@@ -269,6 +290,8 @@ def test_every_values_key_is_commented() -> None:
         ({"mode": "daemonset"}, "- at '/mode': value must be one of 'sidecar', 'gateway'"),
         ({"config": "receiver: {}"}, "- at '/config': got string, want object"),
         ({"secrets": {"apiKeys": ["too-short"]}}, "- at '/secrets/apiKeys/0': minLength: got 9, want 16"),
+        ({"secrets": {"otlpKeys": ["too-short"]}}, "- at '/secrets/otlpKeys/0': minLength: got 9, want 16"),
+        ({"tls": {"clientauth": True}}, "- at '/tls': additional properties 'clientauth' not allowed"),
         ({"securityContext": {"runAsUser": 0}}, "- at '/securityContext/runAsUser': minimum: got 0, want 1"),
     ],
 )
@@ -320,6 +343,22 @@ def test_config_is_left_to_the_daemon(tmp_path: Path) -> None:
         ({"metrics": {"serviceMonitor": {"enabled": True}}}, "metrics.serviceMonitor.enabled needs mode: gateway"),
         ({"mode": "gateway", "exampleAgent": {"enabled": True}}, "exampleAgent.enabled needs mode: sidecar"),
         ({"exampleAgent": {"enabled": True}}, "exampleAgent.image.repository and exampleAgent.image.tag are required"),
+        (
+            {"config": {"receiver": {"keys": ["an-otlp-key-in-the-configmap"]}}},
+            "config.receiver.keys is a secret: set secrets.otlpKeys instead",
+        ),
+        ({"tls": {"clientAuth": True}}, "tls.receiver, tls.api and tls.clientAuth take effect with tls.existingSecret"),
+        (
+            {"mode": "gateway", "tls": {"existingSecret": "t", "receiver": False, "clientAuth": True}},
+            "tls.clientAuth needs tls.receiver",
+        ),
+        (
+            {
+                "tls": {"existingSecret": "t"},
+                "exampleAgent": {"enabled": True, "image": {"repository": "r", "tag": "1"}},
+            },
+            "exampleAgent.enabled exports in plain text to localhost: set tls.receiver: false",
+        ),
     ],
 )
 def test_render_refuses_what_the_daemon_or_the_chart_cannot_honour(values: dict[str, Any], message: str) -> None:
@@ -389,9 +428,10 @@ def test_daemon_container_probes_ports_and_security(rendered: dict[str, dict[str
             {"name": "otlp-http", "containerPort": 4318, "protocol": "TCP"},
             {"name": "dunetrace-api", "containerPort": 8002, "protocol": "TCP"},
         ]
-        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "dunetrace-api"}
-        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "dunetrace-api"}
-        assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "dunetrace-api"}
+        https = {"scheme": "HTTPS"} if name == "tls-values.yaml" else {}
+        assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "dunetrace-api", **https}
+        assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "dunetrace-api", **https}
+        assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "dunetrace-api", **https}
         assert container["securityContext"] == {
             "runAsNonRoot": True,
             "runAsUser": 10001,
@@ -401,11 +441,19 @@ def test_daemon_container_probes_ports_and_security(rendered: dict[str, dict[str
             "capabilities": {"drop": ["ALL"]},
             "seccompProfile": {"type": "RuntimeDefault"},
         }
-        assert container["resources"] == {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "1Gi"}}
+        if name == "gateway-values.yaml":  # more open runs and queued events than the defaults
+            assert container["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
+        else:
+            assert container["resources"] == {
+                "requests": {"cpu": "100m", "memory": "256Mi"},
+                "limits": {"memory": "1Gi"},
+            }
+        tls_mount = [{"name": "dunetrace-tls", "mountPath": TLS_DIR, "readOnly": True}] if https else []
         assert container["volumeMounts"] == [
             {"name": "dunetrace-config", "mountPath": "/etc/dunetrace", "readOnly": True},
             {"name": "dunetrace-data", "mountPath": "/var/lib/dunetrace"},
             {"name": "dunetrace-tmp", "mountPath": "/tmp"},
+            *tls_mount,
         ]
         assert spec["automountServiceAccountToken"] is False
         assert spec["securityContext"] == {
@@ -548,3 +596,142 @@ def test_every_container_in_the_rendered_pods_is_hardened(rendered: dict[str, di
         for container in all_containers(pod_spec(docs_of(rendered, name))):
             assert container["securityContext"]["allowPrivilegeEscalation"] is False, (name, container["name"])
             assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}, (name, container["name"])
+
+
+# --- TLS ----------------------------------------------------------------------------------------
+
+
+def test_tls_secret_is_mounted_whole_and_the_config_points_into_it(rendered: dict[str, dict[str, str]]) -> None:
+    docs = docs_of(rendered, "tls-values.yaml")
+    spec = pod_spec(docs)
+    # Mounted whole, never by subPath: only then does a renewed Secret reach the running pod.
+    assert spec["volumes"][-1] == {"name": "dunetrace-tls", "secret": {"secretName": "dunetrace-tls"}}
+    assert all("subPath" not in m for m in daemon_container(spec)["volumeMounts"])
+    config = config_of(docs)
+    files = {"cert_file": f"{TLS_DIR}/tls.crt", "key_file": f"{TLS_DIR}/tls.key"}
+    assert config["receiver"]["tls"] == {**files, "client_ca_file": f"{TLS_DIR}/ca.crt"}
+    assert config["api"]["tls"] == files  # no client certificates asked of the probes
+    assert pod_environment(docs) == {
+        "DUNETRACE_API_KEYS": "tls-api-key-0123456789abcdef",
+        "DUNETRACE_OTLP_KEYS": "tls-otlp-key-0123456789abcdef",
+    }
+    ports = {p["name"]: p["appProtocol"] for p in one(docs, "Service")["spec"]["ports"]}
+    assert ports == {"otlp-grpc": "grpc", "otlp-http": "https", "api": "https"}
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/scheme"] == "https"
+
+
+def test_tls_for_the_api_only(tmp_path: Path, tls_secret: Path) -> None:
+    """Sidecar mode: the receivers stay plain on localhost (the example agent exports there), the
+    API that the kubelet and Prometheus reach on the pod's IP is HTTPS."""
+    values = {
+        "tls": {"existingSecret": "dunetrace-tls", "receiver": False},
+        "exampleAgent": {"enabled": True, "image": {"repository": "registry.example.com/agent", "tag": "1"}},
+    }
+    docs = manifests(render(values))
+    config = config_of(docs)
+    assert "tls" not in config["receiver"] and config["api"]["tls"]["cert_file"] == f"{TLS_DIR}/tls.crt"
+    container = daemon_container(pod_spec(docs))
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+    path = tmp_path / "config.yaml"
+    path.write_text(with_tls_files(one(docs, "ConfigMap")["data"]["config.yaml"], tls_secret))
+    result = validate_config(path, pod_environment(docs))
+    assert result.returncode == 0, result.stderr
+
+
+def test_service_monitor_scrapes_https_when_the_api_serves_it() -> None:
+    values = {
+        "mode": "gateway",
+        "secrets": {"apiKeys": ["gateway-key-0123456789abcdef"]},
+        "tls": {"existingSecret": "dunetrace-tls"},
+        "metrics": {"serviceMonitor": {"enabled": True}},
+    }
+    [endpoint] = one(manifests(render(values)), "ServiceMonitor")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https" and endpoint["tlsConfig"] == {"insecureSkipVerify": True}
+
+
+def test_no_tls_without_the_secret() -> None:
+    docs = manifests(render({"mode": "gateway", "secrets": {"apiKeys": ["gateway-key-0123456789abcdef"]}}))
+    config = config_of(docs)
+    assert "tls" not in config["receiver"] and "tls" not in config["api"]
+    assert "scheme" not in daemon_container(pod_spec(docs))["livenessProbe"]["httpGet"]
+
+
+# --- the chart's limits against the daemon's own ------------------------------------------------
+
+MIB = 1024 * 1024
+PROCESS_BYTES = 160 * MIB  # an idle daemon measures ~125 MiB RSS (Python, grpc, aiohttp, DuckDB)
+OPEN_RUN_BYTES = 12 * 1024  # bench/ measures ~10 KB of RSS per open run
+QUEUED_EVENT_BYTES = 1024  # an event waiting for the store writer
+_UNITS = {"Ki": 1024, "Mi": MIB, "Gi": 1024 * MIB, "K": 1000, "M": 1000**2, "G": 1000**3}
+_DUCKDB_UNITS = {"KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4, "KIB": 1024, "MIB": MIB, "GIB": 1024**3}
+
+
+def quantity_bytes(quantity: str) -> int:
+    """A Kubernetes memory quantity (1Gi, 512Mi, 1G, a plain number of bytes)."""
+    found = re.fullmatch(r"(\d+)(Ki|Mi|Gi|K|M|G)?", str(quantity))
+    assert found, quantity
+    return int(found.group(1)) * _UNITS.get(found.group(2) or "", 1)
+
+
+def duckdb_bytes(limit: str) -> int:
+    found = re.fullmatch(r"(\d+(?:\.\d+)?)(KB|MB|GB|TB|KIB|MIB|GIB)", limit)
+    assert found, limit
+    return int(float(found.group(1)) * _DUCKDB_UNITS[found.group(2)])
+
+
+def memory_budget(config: Config) -> int:
+    """What the daemon may hold with these settings; values.yaml's resources comment spells it out."""
+    return (
+        PROCESS_BYTES
+        + duckdb_bytes(config.store.memory_limit)
+        + 2 * config.receiver.max_inflight_bytes
+        + config.runs.max_open_runs * OPEN_RUN_BYTES
+        + config.receiver.max_queued_events * QUEUED_EVENT_BYTES
+    )
+
+
+def daemon_config(docs: list[dict[str, Any]], tmp_path: Path, tls_secret: Path, name: str) -> Config:
+    """The settings the daemon would run with: the rendered file, loaded by the daemon's own loader."""
+    path = tmp_path / f"{name}.config.yaml"
+    path.write_text(with_tls_files(one(docs, "ConfigMap")["data"]["config.yaml"], tls_secret))
+    env = pod_environment(docs, EXISTING_SECRET if name == "existing-secret-values.yaml" else None)
+    return load(path, environ=env)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_memory_limit_covers_the_daemons_budget(
+    rendered: dict[str, dict[str, str]], name: str, tmp_path: Path, tls_secret: Path
+) -> None:
+    docs = docs_of(rendered, name)
+    config = daemon_config(docs, tmp_path, tls_secret, name)
+    limit = quantity_bytes(daemon_container(pod_spec(docs))["resources"]["limits"]["memory"])
+    assert memory_budget(config) <= limit, (memory_budget(config) // MIB, limit // MIB)
+
+
+def test_the_default_limit_covers_the_defaults_and_the_budget_can_fail(tmp_path: Path, tls_secret: Path) -> None:
+    docs = manifests(render({"mode": "gateway", "secrets": {"apiKeys": ["gateway-key-0123456789abcdef"]}}))
+    config = daemon_config(docs, tmp_path, tls_secret, "default")
+    limit = quantity_bytes(daemon_container(pod_spec(docs))["resources"]["limits"]["memory"])
+    assert limit == 1024 * MIB
+    assert 850 * MIB < memory_budget(config) <= limit  # ~900 MiB, as values.yaml says
+    # Twice the open runs at the same limit no longer fit: the check is not blind.
+    bigger = manifests(
+        render({"mode": "gateway", "secrets": {"apiKeys": ["k" * 16]}, "config": {"runs": {"max_open_runs": 40000}}})
+    )
+    assert memory_budget(daemon_config(bigger, tmp_path, tls_secret, "bigger")) > limit
+
+
+def test_probes_and_grace_period_fit_the_daemon() -> None:
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    # Shutdown: gRPC, then each of the two HTTP listeners, get GRACE_SECONDS each; then the store drains.
+    assert values["terminationGracePeriodSeconds"] >= 3 * GRACE_SECONDS + 10
+    # /healthz answers within 1 s under overload (test_overload.py): a probe waits longer than that.
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert values[probe]["timeoutSeconds"] >= 2, probe
+    # The daemon is restarted only after a minute of failed liveness probes, not after one slow answer.
+    liveness = values["livenessProbe"]
+    assert liveness["periodSeconds"] * liveness["failureThreshold"] >= 60
+    # Startup reads back every block of the store: up to 5 minutes before the pod is restarted.
+    startup = values["startupProbe"]
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 300

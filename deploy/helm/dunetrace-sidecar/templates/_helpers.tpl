@@ -50,7 +50,43 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $defaults := dict
   "receiver" (dict "grpc_endpoint" (printf "%s:4317" $listen) "http_endpoint" (printf "%s:4318" $listen))
   "api" (dict "endpoint" "0.0.0.0:8002") }}
+{{- if .Values.tls.existingSecret }}
+{{- $dir := include "dunetrace-sidecar.tlsDir" . }}
+{{- $files := dict "cert_file" (printf "%s/tls.crt" $dir) "key_file" (printf "%s/tls.key" $dir) }}
+{{- if .Values.tls.receiver }}
+{{- $receiverTls := deepCopy $files }}
+{{- if .Values.tls.clientAuth }}
+{{- $_ := set $receiverTls "client_ca_file" (printf "%s/ca.crt" $dir) }}
+{{- end }}
+{{- $_ := set $defaults.receiver "tls" $receiverTls }}
+{{- end }}
+{{- if .Values.tls.api }}
+{{- $_ := set $defaults.api "tls" (deepCopy $files) }}
+{{- end }}
+{{- end }}
 {{- toYaml (mustMergeOverwrite $defaults (deepCopy (.Values.config | default dict))) }}
+{{- end }}
+
+{{/* Where the TLS Secret is mounted (its own directory: a Secret volume mounted whole is updated
+in place when the Secret is renewed; a subPath mount would never be). */}}
+{{- define "dunetrace-sidecar.tlsDir" -}}
+/etc/dunetrace-tls
+{{- end }}
+
+{{/* "HTTPS" when the API serves TLS (the probes follow it), else "HTTP". */}}
+{{- define "dunetrace-sidecar.apiScheme" -}}
+{{- $api := index (include "dunetrace-sidecar.configYaml" . | fromYaml) "api" | default dict }}
+{{- $tls := get $api "tls" | default dict }}
+{{- ternary "HTTPS" "HTTP" (not (empty (get $tls "cert_file"))) }}
+{{- end }}
+
+{{/* "true" when the OTLP receivers serve TLS. */}}
+{{- define "dunetrace-sidecar.receiverTls" -}}
+{{- $receiver := index (include "dunetrace-sidecar.configYaml" . | fromYaml) "receiver" | default dict }}
+{{- $tls := get $receiver "tls" | default dict }}
+{{- if get $tls "cert_file" -}}
+true
+{{- end }}
 {{- end }}
 
 {{/* The ports of the three listeners, read from the config: {grpc, http, api}. */}}
@@ -76,6 +112,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{/* The secret settings: values key -> environment variable the daemon reads. */}}
 {{- define "dunetrace-sidecar.secretVariables" -}}
 apiKeys: DUNETRACE_API_KEYS
+otlpKeys: DUNETRACE_OTLP_KEYS
 hashKey: DUNETRACE_HASH_KEY
 langfusePublicKey: LANGFUSE_PUBLIC_KEY
 langfuseSecretKey: LANGFUSE_SECRET_KEY
@@ -135,7 +172,7 @@ honour. Renders nothing. */}}
 {{- $config := include "dunetrace-sidecar.configYaml" . | fromYaml }}
 {{- range $key, $variable := include "dunetrace-sidecar.secretVariables" . | fromYaml }}
 {{- $setting := get (dict
-  "DUNETRACE_API_KEYS" "api.keys" "DUNETRACE_HASH_KEY" "privacy.hash_key"
+  "DUNETRACE_API_KEYS" "api.keys" "DUNETRACE_OTLP_KEYS" "receiver.keys" "DUNETRACE_HASH_KEY" "privacy.hash_key"
   "LANGFUSE_PUBLIC_KEY" "langfuse.public_key" "LANGFUSE_SECRET_KEY" "langfuse.secret_key"
   "ANTHROPIC_API_KEY" "explain.anthropic_api_key" "OPENAI_API_KEY" "explain.openai_api_key"
   "SLACK_WEBHOOK_URL" "alerts.slack_webhook_url" "WEBHOOK_URL" "alerts.webhook_url"
@@ -163,6 +200,15 @@ honour. Renders nothing. */}}
 {{- end }}
 {{- if and .Values.exampleAgent.enabled (ne .Values.mode "sidecar") }}
 {{- fail "exampleAgent.enabled needs mode: sidecar" }}
+{{- end }}
+{{- if and (or .Values.tls.clientAuth (not .Values.tls.receiver) (not .Values.tls.api)) (not .Values.tls.existingSecret) }}
+{{- fail "tls.receiver, tls.api and tls.clientAuth take effect with tls.existingSecret (a kubernetes.io/tls Secret); set it, or leave them at their defaults" }}
+{{- end }}
+{{- if and .Values.tls.clientAuth (not .Values.tls.receiver) }}
+{{- fail "tls.clientAuth needs tls.receiver: mutual TLS is asked of the OTLP exporters" }}
+{{- end }}
+{{- if and .Values.exampleAgent.enabled (include "dunetrace-sidecar.receiverTls" .) }}
+{{- fail "exampleAgent.enabled exports in plain text to localhost: set tls.receiver: false (TLS for the API only)" }}
 {{- end }}
 {{- if and .Values.exampleAgent.enabled (not (and .Values.exampleAgent.image.repository .Values.exampleAgent.image.tag)) }}
 {{- fail "exampleAgent.image.repository and exampleAgent.image.tag are required when exampleAgent.enabled" }}

@@ -41,6 +41,7 @@ data:
 {{- define "dunetrace-sidecar.container" -}}
 {{- include "dunetrace-sidecar.validate" . }}
 {{- $ports := include "dunetrace-sidecar.ports" . | fromYaml -}}
+{{- $scheme := include "dunetrace-sidecar.apiScheme" . -}}
 - name: dunetrace-sidecar
   image: {{ include "dunetrace-sidecar.image" . | quote }}
   imagePullPolicy: {{ .Values.image.pullPolicy }}
@@ -79,16 +80,25 @@ data:
     httpGet:
       path: /healthz
       port: dunetrace-api
+      {{- if eq $scheme "HTTPS" }}
+      scheme: HTTPS
+      {{- end }}
     {{- toYaml .Values.startupProbe | nindent 4 }}
   livenessProbe:
     httpGet:
       path: /healthz
       port: dunetrace-api
+      {{- if eq $scheme "HTTPS" }}
+      scheme: HTTPS
+      {{- end }}
     {{- toYaml .Values.livenessProbe | nindent 4 }}
   readinessProbe:
     httpGet:
       path: /readyz
       port: dunetrace-api
+      {{- if eq $scheme "HTTPS" }}
+      scheme: HTTPS
+      {{- end }}
     {{- toYaml .Values.readinessProbe | nindent 4 }}
   resources:
     {{- toYaml .Values.resources | nindent 4 }}
@@ -102,6 +112,11 @@ data:
       mountPath: /var/lib/dunetrace
     - name: dunetrace-tmp
       mountPath: /tmp
+    {{- if .Values.tls.existingSecret }}
+    - name: dunetrace-tls
+      mountPath: {{ include "dunetrace-sidecar.tlsDir" . }}
+      readOnly: true
+    {{- end }}
 {{- end }}
 
 {{- define "dunetrace-sidecar.containers" -}}
@@ -131,6 +146,11 @@ data:
 - name: dunetrace-tmp
   emptyDir:
     sizeLimit: 64Mi
+{{- with .Values.tls.existingSecret }}
+- name: dunetrace-tls
+  secret:
+    secretName: {{ . }}
+{{- end }}
 {{- end }}
 
 {{- define "dunetrace-sidecar.podAnnotations" -}}
@@ -141,5 +161,8 @@ checksum/dunetrace-secret: {{ printf "%s\n%s" .Values.secrets.existingSecret (in
 prometheus.io/scrape: "true"
 prometheus.io/port: {{ (include "dunetrace-sidecar.ports" . | fromYaml).api | quote }}
 prometheus.io/path: /metrics
+{{- if eq (include "dunetrace-sidecar.apiScheme" .) "HTTPS" }}
+prometheus.io/scheme: https
+{{- end }}
 {{- end }}
 {{- end }}
