@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
@@ -128,7 +128,7 @@ class RunState:
     requests_by_call_id: dict[str, _Request] = field(default_factory=dict)
     open_requests: dict[str, list[_Request]] = field(default_factory=dict)
     pending: list[_Request] = field(default_factory=list)
-    open_tool_spans: dict[str, list[_ToolSpan]] = field(default_factory=dict)  # spans without a call id
+    open_tool_spans: dict[str, list[_ToolSpan]] = field(default_factory=dict)  # by tool name
     open_tool_spans_by_call_id: dict[str, _ToolSpan] = field(default_factory=dict)
     open_tool_spans_any: list[_ToolSpan] = field(default_factory=list)  # for unnamed requests
     open_unnamed: list[_Request] = field(default_factory=list)
@@ -520,31 +520,35 @@ class RunState:
         )
         return self._event(f"{unnamed.key}:{ev.TOOL_CONTENT}", ev.TOOL_CONTENT, unnamed.ts_ns, call_id, payload)
 
+    # A request and a tool span are one call when both carry a call id and the ids are equal;
+    # when either carries none, the oldest unmatched one of the same tool (any tool for an
+    # unnamed request). The rule is symmetric, so whichever side arrives first, the pairs are
+    # the same.
+
     def _unmatched_tool_span(self, name: str | None, call_id: str | None) -> _ToolSpan | None:
-        """The tool span that answers a request: same call id, else the oldest unmatched one
-        of that tool that carries no call id (any tool for an unnamed request)."""
+        """The tool span that answers a request, seen before it."""
         if call_id:
             tool_span = self.open_tool_spans_by_call_id.pop(call_id, None)
-            if tool_span is not None:
+            if tool_span is not None and not tool_span.matched:
                 return tool_span
         if name is None:
             return _first_open(self.open_tool_spans_any)
-        return _first_open(self.open_tool_spans.get(name))
+        return _first_open_where(self.open_tool_spans.get(name), lambda t: not call_id or t.call_id is None)
 
     def _matching_request(self, name: str, call_id: str | None) -> _Request | None:
-        """The request a tool span answers: same call id, else the oldest unmatched one of that
-        tool, else the oldest unnamed one."""
+        """The request a tool span answers: same call id, else the oldest one of that tool that
+        the rule allows, else the oldest unnamed one."""
         if call_id and call_id in self.requests_by_call_id:
             request = self.requests_by_call_id[call_id]
             return None if request.matched else request
-        return _first_open(self.open_requests.get(name)) or _first_open(self.open_unnamed)
+        named = _first_open_where(self.open_requests.get(name), lambda r: not call_id or r.call_id is None)
+        return named or _first_open(self.open_unnamed)
 
     def _open_tool_span(self, name: str, call_id: str | None) -> None:
         tool_span = _ToolSpan(call_id)
         if call_id:
             self.open_tool_spans_by_call_id[call_id] = tool_span
-        else:
-            self.open_tool_spans.setdefault(name, []).append(tool_span)
+        self.open_tool_spans.setdefault(name, []).append(tool_span)
         self.open_tool_spans_any.append(tool_span)
 
     def _tool(self, span: SpanFacts, out: list[RunEvent]) -> None:
@@ -845,6 +849,15 @@ def _first_open(queue: list[M] | None) -> M | None:
             return queue[0]
         del queue[0]
     return None
+
+
+def _first_open_where(queue: list[M] | None, allowed: Callable[[M], bool]) -> M | None:
+    """The oldest unmatched item ``allowed`` takes (matched ones at the head dropped, as above)."""
+    first = _first_open(queue)
+    if first is None or allowed(first):
+        return first
+    assert queue is not None
+    return next((item for item in queue if not item.matched and allowed(item)), None)
 
 
 def _request_payload(request: ToolRequest) -> dict[str, Any]:

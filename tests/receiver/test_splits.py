@@ -3,9 +3,8 @@
 Every capture is delivered once in one request (the reference), then again under fresh trace
 ids with its spans shuffled and cut into 1-5 requests (seeded), the root anywhere among them;
 and again in end order (as exporters send) cut at a random point, with a restart or an idle
-eviction between the halves. The run's counts, status, exit reason, errors and signal types
-must equal the reference's. (Shuffled spans *and* a restart between them can still pair a
-tool span without a tool-call id with the wrong request: see the closing note of issue 11.)
+eviction between the halves; and shuffled, cut in two, with a restart between the halves.
+The run's counts, status, exit reason, errors and signal types must equal the reference's.
 """
 
 from __future__ import annotations
@@ -115,3 +114,53 @@ def test_an_idle_eviction_between_the_halves_changes_nothing(make_sidecar: Calla
         time.sleep(2.5)  # past the stall timeout: the run is judged stalled and forgotten
 
     _halves(name, evict, make_sidecar(env={**GRACE, "DUNETRACE_STALL_TIMEOUT": "1"}))
+
+
+def test_shuffled_halves_across_a_restart_change_nothing(make_sidecar: Callable[..., Sidecar]) -> None:
+    """Every capture, shuffled and cut in two, first halves sent, one restart, second halves.
+    A tool span whose call id names a request not seen yet must not take another request of
+    the same tool (it did: one call fewer or one more, depending on the cut)."""
+    daemon = make_sidecar(env=GRACE)
+    want: dict[str, dict[str, Any]] = {}
+    second_halves: list[tuple[bytes, str, str]] = []
+    for name in CAPTURES:
+        want |= {f"{name}:{old}": run for old, run in reference(daemon, name).items()}
+        for trial in range(TRIALS):
+            rng = random.Random(f"{name}:{trial}")
+            body, mapping = with_new_trace_ids((FIXTURES / name).read_bytes())
+            request = ExportTraceServiceRequest.FromString(body)
+            flat = [(rs, ss, span) for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
+            rng.shuffle(flat)
+            cut = rng.randint(1, len(flat) - 1)
+            assert daemon.post_otlp(request_of(flat[:cut])).status == 200
+            second_halves += [(request_of(flat[cut:]), f"{name}:{old}", new) for old, new in mapping.items()]
+    daemon.stop()
+    daemon.start()
+    for piece, _, _ in second_halves:
+        assert daemon.post_otlp(piece).status == 200
+    for _, key, new in second_halves:
+        assert summary(daemon, new) == want[key], key
+
+
+def test_a_tool_span_ahead_of_its_request_keeps_to_its_call_id(make_sidecar: Callable[..., Sidecar]) -> None:
+    """The cut that showed it: the 4th tool span (call id ..343) arrives with the first three
+    LLM calls and the root, before the LLM response that asked for it; the other tool spans and
+    that response come after a restart. It took the 1st request (..334) by tool name, so the
+    run had three tool calls instead of four."""
+    daemon = make_sidecar(env=GRACE)
+    name = "otelgenai-openai-toolloop.pb"
+    body, mapping = with_new_trace_ids((FIXTURES / name).read_bytes())
+    request = ExportTraceServiceRequest.FromString(body)
+    flat = [(rs, ss, span) for rs in request.resource_spans for ss in rs.scope_spans for span in ss.spans]
+    first_ids = {"c7a7835e739a9d2a", "8ed60a17cb9fde71", "678fa0baf3222b70", "8354e4712cec2620", "f0b6d6a99539b4eb"}
+    first = [item for item in flat if item[2].span_id.hex() in first_ids]
+    second = [item for item in flat if item[2].span_id.hex() not in first_ids]
+    assert len(first) == 5 and len(second) == 5
+    assert daemon.post_otlp(request_of(first)).status == 200
+    daemon.stop()
+    daemon.start()
+    assert daemon.post_otlp(request_of(second)).status == 200
+    [run_id] = mapping.values()
+    run = daemon.judged_run(run_id)
+    assert (run["status"], run["llm_calls"], run["tool_calls"], run["errors"]) == ("completed", 4, 4, 0)
+    assert sorted(s["failure_type"] for s in run["signals"]) == ["TOOL_LOOP"]
