@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -352,7 +352,12 @@ class DuckStore:
                     break
                 batches.append(more)
                 size += len(more.events)
-            self._write(conn, batches)
+            try:
+                self._write(conn, batches)
+            except Exception:  # a fault of ours: the writer must outlive it, or every export fails
+                log.exception("store writer: unexpected failure")
+                for batch in batches:
+                    _settle(batch.future, StoreUnavailable("store write failed"))
             with self._lock:
                 self._queued_events -= size
 
@@ -482,23 +487,23 @@ class DuckStore:
                     self._fail(batch=batch, exc=one)
                 else:
                     self._write_failing = False
-                    batch.future.set_result(None)
+                    _settle(batch.future)
             return
         self._write_failing = False
         if self._on_write is not None:
             self._on_write(time.perf_counter() - started)
         for batch in batches:
-            batch.future.set_result(None)
+            _settle(batch.future)
 
     def _fail(self, batch: WriteBatch, exc: Exception) -> None:
         if isinstance(exc, _DATA_ERRORS):
             log.warning("store refused a batch's values: %s", type(exc).__name__)
-            batch.future.set_exception(BatchRejected(f"values that cannot be stored ({type(exc).__name__})"))
+            _settle(batch.future, BatchRejected(f"values that cannot be stored ({type(exc).__name__})"))
         else:
             self._write_failing = True
             log.error("store write failed: %s", type(exc).__name__)
             log.debug("store write failure", exc_info=exc)
-            batch.future.set_exception(StoreUnavailable(f"store write failed: {type(exc).__name__}"))
+            _settle(batch.future, StoreUnavailable(f"store write failed: {type(exc).__name__}"))
 
     # --- reads (any thread; one cursor per thread) ----------------------------------------
 
@@ -704,6 +709,19 @@ def _signal(r: Sequence[Any]) -> Signal:
         mode=r[9],
         shadow=r[10],
     )
+
+
+def _settle(future: Future[None], error: Exception | None = None) -> None:
+    """Tell a batch's waiter how its write went. A waiter that gave up (a gRPC deadline cancels
+    the export's handler, and with it this future) is told nothing; its batch stays written, as
+    the run's state in memory already counts it."""
+    try:
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+    except InvalidStateError:
+        pass
 
 
 def _run_row(r: Sequence[Any]) -> RunRow:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from pathlib import Path
 
+import grpc
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.sidecar import Sidecar, fixture_bytes, wait_for, with_new_trace_ids
 
@@ -62,5 +65,43 @@ def test_readiness_follows_store_writes_failing(tmp_path: Path) -> None:
         assert set(statuses) <= {200, 503}
         wait_for(lambda: daemon.api("/readyz").status == 503, what="readiness to drop")
         assert daemon.api("/healthz").status == 200
+    finally:
+        daemon.close()
+
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def _many_traces(count: int) -> bytes:
+    request = ExportTraceServiceRequest()
+    for _ in range(count):
+        body, _ = with_new_trace_ids(fixture_bytes("openllmetry-openai-toolloop.pb"))
+        request.MergeFromString(body)  # repeated fields append: one more trace
+    return request.SerializeToString()
+
+
+def test_an_export_whose_deadline_passes_while_it_is_written_harms_nothing(tmp_path: Path) -> None:
+    """A gRPC deadline cancels the export's handler while its batch waits for the store; the
+    cancelled future once killed the store's writer thread, and every later export was refused
+    until a restart (found by `make soak`)."""
+    daemon = Sidecar(tmp_path).start()
+    try:
+        rng = random.Random(7)
+        bodies = [_many_traces(150) for _ in range(4)]
+        expired = 0
+        with grpc.insecure_channel(daemon.grpc_target) as channel:
+            call = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+            for i in range(40):
+                try:
+                    call(bodies[i % len(bodies)], timeout=rng.uniform(0.02, 0.5))
+                except grpc.RpcError as exc:
+                    expired += exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert expired > 0  # the case was met
+            body, ids = with_new_trace_ids(fixture_bytes("openllmetry-openai-toolloop.pb"))
+            call(body, timeout=10)
+        assert "Exception in thread" not in daemon.log_text()
+        assert daemon.api("/readyz").status == 200
+        [run_id] = ids.values()
+        assert daemon.run(run_id)["tool_calls"] == 4
     finally:
         daemon.close()
