@@ -230,7 +230,7 @@ SETTINGS: tuple[Setting, ...] = (
         "DUNETRACE_MAX_HTTP_BODY_BYTES",
         20 * 1024 * 1024,
         parse_positive_int,
-        "Largest OTLP/HTTP body accepted, measured after decompression; larger gets 413.",
+        "Largest OTLP/HTTP body accepted, on the wire and after decompression; larger gets 413.",
     ),
     Setting(
         "receiver.max_grpc_message_bytes",
@@ -259,7 +259,8 @@ SETTINGS: tuple[Setting, ...] = (
         "DUNETRACE_MAX_INFLIGHT_BYTES",
         32 * 1024 * 1024,
         parse_positive_int,
-        "Bytes of export requests held at once (wire size); more are refused like max_inflight_requests.",
+        "Bytes of export requests held at once (a compressed body counts its inflated size); more are refused "
+        "like max_inflight_requests.",
     ),
     Setting(
         "receiver.read_timeout_seconds",

@@ -189,6 +189,7 @@ class Daemon:
             # what is not HTTP at all is refused by aiohttp itself: counted like the other refusals
             on_bad_http=lambda: self.pipeline.note_refused("http", "unknown", BAD_HTTP.name),
             tls=receiver_tls,
+            auto_decompress=False,  # receiver/http_server.py inflates, strictly and within bounds
         )
 
         if not cfg.api.endpoint.is_loopback and not cfg.api.keys and not cfg.api.tls.mutual:
@@ -239,9 +240,11 @@ class Daemon:
         lingering_time: float = 10.0,
         on_bad_http: Callable[[], None] | None = None,
         tls: ServerTls | None = None,
+        auto_decompress: bool = True,
     ) -> None:
         runner = web.AppRunner(
             app,
+            auto_decompress=auto_decompress,
             access_log=None,
             logger=ServerLog(name, on_bad_http),
             handle_signals=False,

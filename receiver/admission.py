@@ -9,7 +9,7 @@ not memory: the exporters back off and retry.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -24,15 +24,26 @@ class Admission:
     bytes: int = 0
 
     @contextmanager
-    def admit(self, nbytes: int) -> Iterator[None]:
+    def admit(self, nbytes: int) -> Iterator[Callable[[int], None]]:
         """Hold ``nbytes`` and one request slot for the block; refuse when either is full.
-        (Single-threaded: only the event loop calls this.)"""
+        The block may ``grow`` what it holds (a compressed body, once inflated), with the same
+        refusal. A request alone is always admitted, however large (its size is bounded by the
+        body limit). (Single-threaded: only the event loop calls this.)"""
         if self.requests >= self.max_requests or (self.bytes and self.bytes + nbytes > self.max_bytes):
             raise ReceiverError(BUSY, "the sidecar is busy; retry after the delay")
         self.requests += 1
         self.bytes += nbytes
+        held = nbytes
+
+        def grow(more: int) -> None:
+            nonlocal held
+            if self.bytes > held and self.bytes + more > self.max_bytes:
+                raise ReceiverError(BUSY, "the sidecar is busy; retry after the delay")
+            self.bytes += more
+            held += more
+
         try:
-            yield
+            yield grow
         finally:
             self.requests -= 1
-            self.bytes -= nbytes
+            self.bytes -= held

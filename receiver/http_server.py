@@ -1,8 +1,10 @@
 """OTLP/HTTP: POST /v1/traces, /v1/logs, /v1/metrics in protobuf or JSON, gzip or plain.
 
 Answers in the request's encoding; failures carry a ``google.rpc.Status`` body (otlp.md §2b).
-aiohttp decompresses ``Content-Encoding: gzip|deflate`` itself and enforces
-``client_max_size`` on the decompressed bytes, which is the limit the specification means.
+``Content-Encoding: gzip|deflate`` bodies are inflated here, not by aiohttp (whose inflater
+accepts a stream cut short and answers 200 for what it never read): the body limit holds for
+the bytes on the wire and for the inflated bytes, a stream that does not end as its format
+says is refused, and the inflated bytes count against admission's in-flight bound.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import zlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -116,8 +119,12 @@ class OtlpHttpHandler:
         # Admitted by its wire size before anything is read (a chunked body: the body limit).
         size = request.content_length if request.content_length is not None else self._max_body_bytes
         self._ingest.check_capacity()
-        with self._admission.admit(min(size, self._max_body_bytes)):
+        admitted = min(size, self._max_body_bytes)
+        with self._admission.admit(admitted) as grow:
             body = await self._read(request)
+            if encoding in ("gzip", "deflate"):
+                body = inflate(body, encoding, self._max_body_bytes)
+                grow(max(0, len(body) - admitted))
             message = self._decode(signal, body, content_type)
             result = await signal.export(self._ingest, message, "http")
         return web.Response(status=200, body=_encode(signal.response(result), content_type), content_type=content_type)
@@ -141,13 +148,9 @@ class OtlpHttpHandler:
         except TimeoutError:
             raise ReceiverError(TIMEOUT, f"the body did not arrive within {self._read_timeout:g} s") from None
         except web.HTTPRequestEntityTooLarge:
-            raise ReceiverError(
-                TOO_LARGE, f"body exceeds the limit of {self._max_body_bytes} bytes after decompression"
-            ) from None
-        except Exception as exc:  # broken gzip / deflate stream, truncated chunked body
-            raise ReceiverError(
-                BAD_DATA, "the body could not be read (a broken gzip or deflate stream, or cut short)", cause=exc
-            ) from None
+            raise ReceiverError(TOO_LARGE, f"body exceeds the limit of {self._max_body_bytes} bytes") from None
+        except Exception as exc:  # a truncated chunked body, a connection lost mid-body
+            raise ReceiverError(BAD_DATA, "the body could not be read (cut short)", cause=exc) from None
 
     @staticmethod
     def _decode(signal: OtlpSignal, body: bytes, content_type: str) -> Message:
@@ -213,6 +216,41 @@ class ServerLog(logging.LoggerAdapter):
             log.error("%s: %s on %s", msg, type(cause).__name__, self._listener, exc_info=cause if debug else None)
             return
         super().log(level, msg, *args, **kwargs)
+
+
+def inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """A gzip (one member or several, as concatenated files are) or deflate body, inflated to at
+    most ``limit`` bytes; refused when it is broken, cut short or followed by anything else."""
+    if encoding == "deflate":  # RFC 9110: zlib-wrapped; some clients send it raw
+        wbits = zlib.MAX_WBITS if len(body) >= 2 and (body[0] * 256 + body[1]) % 31 == 0 else -zlib.MAX_WBITS
+    else:
+        wbits = 16 + zlib.MAX_WBITS
+    if not body:
+        return body
+    out: list[bytes] = []
+    size = 0
+    rest = body
+    try:
+        while True:
+            inflater = zlib.decompressobj(wbits)
+            while rest:  # bounded steps: a bomb is refused after limit + 1 bytes, never inflated whole
+                chunk = inflater.decompress(rest, limit + 1 - size)
+                size += len(chunk)
+                out.append(chunk)
+                if size > limit:
+                    raise ReceiverError(TOO_LARGE, f"body exceeds the limit of {limit} bytes after decompression")
+                rest = inflater.unconsumed_tail
+                if inflater.eof:
+                    break
+            if not inflater.eof:
+                raise ReceiverError(BAD_DATA, f"the {encoding} stream ends before its end (cut short)")
+            rest = inflater.unused_data
+            if not rest:
+                return b"".join(out)
+            if wbits != 16 + zlib.MAX_WBITS:
+                raise ReceiverError(BAD_DATA, f"bytes follow the end of the {encoding} stream")
+    except zlib.error as exc:
+        raise ReceiverError(BAD_DATA, f"the body is not a valid {encoding} stream", cause=exc) from None
 
 
 def build_otlp_app(
