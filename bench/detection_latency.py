@@ -27,6 +27,7 @@ from pathlib import Path
 
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from bench.throughput import TRACE_METHOD, send_grpc, start
 from bench.workload import RunShape, build_requests, build_run
@@ -41,7 +42,7 @@ def probe_requests(rng: random.Random) -> tuple[bytes, bytes, str]:
     # LLM, tool, LLM, tool, LLM | tool (the third lookup_order call proves the loop)
     setup, proving = children[:5], children[5:6]
 
-    def request(items: list) -> bytes:  # type: ignore[type-arg]
+    def request(items: list[Span]) -> bytes:
         req = ExportTraceServiceRequest()
         rs = req.resource_spans.add()
         rs.resource.attributes.add(key="service.name").value.string_value = "latency-probe"
