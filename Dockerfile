@@ -49,9 +49,9 @@ WORKDIR /var/lib/dunetrace
 VOLUME ["/var/lib/dunetrace"]
 # OTLP/gRPC, OTLP/HTTP, the HTTP API (/healthz, /readyz, /metrics, /v1/...)
 EXPOSE 4317 4318 8002
-# No curl in a slim image: the daemon's own Python asks /healthz (on the port of
-# DUNETRACE_API_ENDPOINT when that is set). Any error, or a status other than 2xx, exits 1.
+# No curl in a slim image: the daemon itself asks its /healthz, where its settings (the config
+# file, DUNETRACE_* variables) put the API, over HTTPS when api.tls is set. Not 200: exit 1.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["/opt/dunetrace/bin/python", "-c", "import os, urllib.request; port = os.environ.get('DUNETRACE_API_ENDPOINT', ':8002').rsplit(':', 1)[1]; urllib.request.urlopen(f'http://127.0.0.1:{port}/healthz', timeout=4)"]
+  CMD ["/opt/dunetrace/bin/dunetrace-sidecar", "--config", "/etc/dunetrace/config.yaml", "healthcheck"]
 ENTRYPOINT ["/opt/dunetrace/bin/dunetrace-sidecar"]
 CMD ["--config", "/etc/dunetrace/config.yaml"]

@@ -1,4 +1,5 @@
-"""``dunetrace-sidecar``: run the daemon (default), or ``validate`` a config file."""
+"""``dunetrace-sidecar``: run the daemon (default), ``validate`` a config file, ``replay`` recorded
+requests, or ``healthcheck`` the running daemon (for a container's HEALTHCHECK)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ import argparse
 import asyncio
 import logging
 import os
+import ssl
 import sys
+import urllib.request
 
 from dunetrace_sidecar import __version__
-from dunetrace_sidecar.config import CONFIG_ENV, ConfigError, load, settings_help_text
+from dunetrace_sidecar.config import CONFIG_ENV, Config, ConfigError, load, settings_help_text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,7 +37,28 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("files", nargs="+", metavar="FILE")
     replay.add_argument("--config", dest="replay_config", metavar="FILE", help="YAML config file (thresholds)")
     replay.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    health = commands.add_parser(
+        "healthcheck",
+        help="ask the running daemon's /healthz on its api.endpoint (HTTPS when api.tls is set); exit 0 on 200",
+    )
+    health.add_argument("--config", dest="health_config", metavar="FILE", help="YAML config file")
     return parser
+
+
+def healthcheck(config: Config, timeout: float = 4.0) -> int:
+    """The container's health check: the daemon's own settings say where and how to ask."""
+    endpoint = config.api.endpoint
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(endpoint.host, endpoint.host)
+    scheme = "https" if config.api.tls.enabled else "http"
+    url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{endpoint.port}/healthz"
+    # Its own listener: the certificate names the service, not 127.0.0.1, and proves nothing here.
+    context = ssl._create_unverified_context() if scheme == "https" else None
+    try:
+        with urllib.request.urlopen(url, timeout=timeout, context=context) as answer:
+            return 0 if answer.status == 200 else 1
+    except OSError as exc:
+        print(f"dunetrace-sidecar healthcheck: {url}: {exc}", file=sys.stderr)
+        return 1
 
 
 def _configure_logging(level: str) -> None:
@@ -50,7 +74,12 @@ def _configure_logging(level: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    config_file = getattr(args, "validate_config", None) or getattr(args, "replay_config", None) or args.config
+    config_file = (
+        getattr(args, "validate_config", None)
+        or getattr(args, "replay_config", None)
+        or getattr(args, "health_config", None)
+        or args.config
+    )
     try:
         config = load(config_file)
     except ConfigError as exc:
@@ -59,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "validate":
         print(f"configuration ok: {config_file or '(defaults and environment)'}")
         return 0
+    if args.command == "healthcheck":
+        return healthcheck(config)
     if args.command == "replay":
         from dunetrace_sidecar.replay import ReplayError, run_replay
 

@@ -165,12 +165,11 @@ def test_data_lives_on_the_declared_volume() -> None:
     assert baked["store"]["path"] == "/var/lib/dunetrace/dunetrace.duckdb"
 
 
-def test_healthcheck_asks_healthz_with_python() -> None:
+def test_healthcheck_is_the_daemons_own_with_the_baked_config() -> None:
     options, command = healthcheck(final_stage().last("HEALTHCHECK").value)
     assert options == {"interval": "30s", "timeout": "5s", "start-period": "30s", "retries": "3"}
-    assert command[:2] == ["/opt/dunetrace/bin/python", "-c"]
-    assert "urllib.request.urlopen" in command[2] and "/healthz" in command[2]
-    assert not {"curl", "wget"} & set(" ".join(command).split())
+    assert command == ["/opt/dunetrace/bin/dunetrace-sidecar", "--config", "/etc/dunetrace/config.yaml", "healthcheck"]
+    assert exec_form(final_stage().last("CMD").value) == ["--config", "/etc/dunetrace/config.yaml"]
 
 
 def test_baked_config_is_valid_and_accepts_the_risk_explicitly() -> None:

@@ -151,11 +151,14 @@ def daemon(installed: Installed, tmp_path: Path) -> Iterator[Daemon]:
 
 
 def run_healthcheck(installed: Installed, api: str) -> int:
-    """The Dockerfile's HEALTHCHECK command, with the image's Python replaced by the virtualenv's."""
+    """The Dockerfile's HEALTHCHECK command, with the image's paths replaced by the virtualenv's
+    and the baked config's."""
     _, command = healthcheck(parse_dockerfile()[1][-1].last("HEALTHCHECK").value)
-    assert command[0] == "/opt/dunetrace/bin/python"
+    in_image = {"/opt/dunetrace/bin/dunetrace-sidecar": str(installed.bin / "dunetrace-sidecar")}
+    in_image["/etc/dunetrace/config.yaml"] = str(BAKED_CONFIG)
+    assert command[0] in in_image
     result = subprocess.run(
-        [str(installed.bin / "python"), *command[1:]],
+        [in_image.get(part, part) for part in command],
         env=clean_environment({"DUNETRACE_API_ENDPOINT": api}),
         capture_output=True,
         timeout=30,

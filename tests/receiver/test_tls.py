@@ -432,3 +432,25 @@ def test_mutual_tls_stands_in_for_api_keys_beyond_loopback(pki: Pki) -> None:
     assert "which is not loopback, and no api.keys" in tls_config_error(exposed | served)
     config = load(environ=exposed | served | {"DUNETRACE_API_TLS_CLIENT_CA_FILE": str(pki.ca)})
     assert config.api.tls.mutual and not config.api.keys
+
+
+def run_healthcheck(environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`dunetrace-sidecar healthcheck`, the image's HEALTHCHECK, as a container would run it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUNETRACE_")} | environ
+    return subprocess.run(
+        [sys.executable, "-m", "dunetrace_sidecar", "healthcheck"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_container_healthcheck_asks_over_https_when_the_api_serves_it(tls_daemon: Sidecar, pki: Pki) -> None:
+    settings = tls_env(pki.server) | {"DUNETRACE_API_ENDPOINT": tls_daemon.addresses["api"]}
+    assert run_healthcheck(settings).returncode == 0
+    # in clear it would get no answer from a TLS listener
+    plain = {k: v for k, v in settings.items() if not k.startswith("DUNETRACE_API_TLS_")}
+    failed = run_healthcheck(plain)
+    assert failed.returncode == 1
+    assert "/healthz" in failed.stderr
