@@ -23,8 +23,10 @@ RETRIEVAL_RESPONDED = "retrieval.responded"
 LLM_CONTENT = "llm.content"
 # Names a tool call that was counted before its name was known (content arriving late).
 TOOL_CONTENT = "tool.content"
-# An operator policy matched (recorded by the daemon, not derived from spans).
+# An operator policy matched (recorded by the daemon, or reported by the Dunetrace SDK).
 POLICY_TRIGGERED = "policy.triggered"
+# A signal the application reported through the Dunetrace SDK (run.external_signal()).
+EXTERNAL_SIGNAL = "external.signal"
 
 CALLED_KINDS = frozenset({LLM_CALLED, TOOL_CALLED, RETRIEVAL_CALLED})
 RESPONDED_KINDS = frozenset({LLM_RESPONDED, TOOL_RESPONDED, RETRIEVAL_RESPONDED})
@@ -44,6 +46,7 @@ _KIND_RANK = {
     LLM_CONTENT: 3,
     TOOL_CONTENT: 3,
     POLICY_TRIGGERED: 4,
+    EXTERNAL_SIGNAL: 4,
     RUN_COMPLETED: 9,
     RUN_ERRORED: 9,
 }
@@ -89,6 +92,7 @@ class RunRow:
     prompt_tokens: int
     completion_tokens: int
     exit_reason: str | None
+    source: str = "otlp"  # "otlp" (spans, log records) or "sdk" (the Dunetrace SDK's POST /v1/ingest)
 
 
 def number_steps(events: list[RunEvent]) -> list[tuple[int, RunEvent]]:

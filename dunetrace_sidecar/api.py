@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import hashlib
+import hmac
 import json
 import logging
 import re
+import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -23,6 +27,7 @@ from pydantic_core import to_json
 import detectors.library  # noqa: F401  (registers the detectors)
 from detectors.base import REGISTRY
 from detectors.events import RunEvent, RunRow, fold_content, number_steps
+from detectors.settings import DetectorSettings
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.models import (
     MAX_EVENTS_LIMIT,
@@ -30,12 +35,20 @@ from dunetrace_sidecar.models import (
     Agents,
     AppliedFix,
     ApplyFixInput,
+    Baselines,
+    Deployed,
+    DeployInput,
+    DeployMarker,
+    DetectorConfig,
+    DetectorConfigQuery,
     Event,
     EventsPage,
     EventsQuery,
     ExplainAnswer,
     ExplainInput,
     FixStatus,
+    IngestAnswer,
+    IngestBatch,
     Input,
     Policies,
     PoliciesQuery,
@@ -63,7 +76,10 @@ from dunetrace_sidecar.views import iso, not_seen, signal_view
 from explain.errors import ExplainError
 from explain.service import ExplainService
 from receiver.auth import key_matches
-from store.duckdb_store import DuckStore, RunFilter, SignalFilter, StoreUnavailable
+from receiver.content import bounded
+from receiver.errors import ReceiverError, log_refusal, retry_after_header
+from receiver.sdk_ingest import BatchInvalid, SdkBatch
+from store.duckdb_store import DuckStore, RunFilter, SignalFilter, StoreUnavailable, WriteBatch
 
 log = logging.getLogger("dunetrace.api")
 
@@ -84,6 +100,22 @@ LOOPBACK_ONLY = web.AppKey("loopback_only", bool)  # the API listens on a loopba
 # run id → whether its end-of-run detectors still wait for late spans (runs.end_grace_seconds)
 END_PENDING: web.AppKey[Callable[[str], bool]] = web.AppKey("end_pending")
 API_KEYS = web.AppKey("api_keys", tuple)
+
+
+@dataclass(frozen=True)
+class SdkBackend:
+    """What the Dunetrace SDK's routes need from the daemon (README, "Using the Dunetrace SDK")."""
+
+    export: Callable[[bytes], Awaitable[SdkBatch]]  # the pipeline: reduce, assemble, judge, commit
+    check_capacity: Callable[[], None]  # raises ReceiverError when exports are being refused
+    max_body_bytes: int
+    retry_after_seconds: int
+    detector_settings: Callable[[], DetectorSettings]
+    p75_steps: Callable[[str], float | None]
+    signing_secret: str = ""
+
+
+SDK = web.AppKey("sdk", SdkBackend)
 
 
 class ApiError(Exception):
@@ -116,6 +148,10 @@ _HTTP_CODES = {
 }
 
 
+# Routes of the Dunetrace cloud that the published SDK calls and the sidecar does not serve.
+CLOUD_ONLY = (("/v1/approvals", "approvals (require_approval policies)"), ("/v1/orgs/packs", "detector packs"))
+
+
 @web.middleware
 async def errors_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -129,6 +165,9 @@ async def errors_middleware(
             raise
         code = _HTTP_CODES.get(exc.status, "http_error")
         message = exc.reason if exc.status != 404 else f"no such endpoint: {request.method} {request.path}"
+        unsupported = next((what for prefix, what in CLOUD_ONLY if request.path.startswith(prefix)), None)
+        if exc.status == 404 and unsupported:
+            code, message = "not_supported", f"{unsupported}: a Dunetrace cloud feature the sidecar does not serve"
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, code, message, headers)
     except StoreUnavailable as exc:
@@ -290,6 +329,7 @@ def run_view(row: RunRow) -> dict[str, Any]:
         "prompt_tokens": row.prompt_tokens,
         "completion_tokens": row.completion_tokens,
         "exit_reason": row.exit_reason,
+        "source": row.source,
     }
 
 
@@ -359,6 +399,9 @@ async def list_agents(request: web.Request) -> Agents:
                 running_runs=a["running_runs"],
                 signal_count=a["signal_count"],
                 last_seen=iso(a["last_seen_ns"]),
+                last_deploy=DeployMarker(version=a["deploy_version"], deployed_at=iso(a["deployed_ns"]))
+                if a["deploy_version"] is not None
+                else None,
             )
             for a in agents
         ]
@@ -507,9 +550,19 @@ def _policy(policy: PolicyRule) -> Policy:
 
 
 async def list_policies(request: web.Request, query: PoliciesQuery) -> Policies:
+    """Also what the Dunetrace SDK fetches (wire.md §7): with policies.signing_secret set, each
+    policy carries the signature the SDK needs to enforce its action."""
     book = request.app[POLICIES].book
     policies = book.all() if query.agent_id is None else book.for_agent(query.agent_id, enabled_only=False)
-    return Policies(policies=[_policy(p) for p in policies])
+    backend = request.app.get(SDK)
+    secret = backend.signing_secret if backend is not None else ""
+    served = []
+    for policy in policies:
+        body = policy.as_dict()
+        if secret:
+            body |= {"signature": policy_signature(body, secret), "sig_version": 1}
+        served.append(Policy.model_validate(body))
+    return Policies(policies=served)
 
 
 async def create_policy(request: web.Request, body: PolicyInput) -> web.Response:
@@ -551,6 +604,141 @@ async def toggle_policy(request: web.Request, body: ToggleInput) -> Policy:
     if policy is None:
         raise ApiError(404, "policy_not_found", f"no policy {policy_id}")
     return _policy(policy)
+
+
+# --- the Dunetrace SDK's routes (README, "Using the Dunetrace SDK") ---------------------------
+
+# SDK detector-config keys and class attributes for the detectors both have (wire.md §8).
+SDK_DETECTORS: dict[str, tuple[str, dict[str, str]]] = {
+    "TOOL_LOOP": ("tool_loop", {"window": "WINDOW", "threshold": "THRESHOLD"}),
+    "TOOL_THRASHING": ("tool_thrashing", {"window": "WINDOW"}),
+    "TOOL_AVOIDANCE": ("tool_avoidance", {"min_llm_calls": "MIN_LLM_CALLS"}),
+    "GOAL_ABANDONMENT": ("goal_abandonment", {"stall_steps": "STALL_STEPS"}),
+    "RAG_EMPTY_RETRIEVAL": ("rag_empty_retrieval", {"min_results": "MIN_RESULTS", "min_score": "MIN_SCORE"}),
+    "LLM_TRUNCATION_LOOP": ("llm_truncation_loop", {"threshold": "THRESHOLD"}),
+    "CONTEXT_BLOAT": (
+        "context_bloat",
+        {"min_calls": "MIN_CALLS", "min_last_tokens": "MIN_LAST_TOKENS", "growth_factor": "GROWTH_FACTOR"},
+    ),
+    "RETRY_STORM": ("retry_storm", {"threshold": "THRESHOLD"}),
+    "STEP_COUNT_INFLATION": ("step_count_inflation", {"inflation_factor": "INFLATION_FACTOR"}),
+    "CASCADING_TOOL_FAILURE": ("cascading_tool_failure", {"threshold": "THRESHOLD"}),
+    "FIRST_STEP_FAILURE": ("first_step_failure", {"max_step": "MAX_STEP"}),
+    "REASONING_STALL": ("reasoning_stall", {"min_llm_calls": "MIN_LLM_CALLS", "ratio": "RATIO_THRESHOLD"}),
+}
+
+
+def _sdk(request: web.Request) -> SdkBackend:
+    backend = request.app.get(SDK)
+    if backend is None:
+        raise ApiError(503, "ingest_unavailable", "this API takes no SDK events")
+    return backend
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, up to ``limit`` bytes (the API's own limit is for its small JSON bodies)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.readany():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "payload_too_large", f"the batch is over {limit} bytes (receiver.max_http_body_bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def ingest(request: web.Request) -> web.Response:
+    """The Dunetrace SDK's batch: 2xx only once its events are committed; 503 + Retry-After
+    when exports are being refused (the SDK retries it); 400/413 only for a batch that can
+    never succeed (the SDK drops it), logged and counted."""
+    backend = _sdk(request)
+    counter = request.app[METRICS].export_requests
+    try:
+        backend.check_capacity()
+        batch = await backend.export(await _read_body(request, backend.max_body_bytes))
+    except ReceiverError as exc:
+        counter.labels("sdk", "events", exc.kind.name).inc()
+        log_refusal("api", "/v1/ingest", exc.kind, request.remote or "?", exc.cause)
+        retry = {"Retry-After": retry_after_header(backend.retry_after_seconds)} if exc.kind.retryable else None
+        return error_response(exc.kind.http_status, exc.kind.name, exc.message, retry)
+    except BatchInvalid as exc:
+        counter.labels("sdk", "events", "invalid_batch").inc()
+        log.warning("refused api /v1/ingest reason=invalid_batch peer=%s (%s)", request.remote, exc)
+        raise ApiError(400, "invalid_batch", f"{exc}; the SDK drops a batch answered 400") from None
+    except ApiError as exc:
+        counter.labels("sdk", "events", exc.code).inc()
+        log.warning("refused api /v1/ingest reason=%s peer=%s", exc.code, request.remote)
+        raise
+    if batch.skipped:
+        log.warning("ingest: %d event(s) skipped: %s", batch.skipped, "; ".join(batch.reasons))
+    return answer(IngestAnswer(accepted=len(batch.events), ignored=batch.ignored, skipped=batch.skipped))
+
+
+def policy_signature(policy: Mapping[str, Any], secret: str) -> str:
+    """The Dunetrace SDK's policy signature (sig_version 1): hex HMAC-SHA256 over its canonical
+    string — id, agent, name, condition and action as sorted JSON, enabled, priority, joined by
+    NUL, exactly as ``dunetrace.policies._policy_canonical`` writes it."""
+    canonical = "\x00".join(
+        [
+            str(policy["id"]),
+            policy["agent_id"],
+            policy["name"],
+            json.dumps(policy["condition"], sort_keys=True),
+            json.dumps(policy["action"], sort_keys=True),
+            str(policy["enabled"]),
+            str(policy["priority"]),
+        ]
+    )
+    return hmac.new(secret.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+
+
+async def detector_config(request: web.Request, query: DetectorConfigQuery) -> DetectorConfig:
+    backend = _sdk(request)
+    detectors: dict[str, dict[str, int | float]] = {}
+    for failure_type, settings in backend.detector_settings().for_agent(query.agent_id).items():
+        if failure_type not in SDK_DETECTORS or not settings.enabled:
+            continue
+        key, attributes = SDK_DETECTORS[failure_type]
+        values = asdict(settings)
+        detectors[key] = {attribute: values[ours] for ours, attribute in attributes.items()}
+    # the SDK reads seven baselines; the sidecar keeps the step count's
+    baselines: dict[str, float | None] = dict.fromkeys(Baselines.model_fields)
+    baselines["p75_steps"] = backend.p75_steps(query.agent_id)
+    return DetectorConfig.model_validate(
+        {
+            "schema_version": 1,
+            "agent_id": query.agent_id,
+            "agent_version": query.agent_version,
+            "generated_at": int(time.time()),
+            "ttl_s": 60,
+            "detectors": detectors,
+            "packs": [],
+            "baselines": baselines,
+        }
+    )
+
+
+def _meta(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Deploy metadata as kept: names and numbers (text cut at 256 characters), nothing nested."""
+    kept: dict[str, Any] = {}
+    for key, item in list((value or {}).items())[:32]:
+        if isinstance(item, bool | int | float) or item is None:
+            kept[bounded(str(key))] = item
+        elif isinstance(item, str):
+            kept[bounded(str(key))] = bounded(item)
+    return kept
+
+
+async def deploy(request: web.Request, body: DeployInput) -> web.Response:
+    deployed_ns = time.time_ns()
+    meta = json.dumps(_meta(body.meta))
+    row = (bounded(body.agent_id), bounded(body.version), deployed_ns, meta)
+    try:
+        await asyncio.wrap_future(request.app[STORE].submit(WriteBatch(deploys=[row])))
+    except StoreUnavailable:
+        raise ApiError(503, "store_unavailable", "the store is not taking writes; retry shortly") from None
+    marker = Deployed(agent_id=row[0], version=row[1], deployed_at=iso(deployed_ns))
+    return answer(marker, status=201)
 
 
 _SIGNAL_ERRORS = (400, 401, 404)
@@ -689,6 +877,35 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 401, 404),
     ),
     Route(
+        "POST",
+        "/v1/ingest",
+        ingest,
+        "The Dunetrace SDK's event batches: acknowledged (2xx) once committed; 503 + Retry-After when busy",
+        IngestAnswer,
+        raw_body=IngestBatch,
+        errors=(400, 401, 413, 503),
+    ),
+    Route(
+        "GET",
+        "/v1/detector-config",
+        detector_config,
+        "The agent's detector settings in the Dunetrace SDK's schema (the detectors both have)",
+        DetectorConfig,
+        query=DetectorConfigQuery,
+        errors=(400, 401),
+    ),
+    Route(
+        "POST",
+        "/v1/deploy",
+        deploy,
+        "A deploy marker for an agent (the Dunetrace SDK's dt.mark_deploy), shown on GET /v1/agents",
+        Deployed,
+        status=201,
+        description="Recorded",
+        body=DeployInput,
+        errors=(400, 401, 503),
+    ),
+    Route(
         "PATCH",
         "/v1/policies/{policy_id}/toggle",
         toggle_policy,
@@ -709,6 +926,7 @@ def build_api_app(
     policies: PolicyService | None = None,
     loopback_only: bool = True,
     end_pending: Callable[[str], bool] = lambda _run_id: False,
+    sdk: SdkBackend | None = None,
 ) -> web.Application:
     app = web.Application(
         middlewares=[errors_middleware, auth_middleware, browser_middleware], client_max_size=1024 * 1024
@@ -721,6 +939,8 @@ def build_api_app(
     app[METRICS] = metrics or Metrics()
     app[POLICIES] = policies or PolicyService(PolicyBook([], {}), store)
     app[OPENAPI] = openapi_document(ROUTES)
+    if sdk is not None:
+        app[SDK] = sdk
     for route in ROUTES:
         app.router.add_route(route.method, route.path, bind(route))
     return app

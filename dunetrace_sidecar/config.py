@@ -419,6 +419,16 @@ SETTINGS: tuple[Setting, ...] = (
         secret=True,
     ),
     Setting(
+        "policies.signing_secret",
+        "DUNETRACE_POLICY_SECRET",
+        "",
+        parse_text,
+        "Signs every policy GET /v1/policies serves with the Dunetrace SDK's HMAC-SHA256 (its policy_secret):"
+        " set the same secret in the SDK (DUNETRACE_POLICY_SECRET) and it enforces stop, switch_model and"
+        " inject_prompt; without it the SDK downgrades them to log.",
+        secret=True,
+    ),
+    Setting(
         "langfuse.base_url",
         "LANGFUSE_BASE_URL",
         "",
@@ -651,6 +661,11 @@ class PrivacyConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PoliciesConfig:
+    signing_secret: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class LangfuseConfig:
     base_url: str
     public_key: str
@@ -702,6 +717,7 @@ class Config:
     alerts: AlertsConfig
     detectors: DetectorSettings = field(default_factory=DetectorSettings.default)
     model_prices: Mapping[str, tuple[float, float]] = field(default_factory=lambda: dict(DEFAULT_MODEL_PRICES))
+    policies: PoliciesConfig = field(default_factory=PoliciesConfig)
 
     def validate(self) -> None:
         """Cross-field rules; single-field ones live in the parsers. The TLS files are read and
@@ -834,6 +850,7 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
             max_open_runs=values["runs.max_open_runs"],
         ),
         privacy=PrivacyConfig(hash_key=values["privacy.hash_key"]),
+        policies=PoliciesConfig(signing_secret=values["policies.signing_secret"]),
         langfuse=LangfuseConfig(
             base_url=values["langfuse.base_url"],
             public_key=values["langfuse.public_key"],

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from detectors.engine import DetectionEngine
 from dunetrace_sidecar.alerts import SLACK, WEBHOOK, AlertDispatcher, Destination
-from dunetrace_sidecar.api import build_api_app
+from dunetrace_sidecar.api import SdkBackend, build_api_app
 from dunetrace_sidecar.baseline import BaselineCache
 from dunetrace_sidecar.config import SETTINGS, Config, ConfigError, Endpoint, TlsConfig, load
 from dunetrace_sidecar.metrics import Metrics
@@ -86,7 +86,7 @@ class Daemon:
         self.store = DuckStore(
             config.store.path, on_write=self.metrics.store_write.observe, memory_limit=config.store.memory_limit
         )
-        baselines = BaselineCache(self.store.recent_completed_steps)
+        self.baselines = baselines = BaselineCache(self.store.recent_completed_steps)
         self.policies = PolicyService(PolicyBook([], config.model_prices), self.store)
         self.alerts = build_dispatcher(config, self.store, self.metrics)
         self.pipeline = Pipeline(
@@ -208,6 +208,15 @@ class Daemon:
                 self.policies,
                 loopback_only=cfg.api.endpoint.is_loopback,
                 end_pending=self.pipeline.end_pending,
+                sdk=SdkBackend(
+                    export=self.pipeline.export_sdk,
+                    check_capacity=self.pipeline.check_capacity,
+                    max_body_bytes=cfg.receiver.max_http_body_bytes,
+                    retry_after_seconds=cfg.receiver.retry_after_seconds,
+                    detector_settings=lambda: self.pipeline.engine.settings,  # follows config reloads
+                    p75_steps=self.baselines.p75,
+                    signing_secret=cfg.policies.signing_secret,
+                ),
             ),
             cfg.api.endpoint,
             max(cfg.receiver.max_connections // 4, 8),

@@ -20,7 +20,8 @@ class Metrics:
         r = self.registry
         self.export_requests = Counter(
             f"{PREFIX}_export_requests",
-            "OTLP export requests by transport, signal and outcome (accepted, partial, refused reason).",
+            "Export requests by transport (grpc, http, sdk: the Dunetrace SDK's POST /v1/ingest), signal and"
+            " outcome (accepted, partial, refused reason).",
             ["transport", "signal", "outcome"],
             registry=r,
         )
@@ -31,6 +32,13 @@ class Metrics:
             f"{PREFIX}_spans_refused",
             "Spans refused inside accepted exports (partial success), by reason.",
             ["transport", "reason"],
+            registry=r,
+        )
+        self.sdk_events = Counter(
+            f"{PREFIX}_sdk_events",
+            "Events of the Dunetrace SDK in accepted batches: accepted, ignored (types the detectors do not use:"
+            " memory, approvals, voice, policy evaluation reports) or skipped (unusable: no run or event id).",
+            ["outcome"],
             registry=r,
         )
         self.log_records_dropped = Counter(

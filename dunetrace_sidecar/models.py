@@ -22,7 +22,8 @@ from pydantic_core import PydanticCustomError
 from detectors.base import SEVERITIES
 
 RunStatus = Literal["running", "completed", "errored", "stalled"]
-ExitReason = Literal["final_answer", "completed", "error"]
+ExitReason = Literal["final_answer", "completed", "error", "policy_violation"]
+Source = Literal["otlp", "sdk"]
 Severity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
 NotSeen = Literal["tool_names", "content", "root_span"]
 MAX_LIMIT = 500
@@ -247,6 +248,78 @@ class ApplyFixInput(Input):
 # --- answers -------------------------------------------------------------------------------
 
 
+class IngestAnswer(Answer):
+    accepted: int = Field(description="events stored (or seen before: a retry's events are stored once)")
+    ignored: int = Field(description="events of types the detectors do not use (memory, approvals, voice, …)")
+    skipped: int = Field(description="events that could not be used (no run id or event id)")
+
+
+class SdkEvent(BaseModel):
+    """One event of the Dunetrace SDK (wire.md §3.2); read leniently, payloads reduced on arrival."""
+
+    event_type: str
+    run_id: str
+    agent_id: str
+    agent_version: str | None = None
+    step_index: int | None = None
+    timestamp: float
+    payload: dict[str, Any]
+    parent_run_id: str | None = None
+    trace_id: str | None = None
+    conversation_id: str | None = None
+    event_id: str
+
+
+class IngestBatch(BaseModel):
+    """The Dunetrace SDK's batch (documentation only: the route reads it leniently, as the SDK writes it)."""
+
+    api_key: str = Field("", description="the SDK repeats its key here; the Authorization header is what counts")
+    agent_id: str = Field("", description="the first event's agent only: each event names its own")
+    events: list[SdkEvent]
+
+
+class DeployInput(Input):
+    api_key: str | None = Field(None, description="sent by the SDK; the Authorization header is what counts")
+    agent_id: Name
+    version: Annotated[str, Field(min_length=1, max_length=256)]
+    meta: dict[str, Any] | None = Field(None, description="names and numbers kept; longer text cut")
+
+
+class Deployed(Answer):
+    agent_id: str
+    version: str
+    deployed_at: str | None
+
+
+class DetectorConfigQuery(Query):
+    agent_id: str = Field("", description="the agent whose settings are wanted (none: the defaults)")
+    agent_version: str | None = Field(None, description="sent by the SDK; not used")
+
+
+class Baselines(Answer):
+    p75_steps: float | None
+    p75_latency_tool_ms: None = None
+    p75_latency_llm_ms: None = None
+    p75_token_growth: None = None
+    p75_llm_tool_ratio: None = None
+    p75_total_tokens: None = None
+    p75_duration_s: None = None
+
+
+class DetectorConfig(Answer):
+    """The agent's detector settings in the Dunetrace SDK's schema (wire.md §8), for the detectors
+    both have; the SDK's in-path detectors use them for trigger: signal policies."""
+
+    schema_version: Literal[1]
+    agent_id: str
+    agent_version: str | None
+    generated_at: int = Field(description="Unix seconds")
+    ttl_s: int
+    detectors: dict[str, dict[str, int | float]]
+    packs: list[str]
+    baselines: Baselines
+
+
 class ErrorDetail(Answer):
     code: str = Field(description="machine-readable, e.g. run_not_found")
     message: str = Field(description="a sentence for people")
@@ -277,6 +350,7 @@ class Run(Answer):
     prompt_tokens: int
     completion_tokens: int
     exit_reason: ExitReason | None
+    source: Source = Field(description="otlp (spans, log records) or sdk (the Dunetrace SDK's POST /v1/ingest)")
 
 
 class Event(Answer):
@@ -350,12 +424,18 @@ class SignalsPage(Answer):
     next_cursor: str | None
 
 
+class DeployMarker(Answer):
+    version: str
+    deployed_at: str | None
+
+
 class Agent(Answer):
     agent_id: str
     run_count: int
     running_runs: int
     signal_count: int = Field(description="not shadow")
     last_seen: str | None
+    last_deploy: DeployMarker | None = Field(description="the latest POST /v1/deploy (the SDK's dt.mark_deploy)")
 
 
 class Agents(Answer):
@@ -365,7 +445,7 @@ class Agents(Answer):
 class ConditionOut(Answer):
     trigger: str
     operator: str
-    value: float | str
+    value: int | float | str  # as stored: a signature covers its exact JSON
 
 
 class ActionOut(Answer):
@@ -381,6 +461,10 @@ class Policy(Answer):
     action: ActionOut
     priority: int
     enabled: bool
+    signature: str | None = Field(
+        None, description="with policies.signing_secret: hex HMAC-SHA256 the Dunetrace SDK verifies (sig_version 1)"
+    )
+    sig_version: int | None = None
 
 
 class Policies(Answer):

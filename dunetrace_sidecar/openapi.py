@@ -25,6 +25,7 @@ ERROR_TEXT = {
     401: "Missing or wrong bearer key",
     403: "Refused (a foreign Host, another origin, or a fix that is never applied automatically)",
     404: "Not found",
+    413: "The body is over the size limit",
     415: "A request body must be application/json",
     502: "Upstream (Langfuse / LLM) failed or refused",
     503: "Store, Langfuse or LLM unavailable or not configured",
@@ -53,6 +54,8 @@ class Route:
     answer_type: str = "application/json"
     query: type[Query] | None = None
     body: type[Input] | None = None
+    # A body the handler reads itself (leniently, as a foreign client writes it): documented only.
+    raw_body: type[BaseModel] | None = None
     body_required: bool = True
     errors: tuple[int, ...] = ()
     open: bool = False  # answered without a key (health, readiness, metrics)
@@ -96,10 +99,11 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
     parameters = _parameters(route, schemas)
     if parameters:
         operation["parameters"] = parameters
-    if route.body is not None:
+    body = route.body or route.raw_body
+    if body is not None:
         operation["requestBody"] = {
             "required": route.body_required,
-            "content": {"application/json": {"schema": _ref(route.body)}},
+            "content": {"application/json": {"schema": _ref(body)}},
         }
     if route.open:
         operation["security"] = []
@@ -110,10 +114,10 @@ def _operation(route: Route, schemas: dict[str, Any]) -> dict[str, Any]:
 def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
     models: list[type[BaseModel]] = [Error]
     for route in routes:
-        models += [m for m in (route.answer, route.query, route.body) if m is not None]
+        models += [m for m in (route.answer, route.query, route.body, route.raw_body) if m is not None]
     unique = list(dict.fromkeys(models))
     _, definitions = models_json_schema(
-        [(m, "validation" if m in {r.body for r in routes} else "serialization") for m in unique],
+        [(m, "validation" if m in {r.body or r.raw_body for r in routes} else "serialization") for m in unique],
         ref_template="#/components/schemas/{model}",
     )
     schemas = definitions.get("$defs", {})

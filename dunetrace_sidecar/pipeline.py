@@ -41,6 +41,7 @@ from receiver.assemble import STATUS_COMPLETED, TERMINAL_STATUSES, RunState
 from receiver.content import Hasher
 from receiver.errors import BAD_DATA, QUEUE_FULL, SHUTTING_DOWN, STORE_UNAVAILABLE, ReceiverError
 from receiver.ingest import ExportResult
+from receiver.sdk_ingest import SdkBatch, SdkEvent, parse_batch
 from receiver.spans import LogContent, SpanFacts, SpanRole, translate_logs, translate_request
 from store.duckdb_store import BatchRejected, DuckStore, StoreUnavailable, WriteBatch
 
@@ -159,6 +160,30 @@ class Pipeline:
             message = f"{translated.rejected} span(s) rejected: " + "; ".join(translated.reasons)
         metrics.export_requests.labels(transport, "traces", "partial" if translated.rejected else "accepted").inc()
         return ExportResult(translated.rejected, message)
+
+    async def export_sdk(self, body: bytes) -> SdkBatch:
+        """One ``POST /v1/ingest`` batch of the Dunetrace SDK: its events reduced (off the event
+        loop), each run's new events assembled, judged and committed before this returns.
+        Raises BatchInvalid for a body that is not a batch; ReceiverError as the OTLP exports do."""
+        received = time.monotonic()
+        batch = await asyncio.get_running_loop().run_in_executor(self._translator, parse_batch, body, self._hasher)
+        by_run: dict[str, list[SdkEvent]] = defaultdict(list)
+        for event in batch.events:
+            by_run[event.run_id].append(event)
+        await self._load_runs(by_run, set(by_run))  # SDK events open a run: they are all agent events
+        changed: list[tuple[OpenRun, list[RunEvent], str]] = []
+        for run_id, events in by_run.items():
+            run = self._touch(run_id)
+            status_before = run.state.status
+            new = run.state.apply_sdk(events)
+            if new:
+                changed.append((run, new, status_before))
+        await self._detect_and_commit(changed, received)
+        self.metrics.sdk_events.labels("accepted").inc(len(batch.events))
+        self.metrics.sdk_events.labels("ignored").inc(batch.ignored)
+        self.metrics.sdk_events.labels("skipped").inc(batch.skipped)
+        self.metrics.export_requests.labels("sdk", "events", "accepted").inc()
+        return batch
 
     def _tell_rootless(self, service: str) -> None:
         """An LLM span with no parent is a trace, so a run, of its own: say once per service how to

@@ -33,6 +33,7 @@ from receiver.content import (
     normalise_finish_reason,
     response_finish_reason,
 )
+from receiver.sdk_ingest import SdkEvent
 from receiver.spans import LogContent, SpanFacts, SpanRole
 
 STATUS_RUNNING = "running"
@@ -42,6 +43,7 @@ STATUS_STALLED = "stalled"
 TERMINAL_STATUSES = frozenset({STATUS_COMPLETED, STATUS_ERRORED})
 
 SYNTHETIC_PREFIX = "req:"  # call ids of tool calls built from LLM requests
+SDK_PREFIX = "sdk:"  # event ids of the Dunetrace SDK's events (POST /v1/ingest)
 UNNAMED = "?"  # request index of a tool call known only from a finish reason
 MAX_STASHED_LOG_CONTENT = 256  # per run: content for spans not seen yet
 TWIN_SEARCH = 8  # sibling LLM spans searched for the other view of one provider call
@@ -137,6 +139,15 @@ class RunState:
     log_stash: dict[str, LogContent] = field(default_factory=dict)
     content_events: set[str] = field(default_factory=set)
     touched_at: float = field(default_factory=time.monotonic)
+    # Events of the Dunetrace SDK (POST /v1/ingest): their ids seen, and the calls still open
+    # (LLM calls by the SDK's call index, in order; tool calls per tool name, in order).
+    source: str = "otlp"
+    sdk_seen: set[str] = field(default_factory=set)
+    sdk_llm_by_index: dict[int, str] = field(default_factory=dict)  # the SDK's call index → call id
+    sdk_llm_open: list[str] = field(default_factory=list)
+    sdk_llm_answered: set[str] = field(default_factory=set)
+    sdk_llm_tokens: dict[str, tuple[int, bool]] = field(default_factory=dict)  # call → prompt tokens, exact?
+    sdk_calls_open: dict[str, list[str]] = field(default_factory=dict)  # tool name / retrieval:<index> → calls
 
     # --- summary ---------------------------------------------------------------------
 
@@ -157,6 +168,7 @@ class RunState:
             prompt_tokens=self.prompt_tokens,
             completion_tokens=self.completion_tokens,
             exit_reason=self.exit_reason,
+            source=self.source,
         )
 
     # --- ingest ----------------------------------------------------------------------
@@ -222,6 +234,132 @@ class RunState:
         elif content.span_id not in self.seen_spans and len(self.log_stash) < MAX_STASHED_LOG_CONTENT:
             self.log_stash[content.span_id] = _merge_log_content(self.log_stash.get(content.span_id), content)
         return out
+
+    # --- the Dunetrace SDK's events (POST /v1/ingest) -------------------------------------
+
+    def apply_sdk(self, events: Sequence[SdkEvent]) -> list[RunEvent]:
+        """Run events for SDK events not seen before (by ``event_id``: the SDK resends a batch's
+        events under the same ids), in time order; the run's counts follow as for spans.
+
+        Calls are paired as the SDK's own run builder pairs them: an LLM response with its
+        call by the SDK's call index (else the latest open call), a tool or retrieval answer
+        with the latest unanswered call of the same tool or index."""
+        out: list[RunEvent] = []
+        self.touched_at = time.monotonic()
+        if self.status == STATUS_STALLED:
+            self.status = STATUS_RUNNING  # it was only quiet
+        self.source = "sdk"
+        for event in sorted(events, key=lambda e: e.ts_ns):
+            if event.event_id in self.sdk_seen:
+                continue
+            self.sdk_seen.add(event.event_id)
+            if event.agent_id and self.agent_rank > AGENT_RESOURCE:  # every SDK event names its agent
+                self.agent_id, self.agent_rank = event.agent_id, AGENT_RESOURCE
+            self.agent_settled = True
+            self._sdk_event(event, out)
+        return out
+
+    def _sdk_event(self, event: SdkEvent, out: list[RunEvent]) -> None:
+        p = dict(event.payload)
+        event_id = SDK_PREFIX + event.event_id
+        kind, ts_ns = event.kind, event.ts_ns
+        call_id = event_id
+        if kind == ev.RUN_STARTED:
+            self.root_seen = True
+            self.started_ns = ts_ns
+            self.first_model = self.first_model or p.get("model")
+            self.available_tools.update(dict.fromkeys(p.get("tools", ())))
+        elif kind == ev.LLM_CALLED:
+            call_id = self._sdk_llm_call(p.pop("sdk_call", None), event_id) or event_id
+            counted, exact = self.sdk_llm_tokens.get(call_id, (0, False))
+            if not exact:  # the response's exact count, when it came first, stands
+                self.prompt_tokens += (p.get("prompt_tokens") or 0) - counted
+                self.sdk_llm_tokens[call_id] = (p.get("prompt_tokens") or 0, False)
+            if call_id not in self.sdk_llm_answered:
+                self.sdk_llm_open.append(call_id)
+            self.llm_calls += 1
+            self.first_model = self.first_model or p.get("model")
+            p["call_id"] = call_id
+            self.steps += 1
+        elif kind == ev.LLM_RESPONDED:
+            index = p.pop("sdk_call", None)
+            call_id = self._sdk_llm_call(index, None) or (self.sdk_llm_open[-1] if self.sdk_llm_open else event_id)
+            if call_id in self.sdk_llm_open:
+                self.sdk_llm_open.remove(call_id)
+            self.sdk_llm_answered.add(call_id)
+            if p.get("prompt_tokens") is not None:
+                counted, _ = self.sdk_llm_tokens.get(call_id, (0, False))
+                self.prompt_tokens += p["prompt_tokens"] - counted
+                self.sdk_llm_tokens[call_id] = (p["prompt_tokens"], True)
+            self.completion_tokens += p.get("completion_tokens") or 0
+            if p.get("error_type"):
+                self.errors += 1
+            finish = p.get("finish_reason")
+            if self.last_llm is None or ts_ns >= self.last_llm[0]:
+                self.last_llm = (ts_ns, finish, finish == "tool_calls")
+        elif kind in (ev.TOOL_CALLED, ev.RETRIEVAL_CALLED):
+            name = p.get("tool_name") if kind == ev.TOOL_CALLED else f"retrieval:{p.get('index_name') or ''}"
+            self.sdk_calls_open.setdefault(str(name), []).append(call_id)
+            p["call_id"] = call_id
+            self.steps += 1
+            if kind == ev.TOOL_CALLED:
+                self.tool_calls += 1
+            else:
+                self.retrievals += 1
+        elif kind in (ev.TOOL_RESPONDED, ev.RETRIEVAL_RESPONDED):
+            name = p.get("tool_name") if kind == ev.TOOL_RESPONDED else f"retrieval:{p.get('index_name') or ''}"
+            open_calls = self.sdk_calls_open.get(str(name))
+            if not open_calls and kind == ev.RETRIEVAL_RESPONDED:  # LangChain's answers name no index
+                open_calls = next((q for n, q in self.sdk_calls_open.items() if n.startswith("retrieval:") and q), None)
+            if open_calls:
+                call_id = open_calls.pop()
+            if p.get("success") is False or (kind == ev.RETRIEVAL_RESPONDED and p.get("error_type")):
+                self.errors += 1
+        elif kind in (ev.RUN_COMPLETED, ev.RUN_ERRORED):
+            self.ended_ns = ts_ns
+            if kind == ev.RUN_COMPLETED:
+                self.status, self.exit_reason = STATUS_COMPLETED, p.get("exit_reason") or "completed"
+            else:
+                self.status = STATUS_ERRORED
+                self.exit_reason = "policy_violation" if p.get("exit_reason") == "policy_violation" else "error"
+        out.append(self._event(event_id, kind, ts_ns, call_id, p))
+
+    def _sdk_llm_call(self, index: int | None, new_id: str | None) -> str | None:
+        """The call id of the SDK's LLM call ``index`` of this run (made from ``new_id`` when the
+        call is new); the same whichever of its events comes first."""
+        if index is None:
+            return new_id
+        return self.sdk_llm_by_index.setdefault(index, f"{self.run_id[:8]}:llm:{index}")
+
+    def _replay_sdk(self, event: RunEvent) -> None:
+        """Restoring: what later SDK events of the run need (ids seen, calls still open)."""
+        self.source = "sdk"
+        self.sdk_seen.add(event.event_id[len(SDK_PREFIX) :])
+        p = event.payload
+        if event.kind == ev.RUN_STARTED:
+            self.root_seen = True
+            self.agent_settled = True
+            self.available_tools.update(dict.fromkeys(p.get("tools", ())))
+        elif event.kind == ev.LLM_CALLED:  # its call id is derived from the SDK's index again when needed
+            if event.call_id not in self.sdk_llm_answered:
+                self.sdk_llm_open.append(event.call_id)
+            if not self.sdk_llm_tokens.get(event.call_id, (0, False))[1]:
+                self.sdk_llm_tokens[event.call_id] = (p.get("prompt_tokens") or 0, False)
+        elif event.kind == ev.LLM_RESPONDED:
+            if event.call_id in self.sdk_llm_open:
+                self.sdk_llm_open.remove(event.call_id)
+            self.sdk_llm_answered.add(event.call_id)
+            if p.get("prompt_tokens") is not None:
+                self.sdk_llm_tokens[event.call_id] = (p["prompt_tokens"], True)
+            if self.last_llm is None or event.ts_ns >= self.last_llm[0]:
+                self.last_llm = (event.ts_ns, p.get("finish_reason"), p.get("finish_reason") == "tool_calls")
+        elif event.kind in (ev.TOOL_CALLED, ev.RETRIEVAL_CALLED):
+            name = p.get("tool_name") if event.kind == ev.TOOL_CALLED else f"retrieval:{p.get('index_name') or ''}"
+            self.sdk_calls_open.setdefault(str(name), []).append(event.call_id)
+        elif event.kind in (ev.TOOL_RESPONDED, ev.RETRIEVAL_RESPONDED):
+            for calls in self.sdk_calls_open.values():
+                if event.call_id in calls:
+                    calls.remove(event.call_id)
 
     def close_stalled(self) -> list[RunEvent]:
         """No root span came: pending tool requests become calls and the run is stalled."""
@@ -737,6 +875,7 @@ class RunState:
             errors=row.errors,
             prompt_tokens=row.prompt_tokens,
             completion_tokens=row.completion_tokens,
+            source=row.source,
         )
         ordered = sorted(events, key=RunEvent.sort_key)
         # A request's own tool.called sorts before the response that asked for it (same time).
@@ -755,6 +894,9 @@ class RunState:
 
     def _replay(self, event: RunEvent) -> None:
         payload = event.payload
+        if event.event_id.startswith(SDK_PREFIX):
+            self._replay_sdk(event)
+            return
         if event.kind == ev.LLM_CONTENT:
             self.content_events.add(event.event_id)
             content = _content_from_payload(self.run_id, event)

@@ -46,7 +46,9 @@ RUN_COLUMNS = (
     "completion_tokens",
     "exit_reason",
     "updated_ns",
+    "source",
 )
+RUN_SELECT = ", ".join(c for c in RUN_COLUMNS if c != "updated_ns")  # a RunRow's fields, in order
 
 
 class StoreUnavailable(RuntimeError):
@@ -173,6 +175,7 @@ class WriteBatch:
     delivery_updates: list[DeliveryUpdate] = field(default_factory=list)
     # (run_id, agent_id): the run learnt its agent after signals were stored; they follow it
     relabels: list[tuple[str, str]] = field(default_factory=list)
+    deploys: list[tuple[str, str, int, str]] = field(default_factory=list)  # (agent_id, version, ns, meta JSON)
     future: Future[None] = field(default_factory=Future)
 
 
@@ -414,6 +417,8 @@ class DuckStore:
                     conn.execute("UPDATE fixes SET rolled_back_ns = ? WHERE fix_id = ?", [rolled_back_ns, fix_id])
                 for policy_id, body in batch.policies_put:
                     conn.execute("INSERT OR REPLACE INTO policies VALUES (?, ?, ?)", [policy_id, body, time.time_ns()])
+                for deploy in batch.deploys:
+                    conn.execute("INSERT INTO deploys VALUES (?, ?, ?, ?)", list(deploy))
                 for policy_id in batch.policies_deleted:
                     conn.execute("DELETE FROM policies WHERE id = ?", [policy_id])
                 for delivery in batch.deliveries:
@@ -456,6 +461,7 @@ class DuckStore:
                             r.completion_tokens,
                             r.exit_reason,
                             now_ns,
+                            r.source,
                         )
                         for r in runs.values()
                     ]
@@ -537,9 +543,7 @@ class DuckStore:
         if flt.status is not None:
             where.append("status = ?")
             params.append(flt.status)
-        rows = self._page(
-            f"SELECT {', '.join(RUN_COLUMNS[:-1])} FROM runs", where, params, "started_ns", "run_id::VARCHAR", flt
-        )
+        rows = self._page(f"SELECT {RUN_SELECT} FROM runs", where, params, "started_ns", "run_id::VARCHAR", flt)
         return [_run_row(r) for r in rows]
 
     def _page(
@@ -573,7 +577,7 @@ class DuckStore:
         ids = list(run_ids)
         if not ids:
             return []
-        sql = f"SELECT {', '.join(RUN_COLUMNS[:-1])} FROM runs WHERE run_id IN (SELECT unnest(?::UUID[]))"
+        sql = f"SELECT {RUN_SELECT} FROM runs WHERE run_id IN (SELECT unnest(?::UUID[]))"
         return [_run_row(r) for r in self._cursor().execute(sql, [ids]).fetchall()]
 
     def run_events(self, run_id: str) -> list[RunEvent]:
@@ -588,21 +592,33 @@ class DuckStore:
         return [RunEvent(str(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     def list_agents(self) -> list[dict[str, Any]]:
+        """Agents with runs (of at least one step) or a deploy marker, with their latest deploy."""
         rows = (
             self._cursor()
             .execute(
-                "SELECT r.agent_id, r.run_count, r.last_seen_ns, r.running, coalesce(s.signal_count, 0)"
-                " FROM (SELECT agent_id, count(*) AS run_count, max(last_event_ns) AS last_seen_ns,"
-                "       count(*) FILTER (WHERE status = 'running') AS running FROM runs WHERE step_count > 0"
-                "       GROUP BY agent_id) r"
-                " LEFT JOIN (SELECT agent_id, count(*) AS signal_count FROM signals WHERE NOT shadow"
-                "            GROUP BY agent_id) s USING (agent_id)"
-                " ORDER BY r.agent_id"
+                "WITH r AS (SELECT agent_id, count(*) AS run_count, max(last_event_ns) AS last_seen_ns,"
+                "             count(*) FILTER (WHERE status = 'running') AS running FROM runs WHERE step_count > 0"
+                "             GROUP BY agent_id),"
+                "     s AS (SELECT agent_id, count(*) AS signal_count FROM signals WHERE NOT shadow GROUP BY agent_id),"
+                "     d AS (SELECT agent_id, arg_max(version, deployed_ns) AS version, max(deployed_ns) AS deployed_ns"
+                "             FROM deploys GROUP BY agent_id)"
+                " SELECT agent_id, coalesce(r.run_count, 0), r.last_seen_ns, coalesce(r.running, 0),"
+                "        coalesce(s.signal_count, 0), d.version, d.deployed_ns"
+                " FROM r FULL OUTER JOIN d USING (agent_id) LEFT JOIN s USING (agent_id)"
+                " ORDER BY agent_id"
             )
             .fetchall()
         )
         return [
-            {"agent_id": r[0], "run_count": r[1], "last_seen_ns": r[2], "running_runs": r[3], "signal_count": r[4]}
+            {
+                "agent_id": r[0],
+                "run_count": r[1],
+                "last_seen_ns": r[2],
+                "running_runs": r[3],
+                "signal_count": r[4],
+                "deploy_version": r[5],
+                "deployed_ns": r[6],
+            }
             for r in rows
         ]
 
@@ -741,4 +757,5 @@ def _run_row(r: Sequence[Any]) -> RunRow:
         prompt_tokens=r[12],
         completion_tokens=r[13],
         exit_reason=r[14],
+        source=r[15],
     )

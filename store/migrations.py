@@ -122,3 +122,21 @@ MIGRATIONS += (
         ),
     ),
 )
+MIGRATIONS += (
+    (
+        6,
+        (
+            # Where a run's events came from: "otlp" (spans, log records) or "sdk" (POST /v1/ingest).
+            "ALTER TABLE runs ADD COLUMN source VARCHAR DEFAULT 'otlp'",
+            # POST /v1/deploy: an agent's deploy markers (the SDK's dt.mark_deploy).
+            """
+            CREATE TABLE deploys (
+                agent_id VARCHAR NOT NULL,
+                version VARCHAR NOT NULL,
+                deployed_ns BIGINT NOT NULL,
+                meta VARCHAR NOT NULL
+            )
+            """,
+        ),
+    ),
+)

@@ -85,6 +85,7 @@ class Sidecar:
         self.process: subprocess.Popen[bytes] | None = None
         self.addresses: dict[str, str] = {}
         self._log_offset = 0
+        self.api_key: str | None = None  # sent by api() / api_json() / run() when a test sets it
 
     def start(self, timeout: float = 30.0) -> Sidecar:
         # Nothing from the developer's environment leaks in: the embedded defaults unless a test says so.
@@ -159,6 +160,8 @@ class Sidecar:
     # --- clients ----------------------------------------------------------------------
 
     def api(self, path: str, headers: Mapping[str, str] | None = None) -> HttpResult:
+        if headers is None and self.api_key:
+            headers = {"Authorization": f"Bearer {self.api_key}"}
         return http("GET", self.api_url + path, headers=headers)
 
     def api_json(self, path: str) -> Any:

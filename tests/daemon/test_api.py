@@ -401,6 +401,7 @@ def test_agents_with_run_count_and_last_seen(make_sidecar: Sidecars) -> None:
                 "run_count": 1,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:09:43.114320Z",
+                "last_deploy": None,
             },
             {
                 "agent_id": "support_session_errors",
@@ -408,6 +409,7 @@ def test_agents_with_run_count_and_last_seen(make_sidecar: Sidecars) -> None:
                 "run_count": 2,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:02:32.104701Z",
+                "last_deploy": None,
             },
             {
                 "agent_id": "support_session_toolcall",
@@ -415,6 +417,7 @@ def test_agents_with_run_count_and_last_seen(make_sidecar: Sidecars) -> None:
                 "run_count": 3,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:02:16.002614Z",
+                "last_deploy": None,
             },
             {
                 "agent_id": "support_session_toolloop",
@@ -422,6 +425,7 @@ def test_agents_with_run_count_and_last_seen(make_sidecar: Sidecars) -> None:
                 "run_count": 1,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:09:18.992319Z",
+                "last_deploy": None,
             },
         ]
     }
@@ -598,6 +602,9 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
         ("PUT", "/v1/policies/{policy_id}"),
         ("DELETE", "/v1/policies/{policy_id}"),
         ("PATCH", "/v1/policies/{policy_id}/toggle"),
+        ("POST", "/v1/ingest"),
+        ("GET", "/v1/detector-config"),
+        ("POST", "/v1/deploy"),
     }
     # ROUTES is what the app is built from: its router holds exactly these operations.
     app = build_api_app(DuckStore(":memory:"), ())
