@@ -1,0 +1,28 @@
+"""Scenario (k): a small run the test uses to check that what the daemon acknowledged survives kill -9. The test
+watches the SDK's POSTs through its pass-through proxy and SIGKILLs the daemon right after the 2xx for the batch
+that carries run.completed, then restarts it on the same database.
+
+One run, manual hooks: an LLM call, three tool calls with different arguments, a final LLM call, final_answer.
+Prints: {"scenario": "k_durable", "run_id", "agent_id"}.
+"""
+
+from _common import client_kwargs, emit_result, setup_logging
+from dunetrace import Dunetrace
+
+setup_logging()
+AGENT_ID = "durable-agent"
+dt = Dunetrace(**client_kwargs())
+with dt.run(AGENT_ID, user_input="check three warehouses", model="gpt-4o", tools=["stock"]) as run:
+    run.llm_called("gpt-4o", prompt_tokens=90)
+    run.llm_responded(completion_tokens=15, latency_ms=250, finish_reason="tool_calls", output="")
+    for warehouse in ("north", "south", "east"):
+        run.tool_called("stock", {"warehouse": warehouse})
+        run.tool_responded("stock", success=True, output="12 units", latency_ms=20)
+    run.llm_called("gpt-4o", prompt_tokens=160)
+    run.llm_responded(
+        completion_tokens=30, latency_ms=400, finish_reason="stop", output="36 units in total.", output_length=18
+    )
+    run.final_answer()
+
+emit_result("k_durable", run_id=run.run_id, agent_id=AGENT_ID)
+dt.shutdown(timeout=10)
