@@ -535,7 +535,8 @@ class DuckStore:
 
     def list_runs(self, flt: RunFilter) -> list[RunRow]:
         # A trace is listed once it has a step (content from log records may come first).
-        where: list[str] = ["step_count > 0"]
+        # A trace with no step is no agent run (a web request's spans), unless the SDK opened it
+        where: list[str] = ["(step_count > 0 OR source = 'sdk')"]
         params: list[Any] = []
         if flt.agent_id is not None:
             where.append("agent_id = ?")
@@ -597,7 +598,8 @@ class DuckStore:
             self._cursor()
             .execute(
                 "WITH r AS (SELECT agent_id, count(*) AS run_count, max(last_event_ns) AS last_seen_ns,"
-                "             count(*) FILTER (WHERE status = 'running') AS running FROM runs WHERE step_count > 0"
+                "             count(*) FILTER (WHERE status = 'running') AS running FROM runs"
+                "             WHERE step_count > 0 OR source = 'sdk'"
                 "             GROUP BY agent_id),"
                 "     s AS (SELECT agent_id, count(*) AS signal_count FROM signals WHERE NOT shadow GROUP BY agent_id),"
                 "     d AS (SELECT agent_id, arg_max(version, deployed_ns) AS version, max(deployed_ns) AS deployed_ns"

@@ -171,7 +171,7 @@ def test_batches_mixing_agents_and_runs_follow_each_events_agent(daemon: Sidecar
 
 def test_a_run_known_only_by_its_terminal_event_is_kept(daemon: Sidecar) -> None:
     # z_batching part C: the SDK shed a run under overload; only its run.completed arrives,
-    # with payload.dropped_events. It is stored (stepless, so not listed) and answers by id.
+    # with payload.dropped_events. It is stored, listed (the SDK opened it) and answers by id.
     run_id = str(uuid.uuid4())
     event = {
         "event_type": "run.completed",

@@ -29,6 +29,7 @@ SECRET_VARIABLES = {
     "apiKeys": "DUNETRACE_API_KEYS",
     "otlpKeys": "DUNETRACE_OTLP_KEYS",
     "hashKey": "DUNETRACE_HASH_KEY",
+    "policySecret": "DUNETRACE_POLICY_SECRET",
     "langfusePublicKey": "LANGFUSE_PUBLIC_KEY",
     "langfuseSecretKey": "LANGFUSE_SECRET_KEY",
     "anthropicApiKey": "ANTHROPIC_API_KEY",

@@ -64,6 +64,7 @@ SECRETS_SCENARIO = {
     "DUNETRACE_API_KEYS": "first-api-key-0123456789,second-api-key-0123456789",
     "DUNETRACE_OTLP_KEYS": "first-otlp-key-0123456789",
     "DUNETRACE_HASH_KEY": "hash-key-for-hmac-content-hashes",
+    "DUNETRACE_POLICY_SECRET": "policy-signing-secret-0123",
     "LANGFUSE_PUBLIC_KEY": "pk-lf-0000-public",
     "LANGFUSE_SECRET_KEY": "sk-lf-0000-secret",
     "ANTHROPIC_API_KEY": "sk-ant-test-key",

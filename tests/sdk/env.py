@@ -32,7 +32,7 @@ STAMP_NAME = ".requirements.sha256"
 SDK_VERSION = "0.5.7"
 
 VENV_TIMEOUT_S = 30
-PIP_TIMEOUT_S = 240  # the whole install (15 s here), inside pytest's 300 s per test; pip's per-request timeout is --timeout
+PIP_TIMEOUT_S = 240  # the whole install (15 s here), inside pytest's 300 s per test (pip: --timeout per request)
 LOCK_TIMEOUT_S = PIP_TIMEOUT_S + VENV_TIMEOUT_S + 60
 CHECK_TIMEOUT_S = 60
 

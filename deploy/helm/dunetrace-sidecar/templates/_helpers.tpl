@@ -114,6 +114,7 @@ true
 apiKeys: DUNETRACE_API_KEYS
 otlpKeys: DUNETRACE_OTLP_KEYS
 hashKey: DUNETRACE_HASH_KEY
+policySecret: DUNETRACE_POLICY_SECRET
 langfusePublicKey: LANGFUSE_PUBLIC_KEY
 langfuseSecretKey: LANGFUSE_SECRET_KEY
 anthropicApiKey: ANTHROPIC_API_KEY
@@ -173,6 +174,7 @@ honour. Renders nothing. */}}
 {{- range $key, $variable := include "dunetrace-sidecar.secretVariables" . | fromYaml }}
 {{- $setting := get (dict
   "DUNETRACE_API_KEYS" "api.keys" "DUNETRACE_OTLP_KEYS" "receiver.keys" "DUNETRACE_HASH_KEY" "privacy.hash_key"
+  "DUNETRACE_POLICY_SECRET" "policies.signing_secret"
   "LANGFUSE_PUBLIC_KEY" "langfuse.public_key" "LANGFUSE_SECRET_KEY" "langfuse.secret_key"
   "ANTHROPIC_API_KEY" "explain.anthropic_api_key" "OPENAI_API_KEY" "explain.openai_api_key"
   "SLACK_WEBHOOK_URL" "alerts.slack_webhook_url" "WEBHOOK_URL" "alerts.webhook_url"
