@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.sidecar import ROOT, HttpResult, Sidecar, fixture_bytes, http, with_new_trace_ids
+from tests.sidecar import ROOT, HttpResult, Sidecar, fixture_bytes, http, to_any, with_new_trace_ids
 
 CAPTURES = ROOT.parent / "shared" / "fixtures" / "dunetrace-sdk" / "captures"
 KEY = "dt_test_key_0123456789"
@@ -444,3 +445,29 @@ def test_cloud_only_routes_are_a_clear_404(daemon: Sidecar, method: str, path: s
     error = result.json()["error"]
     assert error["code"] == "not_supported"
     assert "sidecar" in error["message"]
+
+
+def test_the_sdks_otel_mirror_is_not_counted_twice(daemon: Sidecar) -> None:
+    """DunetraceOTelExporter mirrors every SDK event as a span (scope "dunetrace", trace id = the
+    run id) while the SDK still ships the events to /v1/ingest: those spans are left out, spans
+    of other instrumentations in the same request are kept."""
+    request = ExportTraceServiceRequest()
+    resource = request.resource_spans.add()
+    mirror_trace, other_trace = uuid.uuid4().bytes, uuid.uuid4().bytes
+    for scope_name, trace_id in (("dunetrace", mirror_trace), ("opentelemetry.instrumentation.openai.v2", other_trace)):
+        scope = resource.scope_spans.add()
+        scope.scope.name = scope_name
+        span = scope.spans.add()
+        span.trace_id, span.span_id, span.name = trace_id, uuid.uuid4().bytes[:8], "chat gpt-4o"
+        span.kind = 3
+        span.start_time_unix_nano, span.end_time_unix_nano = 1796557885240659968, 1796557885940752896
+        for key, value in (
+            ("gen_ai.operation.name", "chat"),
+            ("gen_ai.request.model", "gpt-4o"),
+            ("gen_ai.usage.input_tokens", 150),
+            ("gen_ai.usage.output_tokens", 25),
+        ):
+            span.attributes.add(key=key, value=to_any(value))
+    assert daemon.post_otlp(request.SerializeToString()).status == 200
+    daemon.wait_run(other_trace.hex(), lambda r: r["llm_calls"] == 1)
+    assert http("GET", daemon.api_url + f"/v1/runs/{mirror_trace.hex()}", headers=AUTH).status == 404
