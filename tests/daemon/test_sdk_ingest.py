@@ -471,3 +471,24 @@ def test_the_sdks_otel_mirror_is_not_counted_twice(daemon: Sidecar) -> None:
     assert daemon.post_otlp(request.SerializeToString()).status == 200
     daemon.wait_run(other_trace.hex(), lambda r: r["llm_calls"] == 1)
     assert http("GET", daemon.api_url + f"/v1/runs/{mirror_trace.hex()}", headers=AUTH).status == 404
+
+
+def test_store_trouble_is_503_with_retry_after(tmp_path: Path) -> None:
+    """A file-size limit plays a full disk: the SDK's batches get the answer it retries (503 with
+    Retry-After), never one that makes it drop them."""
+    sidecar = Sidecar(
+        tmp_path / "full", env={"DUNETRACE_API_KEYS": KEY}, launcher=("prlimit", f"--fsize={1024 * 1024}", "--")
+    ).start()
+    try:
+        answers: list[HttpResult] = []
+        for _ in range(1500):
+            bodies, _ = fresh(batches("a_run_loop"))
+            answers.append(post(sidecar, bodies[1]))
+            if answers[-1].status != 200:
+                break
+        assert {a.status for a in answers} == {200, 503}, [a.status for a in answers[-3:]]
+        refused = answers[-1]
+        assert refused.json()["error"]["code"] == "store_unavailable"
+        assert int(refused.headers["Retry-After"]) >= 1
+    finally:
+        sidecar.close()
