@@ -77,7 +77,7 @@ from explain.errors import ExplainError
 from explain.service import ExplainService
 from receiver.auth import key_matches
 from receiver.content import bounded
-from receiver.errors import ReceiverError, log_refusal, retry_after_header
+from receiver.errors import TIMEOUT, ReceiverError, log_refusal, retry_after_header
 from receiver.sdk_ingest import BatchInvalid, SdkBatch
 from store.duckdb_store import DuckStore, RunFilter, SignalFilter, StoreUnavailable, WriteBatch
 
@@ -110,6 +110,7 @@ class SdkBackend:
     check_capacity: Callable[[], None]  # raises ReceiverError when exports are being refused
     max_body_bytes: int
     retry_after_seconds: int
+    read_timeout_seconds: float
     detector_settings: Callable[[], DetectorSettings]
     p75_steps: Callable[[str], float | None]
     signing_secret: str = ""
@@ -655,7 +656,12 @@ async def ingest(request: web.Request) -> web.Response:
     counter = request.app[METRICS].export_requests
     try:
         backend.check_capacity()
-        batch = await backend.export(await _read_body(request, backend.max_body_bytes))
+        try:
+            async with asyncio.timeout(backend.read_timeout_seconds):  # a slow upload holds no connection
+                body = await _read_body(request, backend.max_body_bytes)
+        except TimeoutError:
+            raise ReceiverError(TIMEOUT, f"the body did not arrive within {backend.read_timeout_seconds:g} s") from None
+        batch = await backend.export(body)
     except ReceiverError as exc:
         counter.labels("sdk", "events", exc.kind.name).inc()
         log_refusal("api", "/v1/ingest", exc.kind, request.remote or "?", exc.cause)

@@ -213,6 +213,7 @@ class Daemon:
                     check_capacity=self.pipeline.check_capacity,
                     max_body_bytes=cfg.receiver.max_http_body_bytes,
                     retry_after_seconds=cfg.receiver.retry_after_seconds,
+                    read_timeout_seconds=cfg.receiver.read_timeout_seconds,
                     detector_settings=lambda: self.pipeline.engine.settings,  # follows config reloads
                     p75_steps=self.baselines.p75,
                     signing_secret=cfg.policies.signing_secret,

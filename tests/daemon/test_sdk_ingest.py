@@ -11,6 +11,7 @@ import copy
 import hashlib
 import hmac
 import json
+import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -490,5 +491,22 @@ def test_store_trouble_is_503_with_retry_after(tmp_path: Path) -> None:
         refused = answers[-1]
         assert refused.json()["error"]["code"] == "store_unavailable"
         assert int(refused.headers["Retry-After"]) >= 1
+    finally:
+        sidecar.close()
+
+
+def test_a_batch_that_never_finishes_arriving_is_408(tmp_path: Path) -> None:
+    sidecar = Sidecar(tmp_path, env={"DUNETRACE_API_KEYS": KEY, "DUNETRACE_READ_TIMEOUT": "1"}).start()
+    try:
+        host, port = sidecar.addresses["api"].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            head = (
+                f"POST /v1/ingest HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                f"Authorization: Bearer {KEY}\r\nContent-Length: 1000\r\n\r\n"
+            )
+            sock.sendall(head.encode() + b'{"api_key": "", "events": [')  # and then nothing
+            answer = sock.recv(65536)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+        assert post(sidecar, {"api_key": "", "agent_id": "a", "events": []}).status == 200
     finally:
         sidecar.close()
