@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.patterns import scan_injection
-from receiver.content import Hasher, injection_from, normalise_finish_reason
+from receiver.content import Hasher, injection_from, merge_injections, normalise_finish_reason
 from receiver.spans import MAX_TIME_NS
 from receiver.spans import _as_float as as_number
 from receiver.spans import _as_int as as_count
@@ -205,14 +205,19 @@ def _error(payload: Mapping[str, Any], hasher: Hasher, default_type: str) -> dic
 
 
 def _run_started(p: Mapping[str, Any], hasher: Hasher) -> dict[str, Any]:
-    text = _text(p, "input_text")
-    system = _content(p, "system_prompt", hasher, "system_prompt")
+    found = merge_injections(
+        *(
+            injection_from(scan_injection(text), "input")
+            for key in ("input_text", "system_prompt")
+            if (text := _text(p, key))
+        )
+    )
     return {
         "model": as_name(p.get("model")),
         "tools": _names(p.get("tools")),
         **_content(p, "input_text", hasher, "input"),
-        **system,
-        "injection": _injection(text, "input"),
+        **_content(p, "system_prompt", hasher, "system_prompt"),
+        "injection": found.as_payload() if found else None,
         "sdk_version": as_name(p.get("sdk_version")),
     }
 
