@@ -8,8 +8,6 @@ Expectations are written from the captures' scripts (fixtures/dunetrace-sdk/scri
 from __future__ import annotations
 
 import copy
-import hashlib
-import hmac
 import json
 import socket
 import uuid
@@ -20,6 +18,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from tests.fakes.ingest_proxy import sign_policy
 from tests.sidecar import ROOT, HttpResult, Sidecar, fixture_bytes, http, to_any, with_new_trace_ids
 
 CAPTURES = ROOT.parent / "shared" / "fixtures" / "dunetrace-sdk" / "captures"
@@ -350,20 +349,6 @@ def test_no_content_reaches_the_store_the_log_or_the_api(tmp_path: Path) -> None
 # --- policies and detector config as the SDK fetches them ------------------------------------
 
 
-def sdk_canonical(policy: dict[str, Any]) -> str:
-    """wire.md §7: the SDK's canonical string, as dunetrace 0.5.7 writes it (sig_version 1)."""
-    fields = [
-        str(policy["id"]),
-        policy["agent_id"],
-        policy["name"],
-        json.dumps(policy["condition"], sort_keys=True),
-        json.dumps(policy["action"], sort_keys=True),
-        str(policy["enabled"]),
-        str(policy["priority"]),
-    ]
-    return "\x00".join(fields)
-
-
 def test_served_policies_carry_the_sdks_signature(make_sidecar: Callable[..., Sidecar]) -> None:
     secret = "shared-policy-secret"
     sidecar = make_sidecar(env={"DUNETRACE_API_KEYS": KEY, "DUNETRACE_POLICY_SECRET": secret})
@@ -383,7 +368,8 @@ def test_served_policies_carry_the_sdks_signature(make_sidecar: Callable[..., Si
     assert created.status == 201, created.body
     [served] = get(sidecar, "/v1/policies?agent_id=remote-agent")["policies"]
     assert served["sig_version"] == 1
-    expected = hmac.new(secret.encode(), sdk_canonical(served).encode(), hashlib.sha256).hexdigest()
+    unsigned = {k: v for k, v in served.items() if k not in ("signature", "sig_version")}
+    expected = sign_policy(unsigned, secret)["signature"]  # the SDK's canonical form (wire.md §7)
     assert served["signature"] == expected
     # without a secret nothing is signed (the SDK then downgrades enforcing actions to log)
     plain = make_sidecar(env={"DUNETRACE_API_KEYS": KEY}, name="unsigned")

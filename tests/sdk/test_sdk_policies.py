@@ -6,13 +6,11 @@ valid HMAC-SHA256 signature made with the same secret (wire.md §7); without a s
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.fakes.ingest_proxy import sign_policy
 from tests.fakes.llm_servers import FakeOpenAI, Reply
 from tests.sdk.harness import Api, event_counts, run_scenario, signal_types
 from tests.sidecar import Sidecar
@@ -24,22 +22,6 @@ STOP_AFTER_TWO = {
     "action": {"type": "stop", "params": {"message": "Stopped by a remote policy."}},
     "priority": 5,
 }
-
-
-def _canonical(policy: dict[str, Any]) -> str:
-    """The string the SDK 0.5.7 verifies (wire.md §7): v1 fields joined by NUL."""
-    fields = [
-        str(policy.get("id", "")),
-        policy.get("agent_id", ""),
-        policy.get("name", ""),
-        json.dumps(policy.get("condition", {}), sort_keys=True),
-        json.dumps(policy.get("action", {}), sort_keys=True),
-        str(policy.get("enabled", True)),
-        str(policy.get("priority", 100)),
-    ]
-    if int(policy.get("sig_version", 1)) >= 2:
-        fields.insert(0, "v{}".format(policy["sig_version"]))
-    return "\x00".join(fields)
 
 
 def _create_policy(api: Api, agent_id: str) -> dict[str, Any]:
@@ -101,7 +83,8 @@ def test_remote_policy_signed_is_enforced(sdk_python: Path, sdk_daemon: Callable
     [served] = api.json("/v1/policies?agent_id=remote-agent-signed")["policies"]
     assert served["id"] == policy["id"] and served["agent_id"] == "remote-agent-signed"
     assert served["enabled"] is True and served["priority"] == 5
-    expected = hmac.new(SECRET.encode(), _canonical(served).encode(), hashlib.sha256).hexdigest()
+    unsigned = {k: v for k, v in served.items() if k not in ("signature", "sig_version")}
+    expected = sign_policy(unsigned, SECRET)["signature"]
     assert served["signature"] == expected
 
     out = run_scenario(
