@@ -34,6 +34,13 @@ class Metrics:
             ["transport", "reason"],
             registry=r,
         )
+        self.spans_left_out = Counter(
+            f"{PREFIX}_spans_left_out",
+            "Spans received and deliberately not used, by reason (dunetrace_sdk_mirror: the Dunetrace SDK's OTel"
+            " exporter mirrors events that arrive through POST /v1/ingest).",
+            ["transport", "reason"],
+            registry=r,
+        )
         self.sdk_events = Counter(
             f"{PREFIX}_sdk_events",
             "Events of the Dunetrace SDK in accepted batches: accepted, ignored (types the detectors do not use:"

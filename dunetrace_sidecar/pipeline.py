@@ -153,7 +153,9 @@ class Pipeline:
                 changed.append((run, new, status_before))
         await self._detect_and_commit(changed, received)
         metrics = self.metrics
-        metrics.spans_received.labels(transport).inc(len(translated.facts) + translated.rejected)
+        metrics.spans_received.labels(transport).inc(len(translated.facts) + translated.rejected + translated.mirrored)
+        if translated.mirrored:
+            metrics.spans_left_out.labels(transport, "dunetrace_sdk_mirror").inc(translated.mirrored)
         message = ""
         if translated.rejected:
             metrics.spans_refused.labels(transport, "invalid_id").inc(translated.rejected)

@@ -458,6 +458,9 @@ def test_the_sdks_otel_mirror_is_not_counted_twice(daemon: Sidecar) -> None:
     assert daemon.post_otlp(request.SerializeToString()).status == 200
     daemon.wait_run(other_trace.hex(), lambda r: r["llm_calls"] == 1)
     assert http("GET", daemon.api_url + f"/v1/runs/{mirror_trace.hex()}", headers=AUTH).status == 404
+    metrics = http("GET", daemon.api_url + "/metrics").body.decode()
+    left_out = 'dunetrace_spans_left_out_total{reason="dunetrace_sdk_mirror",transport="http"}'
+    assert any(line.startswith(left_out + " ") and float(line.split()[-1]) >= 1 for line in metrics.splitlines())
 
 
 def test_store_trouble_is_503_with_retry_after(tmp_path: Path) -> None:
