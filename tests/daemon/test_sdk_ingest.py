@@ -521,3 +521,28 @@ def test_an_injection_in_sdk_content_is_signalled(daemon: Sidecar, field: str, s
     run = daemon.wait_run(run_id, lambda r: any(s["failure_type"] == "PROMPT_INJECTION_SIGNAL" for s in r["signals"]))
     [signal] = [s for s in run["signals"] if s["failure_type"] == "PROMPT_INJECTION_SIGNAL"]
     assert signal["evidence"]["source"] == source
+
+
+def test_the_batching_capture_big_flushes_shed_runs_and_capped_fields(daemon: Sidecar) -> None:
+    """z_batching: 100-event batches and a 122-event shutdown flush (batch-agent), a run shed by
+    the SDK's full buffer that arrives as its run.completed alone (overflow-agent), and fields
+    the SDK capped at 120 characters (cap-agent: lengths are the originals, not the caps)."""
+    bodies, mapping = fresh(batches("z_batching"))
+    for body in bodies:
+        assert post(daemon, body).status == 200
+    runs = [get(daemon, f"/v1/runs/{run_id}") for run_id in mapping.values()]
+    calls = sorted((run["agent_id"], run["tool_calls"], run["status"]) for run in runs)
+    assert calls == [
+        ("batch-agent", 60, "completed"),
+        ("batch-agent", 150, "completed"),
+        ("cap-agent", 1, "completed"),
+        ("overflow-agent", 0, "completed"),
+        ("overflow-agent", 5, "completed"),
+    ]
+    [cap] = [run for run in runs if run["agent_id"] == "cap-agent"]
+    by_type = {e["event_type"]: e["payload"] for e in get(daemon, f"/v1/runs/{cap['run_id']}/events")["events"]}
+    assert by_type["run.started"]["input_length"] == 200
+    assert by_type["run.started"]["system_prompt_length"] == 150
+    assert by_type["tool.called"]["args_length"] == 306
+    assert by_type["tool.responded"]["output_length"] == 300
+    assert by_type["llm.responded"]["output_length"] == 200
