@@ -25,10 +25,7 @@ from typing import Any
 
 from detectors.patterns import scan_injection
 from receiver.content import Hasher, injection_from, merge_injections, normalise_finish_reason
-from receiver.spans import MAX_TIME_NS
-from receiver.spans import _as_float as as_number
-from receiver.spans import _as_int as as_count
-from receiver.spans import _as_str as as_name
+from receiver.spans import MAX_TIME_NS, as_count, as_name, as_number
 
 MAX_EVENTS = 20_000  # per batch: the SDK sends at most 100, or its whole buffer (10,000) at shutdown
 MAX_LIST = 256  # tools of a run, values of a policy's list

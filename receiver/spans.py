@@ -189,7 +189,7 @@ MAX_TIME_NS = 2**63 - 1  # fixed64 times above int64 are clamped (year 2262)
 MAX_NUMBER_DIGITS = 18
 
 
-def _as_int(value: Any) -> int | None:
+def as_count(value: Any) -> int | None:
     """A non-negative count up to MAX_COUNT, from an int, a finite float or ASCII digits."""
     if isinstance(value, bool):
         return None
@@ -203,7 +203,7 @@ def _as_int(value: Any) -> int | None:
     return None
 
 
-def _as_float(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
     """A finite number (JSON has no NaN or Infinity)."""
     if isinstance(value, bool):
         return None
@@ -227,7 +227,7 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
-def _as_str(value: Any) -> str | None:
+def as_name(value: Any) -> str | None:
     """A name or id (model, agent, tool, call id, error type, …), bounded (``bounded``)."""
     text = _text(value)
     return bounded(text) if text is not None else None
@@ -355,7 +355,7 @@ def _finish_reason(attrs: Mapping[str, Any], output: OutputFeatures) -> str | No
         raw = reasons
     raw = raw or output.finish_reason or attrs.get(k.OPENINFERENCE_FINISH_REASON)
     raw = raw or attrs.get(k.ANTHROPIC_STOP_REASON)
-    return response_finish_reason(_as_str(raw), bool(output.tool_requests))
+    return response_finish_reason(as_name(raw), bool(output.tool_requests))
 
 
 def _text_or_messages(value: Any, role: str) -> list[Message]:
@@ -411,11 +411,11 @@ def _flattened_tool_call(attrs: Mapping[str, Any]) -> list[RequestedToolCall]:
     """Older OpenLIT puts the tool call a response asked for on the LLM span itself
     (``gen_ai.tool.name`` / ``gen_ai.tool.args`` / ``gen_ai.tool.call.id``). Several calls are
     joined with ", " there and cannot be told apart: those stay unnamed."""
-    name = _as_str(attrs.get(k.LLM_SPAN_TOOL_NAME))
+    name = as_name(attrs.get(k.LLM_SPAN_TOOL_NAME))
     args = attrs.get(k.LLM_SPAN_TOOL_ARGS)
     if name is None or args is None or "," in name:
         return []
-    return [RequestedToolCall(_as_str(attrs.get(k.TOOL_CALL_ID)), name, canonical_arguments(args))]
+    return [RequestedToolCall(as_name(attrs.get(k.TOOL_CALL_ID)), name, canonical_arguments(args))]
 
 
 def llm_facts(
@@ -429,20 +429,20 @@ def llm_facts(
     if requested and not any(m.tool_calls for m in outputs):
         outputs = [*outputs, Message(role="assistant", tool_calls=requested)]
     output = output_features(outputs, hasher)
-    provider = _as_str(_first(attrs, k.PROVIDER_KEYS))
+    provider = as_name(_first(attrs, k.PROVIDER_KEYS))
     return LlmFacts(
-        model=_as_str(_first(attrs, k.REQUEST_MODEL_KEYS) or _first(attrs, k.RESPONSE_MODEL_KEYS)),
+        model=as_name(_first(attrs, k.REQUEST_MODEL_KEYS) or _first(attrs, k.RESPONSE_MODEL_KEYS)),
         provider=provider.lower() if provider else None,
-        prompt_tokens=_as_int(_first(attrs, k.INPUT_TOKEN_KEYS)),
-        completion_tokens=_as_int(_first(attrs, k.OUTPUT_TOKEN_KEYS)),
-        response_id=_as_str(attrs.get(k.RESPONSE_ID)),
+        prompt_tokens=as_count(_first(attrs, k.INPUT_TOKEN_KEYS)),
+        completion_tokens=as_count(_first(attrs, k.OUTPUT_TOKEN_KEYS)),
+        response_id=as_name(attrs.get(k.RESPONSE_ID)),
         finish_reason=_finish_reason(attrs, output),
         prompt=prompt_features(inputs, hasher),
         output=output,
         tools_available=_available_tools(attrs),
         native_sdk_span=scope_name == k.ANTHROPIC_NATIVE_SCOPE,
-        prompt_name=_as_str(attrs.get(k.LANGFUSE_PROMPT_NAME)),
-        prompt_version=_as_int(attrs.get(k.LANGFUSE_PROMPT_VERSION)),
+        prompt_name=as_name(attrs.get(k.LANGFUSE_PROMPT_NAME)),
+        prompt_version=as_count(attrs.get(k.LANGFUSE_PROMPT_VERSION)),
     )
 
 
@@ -470,7 +470,7 @@ def _tool_events(events: Iterable[pb_trace.Span.Event]) -> tuple[Any, str | None
         if event.name not in (k.LOG_EVENT_TOOL, k.LOG_EVENT_CHOICE):
             continue
         attrs = {kv.key: any_value(kv.value) for kv in event.attributes}
-        call_id = call_id or _as_str(attrs.get("id"))
+        call_id = call_id or as_name(attrs.get("id"))
         if event.name == k.LOG_EVENT_TOOL:
             args = attrs.get("content", args)
         else:
@@ -489,8 +489,8 @@ def tool_facts(attrs: Mapping[str, Any], hasher: Hasher, events: Iterable[pb_tra
     enveloped_call_id = unwrap_tool_input(args)[1] if args is not None else event_call_id
     result_text = result if isinstance(result, str) or result is None else json.dumps(result)
     return ToolFacts(
-        name=_as_str(_first(attrs, k.TOOL_NAME_KEYS)) or "unknown",
-        call_id=_as_str(attrs.get(k.TOOL_CALL_ID)) or enveloped_call_id,
+        name=as_name(_first(attrs, k.TOOL_NAME_KEYS)) or "unknown",
+        call_id=as_name(attrs.get(k.TOOL_CALL_ID)) or enveloped_call_id,
         args_hash=hasher(args_text) if args_text is not None else None,
         args_length=len(args_text) if args_text is not None else None,
         output_hash=hasher(result_text) if result_text is not None else None,
@@ -510,7 +510,7 @@ def _documents(attrs: Mapping[str, Any]) -> tuple[list[str], list[float]] | None
         if not isinstance(data, list):
             return None
         contents = [str(d.get("content") or d.get("text") or "") for d in data if isinstance(d, dict)]
-        scores = [s for d in data if isinstance(d, dict) if (s := _as_float(d.get("score"))) is not None]
+        scores = [s for d in data if isinstance(d, dict) if (s := as_number(d.get("score"))) is not None]
         return contents, scores
     prefix = k.OI_RETRIEVAL_DOCUMENTS_PREFIX
     groups: dict[str, dict[str, Any]] = {}
@@ -521,7 +521,7 @@ def _documents(attrs: Mapping[str, Any]) -> tuple[list[str], list[float]] | None
     if not groups:
         return None
     contents = [str(g.get("document.content") or "") for g in groups.values()]
-    scores = [s for g in groups.values() if (s := _as_float(g.get("document.score"))) is not None]
+    scores = [s for g in groups.values() if (s := as_number(g.get("document.score"))) is not None]
     return contents, scores
 
 
@@ -532,7 +532,7 @@ def retrieval_facts(attrs: Mapping[str, Any], hasher: Hasher) -> RetrievalFacts:
     if docs is not None:
         injection = injection_from(scan_injection("\n".join(docs[0])), "retrieval")
     return RetrievalFacts(
-        index_name=_as_str(_first(attrs, k.RETRIEVAL_INDEX_KEYS)),
+        index_name=as_name(_first(attrs, k.RETRIEVAL_INDEX_KEYS)),
         query_hash=hasher(_text(query) or "") if query is not None else None,
         result_count=len(docs[0]) if docs is not None else None,
         top_score=max(docs[1]) if docs and docs[1] else None,
@@ -550,14 +550,14 @@ def root_input(attrs: Mapping[str, Any], hasher: Hasher) -> RootInput | None:
 
 def _error(span: pb_trace.Span, attrs: Mapping[str, Any], hasher: Hasher) -> tuple[bool, str | None, str | None]:
     is_error = span.status.code == STATUS_ERROR
-    error_type = _as_str(attrs.get(k.ERROR_TYPE))
+    error_type = as_name(attrs.get(k.ERROR_TYPE))
     message = span.status.message or None
     for event in span.events:
         if event.name != k.EXCEPTION_EVENT:
             continue
         for kv in event.attributes:
             if kv.key == k.EXCEPTION_TYPE and error_type is None:
-                error_type = _as_str(any_value(kv.value))
+                error_type = as_name(any_value(kv.value))
             elif kv.key == k.EXCEPTION_MESSAGE and message is None:
                 message = _text(any_value(kv.value))
         break
@@ -595,15 +595,15 @@ def span_facts(span: pb_trace.Span, scope_name: str, service: ResourceIdentity, 
         is_error=is_error,
         error_type=error_type,
         error_hash=error_hash,
-        agent_name=_as_str(
+        agent_name=as_name(
             attrs.get(k.GEN_AI_AGENT_NAME)
             or attrs.get(k.OPENINFERENCE_AGENT_NAME)
             or (attrs.get(k.OPENINFERENCE_GRAPH_NODE_ID) if oi_agent else None)
         ),
-        workflow_name=_as_str(attrs.get(k.GEN_AI_WORKFLOW_NAME) or attrs.get(k.TRACELOOP_WORKFLOW_NAME)),
+        workflow_name=as_name(attrs.get(k.GEN_AI_WORKFLOW_NAME) or attrs.get(k.TRACELOOP_WORKFLOW_NAME)),
         service_name=service.name,
         resource_agent_name=service.agent_name,
-        agent_span_name=_as_str(span.name) if oi_agent else None,
+        agent_span_name=as_name(span.name) if oi_agent else None,
         llm=llm,
         tool=tool_facts(attrs, hasher, span.events) if role is SpanRole.TOOL else None,
         retrieval=retrieval_facts(attrs, hasher) if role is SpanRole.RETRIEVAL else None,
@@ -615,11 +615,11 @@ def resource_identity(attributes: Iterable[pb_common.KeyValue]) -> ResourceIdent
     service = agent = None
     for kv in attributes:
         if kv.key == k.SERVICE_NAME:
-            name = _as_str(any_value(kv.value))
+            name = as_name(any_value(kv.value))
             if name and not name.startswith(k.UNKNOWN_SERVICE_PREFIX):
                 service = name
         elif kv.key == k.GEN_AI_AGENT_NAME:
-            agent = _as_str(any_value(kv.value))
+            agent = as_name(any_value(kv.value))
     return ResourceIdentity(service, agent)
 
 
@@ -669,7 +669,7 @@ def _log_event_name(record: pb_logs.LogRecord) -> str | None:
         return record.event_name
     for kv in record.attributes:
         if kv.key == k.LOG_EVENT_NAME_ATTR:
-            return _as_str(any_value(kv.value))
+            return as_name(any_value(kv.value))
     return None
 
 
@@ -682,7 +682,7 @@ def _tool_calls_in(body: Mapping[str, Any]) -> list[RequestedToolCall]:
         function = function if isinstance(function, dict) else {}
         calls.append(
             RequestedToolCall(
-                call_id=_as_str(call.get("id")),
+                call_id=as_name(call.get("id")),
                 name=str(function.get("name") or call.get("name") or ""),
                 arguments=canonical_arguments(function.get("arguments", call.get("arguments"))),
             )
@@ -697,7 +697,7 @@ def _message_from_log(event_name: str, body: Any) -> tuple[str, Message]:
     if event_name == k.LOG_EVENT_CHOICE:
         raw = body.get("message")
         inner = raw if isinstance(raw, dict) else {}
-        message = Message(role="assistant", finish_reason=_as_str(body.get("finish_reason")))
+        message = Message(role="assistant", finish_reason=as_name(body.get("finish_reason")))
         # semconv: message is {"content", "tool_calls"}; Strands: message is the content itself
         content = inner.get("content") if inner else (raw if raw is not None else body.get("content"))
         fill_from_blocks(message, content)
@@ -710,7 +710,7 @@ def _message_from_log(event_name: str, body: Any) -> tuple[str, Message]:
     if role == "tool" and not message.tool_results:
         text = "".join(message.texts)
         message.texts = []
-        message.tool_results.append((_as_str(body.get("id")), text))
+        message.tool_results.append((as_name(body.get("id")), text))
     message.tool_calls += _tool_calls_in(body)
     return "input", message
 
