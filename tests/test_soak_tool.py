@@ -32,7 +32,9 @@ def _store_with(path: Path, trace: Trace, extra_events: int = 0, tool_calls: int
     conn.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
     tools = trace.count(TOOL_ROLE) if tool_calls is None else tool_calls
     conn.execute(
-        "INSERT INTO runs VALUES (?, 'soak-agent', NULL, 'completed', 0, 1, 1, 1, ?, ?, 0, ?, 0, 0, NULL, 0)",
+        "INSERT INTO runs (run_id, agent_id, service_name, status, started_ns, ended_ns, last_event_ns, step_count,"
+        " llm_calls, tool_calls, retrievals, errors, prompt_tokens, completion_tokens, exit_reason, updated_ns)"
+        " VALUES (?, 'soak-agent', NULL, 'completed', 0, 1, 1, 1, ?, ?, 0, ?, 0, 0, NULL, 0)",
         [trace.run_id, trace.count(LLM_ROLE), tools, trace.errors],
     )
     conn.close()

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from tests.fakes.ingest_proxy import sign_policy
 from tests.sidecar import ROOT, HttpResult, Sidecar, fixture_bytes, http, to_any, with_new_trace_ids
 
-CAPTURES = ROOT.parent / "shared" / "fixtures" / "dunetrace-sdk" / "captures"
+CAPTURES = ROOT / "tests" / "testdata" / "dunetrace-sdk"  # copied from fixtures/dunetrace-sdk/captures
 KEY = "dt_test_key_0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
 
