@@ -17,12 +17,11 @@ Prints: {"scenario": "h_otel_exporter", "run_id", "otel_trace_id", "agent_id", "
 "otlp": {"calls_ok", "spans_ok", "calls_failed"}}.
 """
 
-import json
 import threading
-import time
 from collections import Counter
 
 from _common import FAKE_OPENAI_KEY, client_kwargs, emit_result, env, setup_logging
+from _weather import weather_loop
 from dunetrace import Dunetrace
 from dunetrace.integrations.otel import DunetraceOTelExporter
 from openai import OpenAI
@@ -38,16 +37,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 setup_logging()
 AGENT_ID = "otel-weather-agent"
-TOOLS = [
-    {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "description": "Current weather for a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-        },
-    }
-]
 
 
 class CountingExporter(SpanExporter):
@@ -75,10 +64,6 @@ class CountingExporter(SpanExporter):
         return self.inner.force_flush(timeout_millis)
 
 
-def get_weather(city: str) -> str:
-    return json.dumps({"city": city, "forecast": "sunny", "temp_c": 21})
-
-
 provider = TracerProvider()
 recorded = InMemorySpanExporter()
 provider.add_span_processor(SimpleSpanProcessor(recorded))
@@ -89,38 +74,7 @@ dt = Dunetrace(**client_kwargs(), otel_exporter=DunetraceOTelExporter(tracer_pro
 dt.auto_instrument(["openai"])
 oai = OpenAI(api_key=FAKE_OPENAI_KEY, base_url=env("FAKE_OPENAI_BASE_URL"), max_retries=0, timeout=30)
 
-llm_calls = tool_calls = 0
-answer = None
-with dt.run(
-    AGENT_ID,
-    user_input="What's the weather in Paris?",
-    system_prompt="You are a weather assistant.",
-    model="gpt-4o",
-    tools=["get_weather"],
-) as run:
-    messages = [
-        {"role": "system", "content": "You are a weather assistant."},
-        {"role": "user", "content": "What's the weather in Paris?"},
-    ]
-    for _ in range(10):  # bounded: the fake's script ends the loop
-        response = oai.chat.completions.create(model="gpt-4o", messages=messages, tools=TOOLS)
-        llm_calls += 1
-        message = response.choices[0].message
-        if not message.tool_calls:
-            answer = message.content
-            run.final_answer()
-            break
-        messages.append(message.model_dump(exclude_none=True))
-        for call in message.tool_calls:
-            args = json.loads(call.function.arguments)
-            run.tool_called(call.function.name, args)
-            started = time.time()
-            output = get_weather(**args)
-            run.tool_responded(
-                call.function.name, success=True, output=output, latency_ms=int((time.time() - started) * 1000)
-            )
-            tool_calls += 1
-            messages.append({"role": "tool", "tool_call_id": call.id, "content": output})
+run, llm_calls, tool_calls, answer = weather_loop(dt, oai, AGENT_ID)
 
 dt.shutdown(timeout=10)
 provider.force_flush(timeout_millis=15_000)
