@@ -10,6 +10,7 @@ import asyncio
 import bisect
 import hashlib
 import hmac
+import importlib.resources
 import json
 import logging
 import re
@@ -87,7 +88,17 @@ T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 Q = TypeVar("Q", bound=Query)
 I = TypeVar("I", bound=Input)  # noqa: E741
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/"})
+DASHBOARD = importlib.resources.files("dunetrace_sidecar") / "dashboard"
+# The dashboard's files: the page itself holds no data (its script asks the API, with the key).
+DASHBOARD_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+    " connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
 # Every type a signal can have: the detectors' and the policies' own.
 FAILURE_TYPES = (*sorted(REGISTRY), POLICY_VIOLATION)
 
@@ -183,7 +194,8 @@ async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     keys: tuple[str, ...] = request.app[API_KEYS]
-    if request.path not in OPEN_PATHS and not key_matches(request.headers.get("Authorization", ""), keys):
+    open_path = request.path in OPEN_PATHS or request.path.startswith("/ui/")
+    if not open_path and not key_matches(request.headers.get("Authorization", ""), keys):
         return error_response(
             401,
             "unauthorized",
@@ -368,6 +380,23 @@ async def _read(request: web.Request, fn: Callable[..., T], *args: Any) -> T:
 
 
 # --- handlers -------------------------------------------------------------------------
+
+
+async def dashboard_file(name: str) -> web.Response:
+    suffix = name[name.rfind(".") :] if "." in name else ""
+    resource = DASHBOARD / name
+    if suffix not in DASHBOARD_TYPES or "/" in name or name.startswith(".") or not resource.is_file():
+        raise ApiError(404, "not_found", f"no dashboard file {name[:80]!r}")
+    return web.Response(body=resource.read_bytes(), content_type=DASHBOARD_TYPES[suffix], headers=DASHBOARD_HEADERS)
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    """The dashboard (README, "Dashboard"): one page over this API."""
+    return await dashboard_file("index.html")
+
+
+async def dashboard_asset(request: web.Request) -> web.Response:
+    return await dashboard_file(request.match_info["name"])
 
 
 async def healthz(request: web.Request) -> Status:
@@ -749,6 +778,27 @@ async def deploy(request: web.Request, body: DeployInput) -> web.Response:
 
 _SIGNAL_ERRORS = (400, 401, 404)
 ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET",
+        "/",
+        dashboard,
+        "The dashboard (HTML; its script reads this API)",
+        None,
+        answer_schema={"type": "string"},
+        answer_type="text/html",
+        open=True,
+    ),
+    Route(
+        "GET",
+        "/ui/{name}",
+        dashboard_asset,
+        "The dashboard's scripts and styles",
+        None,
+        answer_schema={"type": "string"},
+        answer_type="text/javascript",
+        errors=(404,),
+        open=True,
+    ),
     Route("GET", "/healthz", healthz, "Liveness: the process serves HTTP", Status, open=True),
     Route("GET", "/readyz", readyz, "Readiness: the store takes reads and writes", Status, errors=(503,), open=True),
     Route("GET", "/openapi.json", openapi, "This document", None, answer_schema={"type": "object"}),

@@ -37,6 +37,7 @@ PATH_PARAMETERS: dict[str, tuple[str, dict[str, Any]]] = {
     "run_id": ("The run id as a UUID, or the 32-hex OTel / Langfuse trace id.", {"type": "string"}),
     "signal_id": ("The signal id (a UUID).", {"type": "string", "format": "uuid"}),
     "policy_id": ("The policy id.", {"type": "integer", "minimum": 1}),
+    "name": ("A file of the dashboard (index.html, app.js, style.css).", {"type": "string"}),
 }
 
 

@@ -534,7 +534,7 @@ def test_documented_security_matches_what_needs_a_key(make_sidecar: Sidecars) ->
             concrete = path.replace("{run_id}", "c948936fab6b60effe13376fabe2e8e6").replace(
                 "{signal_id}", "40d8586b-2229-5bae-844f-ce52e9ce3f3a"
             )
-            concrete = concrete.replace("{policy_id}", "1")
+            concrete = concrete.replace("{policy_id}", "1").replace("{name}", "app.js")
             body = b"{}" if method in ("post", "put") else None
             result = http(method.upper(), daemon.api_url + concrete, body=body)
             if operation.get("security") == []:
@@ -542,7 +542,8 @@ def test_documented_security_matches_what_needs_a_key(make_sidecar: Sidecars) ->
                 assert result.status == 200, path
             else:
                 assert_error(result, 401, "unauthorized")
-    assert sorted(open_paths) == ["/healthz", "/metrics", "/readyz"]
+    # the dashboard's page and files hold no data: its script asks the API with the key
+    assert sorted(open_paths) == ["/", "/healthz", "/metrics", "/readyz", "/ui/{name}"]
 
 
 # --- health -------------------------------------------------------------------------------------------------
@@ -582,6 +583,8 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
     operations = documented_operations(document)
     assert operations == {(route.method, route.path) for route in ROUTES}
     assert operations == {
+        ("GET", "/"),
+        ("GET", "/ui/{name}"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/openapi.json"),
@@ -619,7 +622,7 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
     created = http("POST", daemon.api_url + "/v1/policies", body=json.dumps(policy).encode(), headers=JSON)
     policy_id = str(created.json()["id"])
     for method, path in sorted(operations):
-        concrete = path.replace("{run_id}", run_id).replace("{signal_id}", signal_id)
+        concrete = path.replace("{run_id}", run_id).replace("{signal_id}", signal_id).replace("{name}", "app.js")
         concrete = concrete.replace("{policy_id}", "999999" if method == "DELETE" else policy_id)
         body = b"{}" if method in ("POST", "PUT") else None
         result = http(method, daemon.api_url + concrete, body=body, headers=JSON if body else None)
