@@ -172,6 +172,9 @@ def test_baked_config_serves_health_and_accepts_otlp(installed: Installed, daemo
     api = f"http://{daemon.addresses['api']}"
     assert http("GET", f"{api}/healthz").status == 200
     assert http("GET", f"{api}/readyz").status == 200
+    page = http("GET", f"{api}/")  # the dashboard's files are in the wheel
+    assert page.status == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert http("GET", f"{api}/ui/app.js").status == 200
     assert run_healthcheck(installed, daemon.addresses["api"]) == 0
 
     # OTLP/HTTP: an OpenLLMetry capture of an agent stuck in a tool loop.
