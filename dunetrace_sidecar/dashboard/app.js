@@ -609,6 +609,7 @@
             langfuse_prompt_name: answer.langfuse_prompt_name,
           });
           status.replaceChildren(appliedLink(applied));
+          button.textContent = "Applied"; // stays disabled: the same sentence publishes once
           onApplied();
         } catch (error) {
           status.replaceChildren(notice(error.message + " (" + error.code + ")", "error", "apply-error"));
