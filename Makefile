@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install install-test clean bench soak captures system-packages
+.PHONY: run test lint install install-test clean bench soak captures system-packages screenshots
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(VENV)/.installed-test system-packages lint
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+# The dashboard's screenshots in docs/screenshots/ (the README shows them), taken by its browser tests.
+screenshots: $(VENV)/.installed-test system-packages
+	DUNETRACE_SCREENSHOTS=1 $(BIN)/pytest -q tests/dashboard
 
 # Benchmarks (ratios against baselines measured in the same run): `make bench`, or
 # `make bench ARGS=--quick` for a one-minute pass. Results land in bench/results/.

@@ -6,6 +6,7 @@ screenshots are for people (the test's tmp dir and docs/screenshots/ for the REA
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -176,8 +177,9 @@ class Browser:
         return problems
 
     def screenshot(self, name: str, tmp_dir: Path, at: str | None = None) -> Path:
-        """The viewport as PNG in the test's tmp dir and in docs/screenshots/<name>.png; scrolled
-        to the top of the page, or to the element ``at`` names."""
+        """The viewport as PNG in the test's tmp dir, scrolled to the top of the page or to the
+        element ``at`` names; also in docs/screenshots/<name>.png (the README's) when
+        DUNETRACE_SCREENSHOTS=1 (`make screenshots`), so a test run leaves the tree clean."""
         self.driver.set_window_size(WIDTH, HEIGHT)
         if at is None:
             self.driver.execute_script("window.scrollTo(0, 0)")
@@ -185,6 +187,7 @@ class Browser:
             self.driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", self.find(at))
         shot = tmp_dir / f"{name}.png"
         assert self.driver.save_screenshot(str(shot)), name
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(shot, SCREENSHOTS / f"{name}.png")
+        if os.environ.get("DUNETRACE_SCREENSHOTS") == "1":
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(shot, SCREENSHOTS / f"{name}.png")
         return shot
