@@ -89,6 +89,7 @@ M = TypeVar("M", bound=BaseModel)
 Q = TypeVar("Q", bound=Query)
 I = TypeVar("I", bound=Input)  # noqa: E741
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/"})
+OPEN_PREFIXES = ("/ui/", "/runs/")  # the dashboard's files, and the alerts' links into it
 DASHBOARD = importlib.resources.files("dunetrace_sidecar") / "dashboard"
 # The dashboard's files: the page itself holds no data (its script asks the API, with the key).
 DASHBOARD_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
@@ -194,7 +195,7 @@ async def auth_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     keys: tuple[str, ...] = request.app[API_KEYS]
-    open_path = request.path in OPEN_PATHS or request.path.startswith("/ui/")
+    open_path = request.path in OPEN_PATHS or request.path.startswith(OPEN_PREFIXES)
     if not open_path and not key_matches(request.headers.get("Authorization", ""), keys):
         return error_response(
             401,
@@ -399,6 +400,12 @@ async def dashboard_asset(request: web.Request) -> web.Response:
     return await dashboard_file(request.match_info["name"])
 
 
+async def dashboard_run(request: web.Request) -> web.Response:
+    """Where an alert's link lands (alerts.dashboard_url pointing at this API): the run's page."""
+    run_id = parse_run_id(request.match_info["run_id"])
+    raise web.HTTPFound(f"/#/runs/{run_id}")
+
+
 async def healthz(request: web.Request) -> Status:
     return Status(status="ok")
 
@@ -428,6 +435,7 @@ async def list_agents(request: web.Request) -> Agents:
                 run_count=a["run_count"],
                 running_runs=a["running_runs"],
                 signal_count=a["signal_count"],
+                failed_runs=a["failed_runs"],
                 last_seen=iso(a["last_seen_ns"]),
                 last_deploy=DeployMarker(version=a["deploy_version"], deployed_at=iso(a["deployed_ns"]))
                 if a["deploy_version"] is not None
@@ -786,6 +794,17 @@ ROUTES: tuple[Route, ...] = (
         None,
         answer_schema={"type": "string"},
         answer_type="text/html",
+        open=True,
+    ),
+    Route(
+        "GET",
+        "/runs/{run_id}",
+        dashboard_run,
+        "The run's page in the dashboard (where alerts link): a redirect to /#/runs/{run_id}",
+        None,
+        status=302,
+        description="To the dashboard's page of the run",
+        errors=(400,),
         open=True,
     ),
     Route(

@@ -547,7 +547,8 @@ SETTINGS: tuple[Setting, ...] = (
         "DASHBOARD_URL",
         "",
         parse_url,
-        "When set, Slack alerts link to <dashboard_url>/runs/<run_id>.",
+        "When set, Slack alerts link to <dashboard_url>/runs/<run_id>: the sidecar's own API URL (e.g."
+        " http://127.0.0.1:8002) opens the run in its dashboard.",
     ),
     Setting(
         "alerts.max_attempts",

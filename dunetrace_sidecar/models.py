@@ -434,6 +434,9 @@ class Agent(Answer):
     run_count: int
     running_runs: int
     signal_count: int = Field(description="not shadow")
+    failed_runs: int = Field(
+        description="runs that errored or raised a (not shadow) signal: the failure rate's numerator"
+    )
     last_seen: str | None
     last_deploy: DeployMarker | None = Field(description="the latest POST /v1/deploy (the SDK's dt.mark_deploy)")
 
@@ -517,6 +520,7 @@ class FixStatus(Answer):
     failure_type: str | None = None
     agent_id: str | None = None
     langfuse_prompt_name: str | None = None
+    prompt_url: str | None = Field(None, description="the fixed prompt version in Langfuse (Langfuse configured)")
     old_version: int | None = None
     new_version: int | None = None
     applied_at_ns: int | None = None

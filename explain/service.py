@@ -317,10 +317,14 @@ class ExplainService:
             verdict = "likely_fixed"
         else:
             verdict = "insufficient_data"
+        prompt_url = None
+        if self._langfuse is not None:  # the published version's page, as apply-fix answered it
+            prompt_url = self._langfuse.prompt_url(await self._langfuse.project_id(), fix.prompt_name, fix.new_version)
         return {
             "signal_id": signal.signal_id,
             "fix_applied": True,
             "fix_id": fix.fix_id,
+            "prompt_url": prompt_url,
             "failure_type": fix.failure_type,
             "agent_id": fix.agent_id,
             "langfuse_prompt_name": fix.prompt_name,

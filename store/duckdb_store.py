@@ -598,14 +598,16 @@ class DuckStore:
             self._cursor()
             .execute(
                 "WITH r AS (SELECT agent_id, count(*) AS run_count, max(last_event_ns) AS last_seen_ns,"
-                "             count(*) FILTER (WHERE status = 'running') AS running FROM runs"
+                "             count(*) FILTER (WHERE status = 'running') AS running,"
+                "             count(*) FILTER (WHERE status = 'errored'"
+                "                 OR run_id IN (SELECT run_id FROM signals WHERE NOT shadow)) AS failed FROM runs"
                 "             WHERE step_count > 0 OR source = 'sdk'"
                 "             GROUP BY agent_id),"
                 "     s AS (SELECT agent_id, count(*) AS signal_count FROM signals WHERE NOT shadow GROUP BY agent_id),"
                 "     d AS (SELECT agent_id, arg_max(version, deployed_ns) AS version, max(deployed_ns) AS deployed_ns"
                 "             FROM deploys GROUP BY agent_id)"
                 " SELECT agent_id, coalesce(r.run_count, 0), r.last_seen_ns, coalesce(r.running, 0),"
-                "        coalesce(s.signal_count, 0), d.version, d.deployed_ns"
+                "        coalesce(s.signal_count, 0), d.version, d.deployed_ns, coalesce(r.failed, 0)"
                 " FROM r FULL OUTER JOIN d USING (agent_id) LEFT JOIN s USING (agent_id)"
                 " ORDER BY agent_id"
             )
@@ -620,6 +622,7 @@ class DuckStore:
                 "signal_count": r[4],
                 "deploy_version": r[5],
                 "deployed_ns": r[6],
+                "failed_runs": r[7],
             }
             for r in rows
         ]

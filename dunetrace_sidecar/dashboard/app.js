@@ -363,7 +363,11 @@
           { class: "num" },
           h("a", { href: "#/signals" + query({ agent_id: agent.agent_id }) }, fmtNumber(agent.signal_count))
         ),
-        h("td", { class: "num" }, agent.run_count ? (agent.signal_count / agent.run_count).toFixed(2) : "—"),
+        h(
+          "td",
+          { class: "num", testid: "agent-failure-rate" },
+          agent.run_count ? Math.round((100 * agent.failed_runs) / agent.run_count) + " %" : "—"
+        ),
         h("td", null, fmtTime(agent.last_seen)),
         h("td", null, agent.last_deploy ? agent.last_deploy.version + " (" + fmtTime(agent.last_deploy.deployed_at) + ")" : "—")
       )
@@ -385,7 +389,7 @@
         "agents",
         table(
           "agents-table",
-          ["Agent", "Runs", "Running", "Signals", "Signals per run", "Last seen", "Last deploy"],
+          ["Agent", "Runs", "Running", "Signals", "Failure rate", "Last seen", "Last deploy"],
           agentRows,
           "No agent has sent a run yet. Point an OTLP exporter at the receiver."
         )
@@ -655,9 +659,17 @@
       container.replaceChildren(h("p", { class: "empty", testid: "fix-none" }, status.message || "No fix applied."));
       return;
     }
+    const url = safeUrl(status.prompt_url);
     const parts = [
       dl([
-        ["Prompt", status.langfuse_prompt_name, "fix-prompt"],
+        [
+          "Prompt",
+          url
+            ? h("a", { href: url, target: "_blank", rel: "noopener noreferrer", testid: "fix-prompt-link" },
+                status.langfuse_prompt_name + " v" + status.new_version + " in Langfuse ↗")
+            : status.langfuse_prompt_name,
+          "fix-prompt",
+        ],
         ["Versions", "v" + status.old_version + " → v" + status.new_version, "fix-versions"],
         ["Rolled back", status.rolled_back ? "yes" : "no", "fix-rolled-back"],
         ["Runs since", fmtNumber(status.runs_after_fix), "fix-runs-after"],

@@ -392,13 +392,15 @@ def test_agents_with_run_count_and_last_seen(make_sidecar: Sidecars) -> None:
     send(daemon, ERRORS, copy=True)
     # last_seen: the end of each agent's latest run (its root span's end in the capture).
     # signal_count: each errors run fails a tool at step 2 (FIRST_STEP_FAILURE); the tool loop
-    # repeats lookup_order (TOOL_LOOP); the tool-call captures are clean.
+    # repeats lookup_order (TOOL_LOOP); the tool-call captures are clean. failed_runs: runs with a
+    # signal or an error — both errors runs, the loop, none of the clean ones.
     assert daemon.api_json("/v1/agents") == {
         "agents": [
             {
                 "agent_id": "fixture-agent-openinference",
                 "signal_count": 0,
                 "run_count": 1,
+                "failed_runs": 0,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:09:43.114320Z",
                 "last_deploy": None,
@@ -407,6 +409,7 @@ def test_agents_with_run_count_and_last_seen(make_sidecar: Sidecars) -> None:
                 "agent_id": "support_session_errors",
                 "signal_count": 2,
                 "run_count": 2,
+                "failed_runs": 2,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:02:32.104701Z",
                 "last_deploy": None,
@@ -415,6 +418,7 @@ def test_agents_with_run_count_and_last_seen(make_sidecar: Sidecars) -> None:
                 "agent_id": "support_session_toolcall",
                 "signal_count": 0,
                 "run_count": 3,
+                "failed_runs": 0,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:02:16.002614Z",
                 "last_deploy": None,
@@ -423,6 +427,7 @@ def test_agents_with_run_count_and_last_seen(make_sidecar: Sidecars) -> None:
                 "agent_id": "support_session_toolloop",
                 "signal_count": 1,
                 "run_count": 1,
+                "failed_runs": 1,
                 "running_runs": 0,
                 "last_seen": "2026-11-27T06:09:18.992319Z",
                 "last_deploy": None,
@@ -543,7 +548,7 @@ def test_documented_security_matches_what_needs_a_key(make_sidecar: Sidecars) ->
             else:
                 assert_error(result, 401, "unauthorized")
     # the dashboard's page and files hold no data: its script asks the API with the key
-    assert sorted(open_paths) == ["/", "/healthz", "/metrics", "/readyz", "/ui/{name}"]
+    assert sorted(open_paths) == ["/", "/healthz", "/metrics", "/readyz", "/runs/{run_id}", "/ui/{name}"]
 
 
 # --- health -------------------------------------------------------------------------------------------------
@@ -585,6 +590,7 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
     assert operations == {
         ("GET", "/"),
         ("GET", "/ui/{name}"),
+        ("GET", "/runs/{run_id}"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/openapi.json"),
@@ -629,7 +635,8 @@ def test_openapi_document_matches_the_routes(make_sidecar: Sidecars) -> None:
         responses = document["paths"][path][method.lower()]["responses"]
         if method == "GET" or path.endswith("/explain"):
             assert result.status == 200, (method, path, result.body[:300])
-            schema = responses["200"]["content"].get("application/json", {}).get("schema")
+            # (a redirect's target answers 200: the client followed it)
+            schema = responses.get("200", {}).get("content", {}).get("application/json", {}).get("schema")
             if schema is not None:  # the answer is what the document says it is
                 validator = Draft202012Validator({**schema, "components": document["components"]})
                 errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(result.json())]
@@ -684,3 +691,17 @@ def test_non_loopback_api_with_keys_starts_quietly(make_sidecar: Sidecars) -> No
     port = daemon.addresses["api"].rsplit(":", 1)[1]
     assert_error(http("GET", f"http://127.0.0.1:{port}/v1/runs"), 401, "unauthorized")
     assert http("GET", f"http://127.0.0.1:{port}/v1/runs", headers={"Authorization": f"Bearer {KEY1}"}).status == 200
+
+
+def test_alert_links_land_on_the_dashboard(make_sidecar: Sidecars) -> None:
+    """alerts.dashboard_url set to this API: <url>/runs/<run_id> (the alerts' link) redirects to the
+    run's page in the dashboard; no key is needed for the redirect, the page asks for one."""
+    daemon = make_sidecar(env={"DUNETRACE_API_KEYS": KEY1})
+    host, port = daemon.addresses["api"].rsplit(":", 1)
+    connection = HTTPConnection(host, int(port), timeout=10)
+    connection.request("GET", "/runs/C948936FAB6B60EFFE13376FABE2E8E6")
+    answer = connection.getresponse()
+    assert answer.status == 302
+    assert answer.getheader("Location") == "/#/runs/c948936f-ab6b-60ef-fe13-376fabe2e8e6"
+    connection.close()
+    assert_error(http("GET", daemon.api_url + "/runs/not-a-run"), 400, "invalid_run_id")

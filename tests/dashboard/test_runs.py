@@ -79,6 +79,9 @@ def test_runs_list_and_overview(browser: Browser, dash_daemon: Sidecar, tmp_path
     agent = browser.wait_css('[data-testid="agent-row"][data-agent-id="support_agent"]')
     agents = {a["agent_id"]: a for a in dash_daemon.api_json("/v1/agents")["agents"]}
     assert str(agents["support_agent"]["run_count"]) in agent.text
+    failed, runs = agents["support_agent"]["failed_runs"], agents["support_agent"]["run_count"]
+    assert failed >= 1  # the tool loop
+    assert browser.find("agent-failure-rate", within=agent).text == f"{round(100 * failed / runs)} %"
     assert browser.text("health-live") == "ok" and browser.text("health-ready") == "ok"
     assert browser.find_all("signal-row"), "the newest signals"
     browser.screenshot("overview", tmp_path)

@@ -89,6 +89,11 @@ def test_explain_apply_and_roll_back_a_tool_loop_fix(
     assert browser.text("fix-verdict") == "insufficient_data"
     assert browser.text("fix-rolled-back") == "no"
     browser.screenshot("signal", tmp_path, at="steps")
+    # after a reload the fix status still links the published version
+    browser.open(browser.url)
+    reloaded = browser.wait("fix-prompt-link")
+    assert reloaded.get_attribute("href") == expected_url
+    assert reloaded.text == f"{PROMPT} v2 in Langfuse ↗"
 
     # Roll back: the label goes back to version 1.
     browser.click("rollback-button")

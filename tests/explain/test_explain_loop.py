@@ -350,6 +350,7 @@ def test_explain_apply_fix_status_rollback_loop_keeps_no_trace_content(
     assert status["rolled_back"] is False
     assert status["new_version"] == 2 and status["old_version"] == 1
     assert status["langfuse_prompt_name"] == "support-agent"
+    assert status["prompt_url"] == applied["prompt_url"]  # the dashboard links it after a reload too
 
     def clean_runs(n: int) -> None:
         for _ in range(n):
