@@ -77,7 +77,7 @@ from dunetrace_sidecar.views import iso, not_seen, signal_view
 from explain.errors import ExplainError
 from explain.service import ExplainService
 from receiver.auth import key_matches
-from receiver.content import bounded
+from receiver.content import bounded, bounded_json_int
 from receiver.errors import TIMEOUT, ReceiverError, log_refusal, retry_after_header
 from receiver.sdk_ingest import BatchInvalid, SdkBatch
 from store.duckdb_store import DuckStore, RunFilter, SignalFilter, StoreUnavailable, WriteBatch
@@ -269,12 +269,6 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > 20:
-        raise ValueError("number too long")
-    return int(text)
-
-
 async def parse_body(model: type[I], request: web.Request, required: bool) -> I:
     """Strict JSON (no NaN or Infinity, bounded numbers and nesting), then the model."""
     if not request.can_read_body:
@@ -282,7 +276,7 @@ async def parse_body(model: type[I], request: web.Request, required: bool) -> I:
             raise ApiError(400, "invalid_body", "a JSON object body is required")
         return model.model_validate({})
     try:
-        body = json.loads(await request.text(), parse_constant=_no_constant, parse_int=_bounded_int)
+        body = json.loads(await request.text(), parse_constant=_no_constant, parse_int=bounded_json_int)
     except (ValueError, RecursionError):
         raise ApiError(
             400,

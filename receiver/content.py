@@ -162,6 +162,14 @@ MAX_NAME_LENGTH = 256  # names and ids kept (agents, tools, models, call ids): l
 TRUNCATED = "…[truncated]"
 
 
+def bounded_json_int(text: str) -> int:
+    """``json.loads(parse_int=...)`` for bodies from outside: an integer of at most 20 digits
+    (a huge literal costs quadratic time to convert, and fits no count anyway)."""
+    if len(text.lstrip("-")) > 20:
+        raise ValueError("number too long")
+    return int(text)
+
+
 def bounded(text: str) -> str:
     """A name or id as kept: at most MAX_NAME_LENGTH characters, and marked when cut."""
     return text if len(text) <= MAX_NAME_LENGTH else text[:MAX_NAME_LENGTH] + TRUNCATED

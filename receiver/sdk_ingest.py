@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.patterns import scan_injection
-from receiver.content import Hasher, injection_from, merge_injections, normalise_finish_reason
+from receiver.content import Hasher, bounded_json_int, injection_from, merge_injections, normalise_finish_reason
 from receiver.spans import MAX_TIME_NS, as_count, as_name, as_number
 
 MAX_EVENTS = 20_000  # per batch: the SDK sends at most 100, or its whole buffer (10,000) at shutdown
@@ -77,18 +77,12 @@ class SdkBatch:
             self.reasons.append(reason)
 
 
-def _bounded_int(text: str) -> int:
-    if len(text.lstrip("-")) > 20:
-        raise ValueError("number too long")
-    return int(text)
-
-
 def parse_batch(body: bytes, hasher: Hasher) -> SdkBatch:
     """The usable events of one ``POST /v1/ingest`` body. Raises BatchInvalid for a body that
     is not a batch. Lenient where the SDK is: bare NaN / Infinity in a payload are read (and
     then dropped as numbers)."""
     try:
-        document = json.loads(body, parse_int=_bounded_int)
+        document = json.loads(body, parse_int=bounded_json_int)
     except (ValueError, RecursionError, UnicodeDecodeError):
         raise BatchInvalid("the body is not JSON") from None
     if not isinstance(document, dict):

@@ -63,7 +63,7 @@ CLIENT_EXTENSIONS = "extendedKeyUsage=clientAuth\n"
 
 def make_pki(directory: Path) -> Pki:
     if shutil.which("openssl") is None:
-        pytest.skip("the openssl command-line tool is needed to make test certificates")
+        pytest.fail("the openssl command-line tool is needed to make test certificates (.ci/system-packages.sh)")
     directory.mkdir(parents=True, exist_ok=True)
     ca = _ca(directory, "dunetrace-test-ca")
     stranger_ca = _ca(directory, "stranger-ca")
