@@ -254,7 +254,7 @@ class IngestAnswer(Answer):
     skipped: int = Field(description="events that could not be used (no run id or event id)")
 
 
-class SdkEvent(BaseModel):
+class IngestEvent(BaseModel):
     """One event of the Dunetrace SDK (wire.md §3.2); read leniently, payloads reduced on arrival."""
 
     event_type: str
@@ -275,7 +275,7 @@ class IngestBatch(BaseModel):
 
     api_key: str = Field("", description="the SDK repeats its key here; the Authorization header is what counts")
     agent_id: str = Field("", description="the first event's agent only: each event names its own")
-    events: list[SdkEvent]
+    events: list[IngestEvent]
 
 
 class DeployInput(Input):

@@ -143,7 +143,6 @@ class RunState:
     # (LLM calls by the SDK's call index, in order; tool calls per tool name, in order).
     source: str = "otlp"
     sdk_seen: set[str] = field(default_factory=set)
-    sdk_llm_by_index: dict[int, str] = field(default_factory=dict)  # the SDK's call index → call id
     sdk_llm_open: list[str] = field(default_factory=list)
     sdk_llm_answered: set[str] = field(default_factory=set)
     sdk_llm_tokens: dict[str, tuple[int, bool]] = field(default_factory=dict)  # call → prompt tokens, exact?
@@ -270,7 +269,7 @@ class RunState:
             self.first_model = self.first_model or p.get("model")
             self.available_tools.update(dict.fromkeys(p.get("tools", ())))
         elif kind == ev.LLM_CALLED:
-            call_id = self._sdk_llm_call(p.pop("sdk_call", None), event_id) or event_id
+            call_id = self._sdk_llm_call(p.pop("sdk_call", None)) or event_id
             counted, exact = self.sdk_llm_tokens.get(call_id, (0, False))
             if not exact:  # the response's exact count, when it came first, stands
                 self.prompt_tokens += (p.get("prompt_tokens") or 0) - counted
@@ -283,7 +282,7 @@ class RunState:
             self.steps += 1
         elif kind == ev.LLM_RESPONDED:
             index = p.pop("sdk_call", None)
-            call_id = self._sdk_llm_call(index, None) or (self.sdk_llm_open[-1] if self.sdk_llm_open else event_id)
+            call_id = self._sdk_llm_call(index) or (self.sdk_llm_open[-1] if self.sdk_llm_open else event_id)
             if call_id in self.sdk_llm_open:
                 self.sdk_llm_open.remove(call_id)
             self.sdk_llm_answered.add(call_id)
@@ -324,12 +323,10 @@ class RunState:
                 self.exit_reason = "policy_violation" if p.get("exit_reason") == "policy_violation" else "error"
         out.append(self._event(event_id, kind, ts_ns, call_id, p))
 
-    def _sdk_llm_call(self, index: int | None, new_id: str | None) -> str | None:
-        """The call id of the SDK's LLM call ``index`` of this run (made from ``new_id`` when the
-        call is new); the same whichever of its events comes first."""
-        if index is None:
-            return new_id
-        return self.sdk_llm_by_index.setdefault(index, f"{self.run_id[:8]}:llm:{index}")
+    def _sdk_llm_call(self, index: int | None) -> str | None:
+        """The call id of the SDK's LLM call ``index`` of this run: the same whichever of its
+        events comes first, and after a restart (None: the SDK gave no index)."""
+        return None if index is None else f"{self.run_id[:8]}:llm:{index}"
 
     def _replay_sdk(self, event: RunEvent) -> None:
         """Restoring: what later SDK events of the run need (ids seen, calls still open)."""
@@ -340,7 +337,7 @@ class RunState:
             self.root_seen = True
             self.agent_settled = True
             self.available_tools.update(dict.fromkeys(p.get("tools", ())))
-        elif event.kind == ev.LLM_CALLED:  # its call id is derived from the SDK's index again when needed
+        elif event.kind == ev.LLM_CALLED:
             if event.call_id not in self.sdk_llm_answered:
                 self.sdk_llm_open.append(event.call_id)
             if not self.sdk_llm_tokens.get(event.call_id, (0, False))[1]:
