@@ -7,7 +7,9 @@ distributions measured side by side on this machine, written as Markdown and JSO
 4. storage: DuckDB bytes per 1,000 spans;
 5. cost growth: per-span CPU at runs of 10, 100 and 1,000 steps;
 6. overload: 1x, 4x, 16x, 64x max_inflight_requests concurrent exporters (``bench/overload.py``):
-   refusals, /healthz latency, peak RSS, throughput ÷ the 1x level's, every acknowledged span stored.
+   refusals, /healthz latency, peak RSS, throughput ÷ the 1x level's, every acknowledged span stored;
+7. dashboard: each page's render time in headless Chromium with 10,000 runs in the store ÷ with
+   one run (``bench/dashboard.py``).
 
 Traffic goes only to 127.0.0.1, bounded in count and time. ``--quick`` finishes in about a minute and a half.
 """
@@ -27,7 +29,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from bench import detection_latency, overload, run_length, throughput
+from bench import dashboard, detection_latency, overload, run_length, throughput
 from bench.workload import RunShape, build_requests, build_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -192,6 +194,8 @@ def report(results: dict[str, Any], command: str) -> str:
         )
     if "overload" in results:
         lines += overload.report_rows(results["overload"])
+    if "dashboard" in results:
+        lines.append(dashboard.summary_row(results["dashboard"]))
     return "\n".join(lines)
 
 
@@ -220,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     results["cost"] = bench_cost(quick)
     print("overload…", flush=True)
     results["overload"] = overload.bench(quick)
+    print("dashboard…", flush=True)
+    results["dashboard"] = dashboard.run(2_000 if quick else 10_000, 1 if quick else 5)
     table = report(results, command)
     name = "quick" if quick else "latest"
     (RESULTS / f"{name}.md").write_text(table + "\n")

@@ -34,6 +34,7 @@ from dunetrace_sidecar.models import (
     MAX_EVENTS_LIMIT,
     Agent,
     Agents,
+    AgentsQuery,
     AppliedFix,
     ApplyFixInput,
     Baselines,
@@ -420,8 +421,8 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(request.app[OPENAPI])
 
 
-async def list_agents(request: web.Request) -> Agents:
-    agents = await _read(request, request.app[STORE].list_agents)
+async def list_agents(request: web.Request, query: AgentsQuery) -> Agents:
+    agents = await _read(request, request.app[STORE].list_agents, query.since)
     return Agents(
         agents=[
             Agent(
@@ -825,7 +826,15 @@ ROUTES: tuple[Route, ...] = (
         answer_type="text/plain",
         open=True,
     ),
-    Route("GET", "/v1/agents", list_agents, "Agents seen, with run counts and last seen time", Agents, errors=(401,)),
+    Route(
+        "GET",
+        "/v1/agents",
+        list_agents,
+        "Agents seen, with run and signal counts (over a window with since) and last seen time",
+        Agents,
+        query=AgentsQuery,
+        errors=(400, 401),
+    ),
     Route(
         "GET",
         "/v1/runs",

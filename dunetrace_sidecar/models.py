@@ -161,6 +161,12 @@ RunIdParam = Annotated[
 ]
 
 
+class AgentsQuery(Query):
+    since: Timestamp | None = Field(
+        None, description=f"Count only runs started and signals detected at or after ({_TIME_DOC})"
+    )
+
+
 class RunsQuery(Query):
     agent_id: str | None = Field(None, description="Only this agent's runs")
     status: RunStatus | None = Field(None, description="Only runs in this status")
@@ -431,11 +437,11 @@ class DeployMarker(Answer):
 
 class Agent(Answer):
     agent_id: str
-    run_count: int
-    running_runs: int
-    signal_count: int = Field(description="not shadow")
+    run_count: int = Field(description="runs started in the window (all runs without since)")
+    running_runs: int = Field(description="runs going on now, whenever they started")
+    signal_count: int = Field(description="not shadow, detected in the window")
     failed_runs: int = Field(
-        description="runs that errored or raised a (not shadow) signal: the failure rate's numerator"
+        description="runs in the window that errored or raised a (not shadow) signal: the failure rate's numerator"
     )
     last_seen: str | None
     last_deploy: DeployMarker | None = Field(description="the latest POST /v1/deploy (the SDK's dt.mark_deploy)")

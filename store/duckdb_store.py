@@ -592,24 +592,33 @@ class DuckStore:
         )
         return [RunEvent(str(r[0]), r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
-    def list_agents(self) -> list[dict[str, Any]]:
-        """Agents with runs (of at least one step) or a deploy marker, with their latest deploy."""
+    def list_agents(self, since_ns: int | None = None) -> list[dict[str, Any]]:
+        """Agents with runs (of at least one step) or a deploy marker, with their latest deploy.
+
+        With ``since_ns`` the counts cover runs started and signals detected at or after it (the
+        dashboard's window); an agent quiet in the window is still listed, with zero counts, and
+        ``last_seen`` is always its latest event.
+        """
+        since = since_ns if since_ns is not None else -(2**63)
         rows = (
             self._cursor()
             .execute(
-                "WITH r AS (SELECT agent_id, count(*) AS run_count, max(last_event_ns) AS last_seen_ns,"
+                "WITH r AS (SELECT agent_id, count(*) FILTER (WHERE started_ns >= $since) AS run_count,"
+                "             max(last_event_ns) AS last_seen_ns,"
                 "             count(*) FILTER (WHERE status = 'running') AS running,"
-                "             count(*) FILTER (WHERE status = 'errored'"
-                "                 OR run_id IN (SELECT run_id FROM signals WHERE NOT shadow)) AS failed FROM runs"
+                "             count(*) FILTER (WHERE started_ns >= $since AND (status = 'errored'"
+                "                 OR run_id IN (SELECT run_id FROM signals WHERE NOT shadow))) AS failed FROM runs"
                 "             WHERE step_count > 0 OR source = 'sdk'"
                 "             GROUP BY agent_id),"
-                "     s AS (SELECT agent_id, count(*) AS signal_count FROM signals WHERE NOT shadow GROUP BY agent_id),"
+                "     s AS (SELECT agent_id, count(*) AS signal_count FROM signals"
+                "             WHERE NOT shadow AND detected_ns >= $since GROUP BY agent_id),"
                 "     d AS (SELECT agent_id, arg_max(version, deployed_ns) AS version, max(deployed_ns) AS deployed_ns"
                 "             FROM deploys GROUP BY agent_id)"
                 " SELECT agent_id, coalesce(r.run_count, 0), r.last_seen_ns, coalesce(r.running, 0),"
                 "        coalesce(s.signal_count, 0), d.version, d.deployed_ns, coalesce(r.failed, 0)"
                 " FROM r FULL OUTER JOIN d USING (agent_id) LEFT JOIN s USING (agent_id)"
-                " ORDER BY agent_id"
+                " ORDER BY agent_id",
+                {"since": since},
             )
             .fetchall()
         )

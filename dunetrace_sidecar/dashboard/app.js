@@ -19,6 +19,14 @@
   const NUMERIC_TRIGGERS = new Set(["tool_call_count", "step_count", "cost_usd", "error_count", "llm_latency_ms"]);
   const OPERATORS = ["gt", "gte", "lt", "lte", "eq", "neq", "contains"];
   const ACTIONS = ["stop", "switch_model", "inject_prompt", "log"];
+  // The time windows the pages offer: [hash value, label, seconds back from now or null for all].
+  const WINDOWS = [
+    ["1h", "1 h", 3600],
+    ["24h", "24 h", 86400],
+    ["7d", "7 d", 7 * 86400],
+    ["30d", "30 d", 30 * 86400],
+    ["all", "All", null],
+  ];
 
   const app = document.getElementById("app");
   const keyPrompt = document.getElementById("key-prompt");
@@ -219,6 +227,44 @@
     return text ? "?" + text : "";
   }
 
+  // --- time windows -------------------------------------------------------------------------
+
+  function windowKey(params, fallback) {
+    const key = params.get("window");
+    return WINDOWS.some(([k]) => k === key) ? key : fallback;
+  }
+
+  /** The window's lower bound as RFC 3339, "" for "all" (or no window). */
+  function windowSince(key) {
+    const found = WINDOWS.find(([k]) => k === key);
+    return found && found[2] !== null ? new Date(Date.now() - found[2] * 1000).toISOString() : "";
+  }
+
+  function windowLabel(key) {
+    const found = WINDOWS.find(([k]) => k === key);
+    return !found || found[2] === null ? "all time" : "last " + found[1];
+  }
+
+  /** Preset links; `hrefFor(key)` is the page's hash with that window. */
+  function windowPicker(current, hrefFor) {
+    return h(
+      "nav",
+      { class: "windows", testid: "window-picker", "aria-label": "Time window" },
+      WINDOWS.map(([key, label]) =>
+        h(
+          "a",
+          {
+            href: hrefFor(key),
+            testid: "window-" + key,
+            class: key === current ? "active" : null,
+            "aria-current": key === current ? "true" : null,
+          },
+          label
+        )
+      )
+    );
+  }
+
   // --- the key ------------------------------------------------------------------------------
 
   function askForKey(message) {
@@ -303,7 +349,7 @@
   }
 
   const ROUTES = {
-    overview: (gen) => renderOverview(gen),
+    overview: (gen, parts, params) => renderOverview(gen, params),
     signals: (gen, parts, params) => (parts[1] ? renderSignal(gen, parts[1]) : renderSignals(gen, params)),
     runs: (gen, parts, params) => (parts[1] ? renderRun(gen, parts[1]) : renderRuns(gen, params)),
     policies: (gen, parts) => (parts[1] ? renderPolicyForm(gen, parts[1]) : renderPolicies(gen)),
@@ -331,6 +377,13 @@
     } catch (error) {
       showError(gen, error);
     }
+    if (gen === generation) {
+      // For the render benchmark (bench/dashboard.py) and anyone timing the page: this
+      // navigation's content is on the page.
+      app.dataset.rendered = String(gen);
+      performance.mark("dunetrace:rendered");
+      window.dispatchEvent(new CustomEvent("dunetrace:rendered", { detail: { page } }));
+    }
   }
 
   // --- Overview -----------------------------------------------------------------------------
@@ -344,10 +397,12 @@
     }
   }
 
-  async function renderOverview(gen) {
+  async function renderOverview(gen, params) {
+    const windowed = windowKey(params, "24h");
+    const since = windowSince(windowed);
     const [agents, signals, healthz, readyz] = await Promise.all([
-      api("GET", "/v1/agents"),
-      api("GET", "/v1/signals?limit=10"),
+      api("GET", "/v1/agents" + query({ since })),
+      api("GET", "/v1/signals" + query({ since, limit: 10 })),
       probe("/healthz"),
       probe("/readyz"),
     ]);
@@ -355,13 +410,13 @@
       h(
         "tr",
         { testid: "agent-row", "data-agent-id": agent.agent_id },
-        h("td", null, h("a", { href: "#/runs" + query({ agent_id: agent.agent_id }) }, agent.agent_id)),
+        h("td", null, h("a", { href: "#/runs" + query({ agent_id: agent.agent_id, window: windowed }) }, agent.agent_id)),
         h("td", { class: "num" }, fmtNumber(agent.run_count)),
         h("td", { class: "num" }, fmtNumber(agent.running_runs)),
         h(
           "td",
           { class: "num" },
-          h("a", { href: "#/signals" + query({ agent_id: agent.agent_id }) }, fmtNumber(agent.signal_count))
+          h("a", { href: "#/signals" + query({ agent_id: agent.agent_id, window: windowed }) }, fmtNumber(agent.signal_count))
         ),
         h(
           "td",
@@ -375,6 +430,7 @@
     mount(
       gen,
       h("h1", null, "Overview"),
+      windowPicker(windowed, (key) => "#/" + query({ window: key })),
       section(
         "Daemon",
         "health",
@@ -385,16 +441,16 @@
         ])
       ),
       section(
-        "Agents",
+        "Agents — runs started and signals raised, " + windowLabel(windowed),
         "agents",
         table(
           "agents-table",
-          ["Agent", "Runs", "Running", "Signals", "Failure rate", "Last seen", "Last deploy"],
+          ["Agent", "Runs", "Running now", "Signals", "Failure rate", "Last seen", "Last deploy"],
           agentRows,
           "No agent has sent a run yet. Point an OTLP exporter at the receiver."
         )
       ),
-      section("Newest signals", "newest-signals", signalTable(signals.signals))
+      section("Newest signals, " + windowLabel(windowed), "newest-signals", signalTable(signals.signals))
     );
   }
 
@@ -465,6 +521,9 @@
       until: params.get("until") || "",
       include_shadow: params.get("include_shadow") === "true" ? "true" : "",
     };
+    // A preset window, unless an explicit range was entered (the form drops the window).
+    const windowed = filters.since || filters.until ? "" : windowKey(params, "all");
+    if (windowed) filters.since = windowSince(windowed);
     const [agents, page] = await Promise.all([agentIds(), api("GET", "/v1/signals" + query({ ...filters, limit: 50 }))]);
     if (filters.agent_id && !agents.includes(filters.agent_id)) agents.push(filters.agent_id);
     const types = new Set(page.signals.map((s) => s.failure_type));
@@ -478,7 +537,7 @@
       ),
       h("datalist", { id: "failure-types" }, [...types].sort().map((t) => h("option", { value: t }))),
       field("Severity", select({ name: "severity", testid: "filter-severity" }, SEVERITIES, filters.severity, "any")),
-      field("Since", h("input", { name: "since", type: "datetime-local", testid: "filter-since", value: isoToLocalInput(filters.since) })),
+      field("Since", h("input", { name: "since", type: "datetime-local", testid: "filter-since", value: windowed ? "" : isoToLocalInput(filters.since) })),
       field("Until", h("input", { name: "until", type: "datetime-local", testid: "filter-until", value: isoToLocalInput(filters.until) })),
       h(
         "label",
@@ -501,11 +560,16 @@
             since: localInputToIso(data.get("since")),
             until: localInputToIso(data.get("until")),
             include_shadow: data.get("include_shadow") ? "true" : "",
+            // an entered range replaces the preset window; otherwise the window stays
+            window: data.get("since") || data.get("until") || windowed === "all" ? "" : windowed,
           })
       );
     });
     const list = h("div", { testid: "signals-list" }, signalTable(page.signals));
-    mount(gen, h("h1", null, "Signals"), form, list, moreButton(gen, page.next_cursor, list, async (cursor) => {
+    const presets = windowPicker(windowed, (key) =>
+      "#/signals" + query({ ...filters, since: "", until: "", window: key === "all" ? "" : key })
+    );
+    mount(gen, h("h1", null, "Signals"), presets, form, list, moreButton(gen, page.next_cursor, list, async (cursor) => {
       const next = await api("GET", "/v1/signals" + query({ ...filters, limit: 50, cursor }));
       return { rows: next.signals.map(signalRow), cursor: next.next_cursor };
     }));
@@ -819,7 +883,12 @@
   }
 
   async function renderRuns(gen, params) {
-    const filters = { agent_id: params.get("agent_id") || "", status: params.get("status") || "" };
+    const windowed = windowKey(params, "all");
+    const filters = {
+      agent_id: params.get("agent_id") || "",
+      status: params.get("status") || "",
+      since: windowSince(windowed),
+    };
     const [agents, page] = await Promise.all([agentIds(), api("GET", "/v1/runs" + query({ ...filters, limit: 50 }))]);
     if (filters.agent_id && !agents.includes(filters.agent_id)) agents.push(filters.agent_id);
     const form = h(
@@ -833,11 +902,14 @@
     form.addEventListener("submit", (event) => {
       event.preventDefault();
       const data = new FormData(form);
-      go("#/runs" + query({ agent_id: data.get("agent_id"), status: data.get("status") }));
+      go("#/runs" + query({ agent_id: data.get("agent_id"), status: data.get("status"), window: params.get("window") }));
     });
     const headers = ["Started", "Run", "Agent", "Status", "Steps", "LLM", "Tools", "Errors", "Tokens", "Duration"];
     const list = h("div", { testid: "runs-list" }, table("runs-table", headers, page.runs.map(runRow), "No runs."));
-    mount(gen, h("h1", null, "Runs"), form, list, moreButton(gen, page.next_cursor, list, async (cursor) => {
+    const presets = windowPicker(windowed, (key) =>
+      "#/runs" + query({ agent_id: filters.agent_id, status: filters.status, window: key === "all" ? "" : key })
+    );
+    mount(gen, h("h1", null, "Runs"), presets, form, list, moreButton(gen, page.next_cursor, list, async (cursor) => {
       const next = await api("GET", "/v1/runs" + query({ ...filters, limit: 50, cursor }));
       return { rows: next.runs.map(runRow), cursor: next.next_cursor };
     }));

@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from http.client import HTTPConnection
 from pathlib import Path
@@ -434,6 +435,37 @@ def test_agents_with_run_count_and_last_seen(make_sidecar: Sidecars) -> None:
             },
         ]
     }
+
+
+def test_agents_over_a_window(make_sidecar: Sidecars) -> None:
+    """since counts runs started and signals detected at or after it; every agent stays listed."""
+    daemon = make_sidecar()
+    send_all(daemon)
+    send(daemon, ERRORS, copy=True)
+
+    def counts(since: str) -> dict[str, tuple[int, int, int, str | None]]:
+        agents = daemon.api_json("/v1/agents?since=" + since)["agents"]
+        return {a["agent_id"]: (a["run_count"], a["failed_runs"], a["signal_count"], a["last_seen"]) for a in agents}
+
+    # Runs are placed by their spans' start (the captures ran on 2026-11-27, between 06:02 and
+    # 06:10); signals by when the sidecar detected them (during this test). From 06:05 on: the
+    # tool loop and the OpenInference run started; the two errors runs did not, but their two
+    # signals were detected now.
+    assert counts("2026-11-27T06:05:00Z") == {
+        "fixture-agent-openinference": (1, 0, 0, "2026-11-27T06:09:43.114320Z"),
+        "support_session_errors": (0, 0, 2, "2026-11-27T06:02:32.104701Z"),
+        "support_session_toolcall": (0, 0, 0, "2026-11-27T06:02:16.002614Z"),
+        "support_session_toolloop": (1, 1, 1, "2026-11-27T06:09:18.992319Z"),
+    }
+    # A window that starts in an hour: nothing in it, every agent still listed with its last_seen.
+    later = str(int(time.time()) + 3600)
+    assert counts(later) == {
+        "fixture-agent-openinference": (0, 0, 0, "2026-11-27T06:09:43.114320Z"),
+        "support_session_errors": (0, 0, 0, "2026-11-27T06:02:32.104701Z"),
+        "support_session_toolcall": (0, 0, 0, "2026-11-27T06:02:16.002614Z"),
+        "support_session_toolloop": (0, 0, 0, "2026-11-27T06:09:18.992319Z"),
+    }
+    assert_error(daemon.api("/v1/agents?since=yesterday"), 400, "invalid_parameter")
 
 
 # --- one error shape ------------------------------------------------------------------------------------

@@ -96,11 +96,13 @@ class Browser:
                 return None
 
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(check)
+            found = WebDriverWait(self.driver, timeout, poll_frequency=0.1).until(check)
         except WebDriverException as exc:
             raise AssertionError(
                 f"timed out after {timeout}s waiting for {what}; page: {self.page_text()[:1500]}"
             ) from exc
+        assert found is not None  # until() returns only a truthy answer
+        return found
 
     def find(self, testid: str, within: WebElement | None = None) -> WebElement:
         return (within or self.driver).find_element(By.CSS_SELECTOR, css(testid))

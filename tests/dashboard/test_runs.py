@@ -85,3 +85,35 @@ def test_runs_list_and_overview(browser: Browser, dash_daemon: Sidecar, tmp_path
     assert browser.text("health-live") == "ok" and browser.text("health-ready") == "ok"
     assert browser.find_all("signal-row"), "the newest signals"
     browser.screenshot("overview", tmp_path)
+
+
+def test_the_time_window_picks_the_runs_counted_and_listed(
+    browser: Browser, dash_daemon: Sidecar, tmp_path: Path
+) -> None:
+    old = make_run(TOOLCALL, agent="window_agent", started_ago_s=3 * 86400)  # three days ago
+    send(dash_daemon, old)
+
+    def runs_cell() -> str:
+        row = browser.wait_css('[data-testid="agent-row"][data-agent-id="window_agent"]')
+        return str(row.find_elements("css selector", "td")[1].text)
+
+    # The overview opens on the last 24 h: the agent is listed, with no run in that window.
+    browser.open(dash_daemon.api_url + "/")
+    assert browser.wait("window-24h").get_attribute("aria-current") == "true"
+    assert runs_cell() == "0"
+    browser.click("window-7d")
+    browser.until(lambda: runs_cell() == "1" or None, "the three-day-old run counted in 7 d")
+    assert browser.url.endswith("#/?window=7d")
+
+    # The agent's link lands on its runs in the same window.
+    row = browser.wait_css('[data-testid="agent-row"][data-agent-id="window_agent"]')
+    row.find_element("link text", "window_agent").click()
+    browser.wait_css(f'[data-testid="run-row"][data-run-id="{old.run_id}"]')
+    assert browser.find("window-7d").get_attribute("aria-current") == "true"
+    assert "agent_id=window_agent" in browser.url and "window=7d" in browser.url
+    browser.click("window-24h")
+    browser.until(lambda: "window=24h" in browser.url or None, "the 24 h window")
+    browser.wait("runs-list")
+    assert not browser.driver.find_elements("css selector", f'[data-run-id="{old.run_id}"]')
+    browser.click("window-all")
+    browser.wait_css(f'[data-testid="run-row"][data-run-id="{old.run_id}"]')

@@ -151,3 +151,14 @@ def test_signals_filter_by_type_and_severity(browser: Browser, dash_daemon: Side
     browser.click("filter-apply")
     browser.wait_css(f'[data-signal-id="{loop_signal}"]')
     assert not browser.driver.find_elements("css selector", f'[data-signal-id="{first_step}"]')
+
+    # A preset window keeps the other filters, and the form keeps the window.
+    browser.click("window-1h")
+    browser.until(lambda: "window=1h" in browser.url or None, "the 1 h window")
+    assert "severity=HIGH" in browser.url
+    browser.wait_css(f'[data-signal-id="{loop_signal}"]')  # detected seconds ago
+    assert browser.find("window-1h").get_attribute("aria-current") == "true"
+    browser.choose("filter-severity", "MEDIUM")
+    browser.click("filter-apply")
+    browser.wait_css(f'[data-signal-id="{first_step}"]')
+    assert "window=1h" in browser.url and "severity=MEDIUM" in browser.url

@@ -107,14 +107,21 @@ def make_run(
     workflow: str | None = None,
     prompt: tuple[str, int] | None = None,
     user_text: str | None = None,
+    started_ago_s: int = 0,
+    agent: str | None = None,
 ) -> Run:
-    """A fixture as a new run: fresh trace id, every span moved so that the root starts now,
-    optionally renamed to another agent (traceloop.workflow.name), its LLM spans marked as using a
+    """A fixture as a new run: fresh trace id, every span moved so that the root starts now (or
+    ``started_ago_s`` before now), optionally with another workflow name
+    (traceloop.workflow.name) or another agent (a ``gen_ai.agent.name`` resource attribute, which
+    names the agent before the capture's @agent span does), its LLM spans marked as using a
     Langfuse prompt version, and its user messages replaced."""
     request = ExportTraceServiceRequest.FromString(fixture_bytes(fixture))
+    if agent is not None:
+        for rs in request.resource_spans:
+            rs.resource.attributes.add(key="gen_ai.agent.name", value=AnyValue(string_value=agent))
     spans = _spans(request)
     [root] = [s for s in spans if not s.parent_span_id]
-    offset = time.time_ns() - root.start_time_unix_nano
+    offset = time.time_ns() - started_ago_s * 1_000_000_000 - root.start_time_unix_nano
     for span in spans:
         span.start_time_unix_nano += offset
         span.end_time_unix_nano += offset
