@@ -24,7 +24,6 @@ COPY receiver/ receiver/
 COPY detectors/ detectors/
 COPY store/ store/
 COPY explain/ explain/
-COPY proto/ proto/
 # Every dependency ships manylinux wheels for CPython 3.11, so nothing is compiled. pip compiles
 # the bytecode at install time: the running container never writes .pyc files (read-only root).
 RUN python -m venv /opt/dunetrace \

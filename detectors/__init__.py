@@ -4,7 +4,7 @@ Pure standard-library Python: importable without grpc, protobuf, aiohttp or duck
 an in-process SDK can reuse it. The run event types live here because detectors consume them.
 """
 
-from detectors.events import EVENT_KINDS, RunEvent, RunRow
-from detectors.patterns import InjectionMatch, scan_injection
+from .events import EVENT_KINDS, RunEvent, RunRow
+from .patterns import InjectionMatch, scan_injection
 
 __all__ = ["EVENT_KINDS", "InjectionMatch", "RunEvent", "RunRow", "scan_injection"]

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from detectors.events import RunEvent
-    from detectors.run_view import RunView
+    from .events import RunEvent
+    from .run_view import RunView
 
 LIVE = "live"
 END = "end"

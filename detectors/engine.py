@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from detectors import events as ev
-from detectors.base import END, LIVE, REGISTRY, Detector, DetectorConfig, Signal, signal_id_for
-from detectors.events import RunEvent
-from detectors.run_view import RunView
-from detectors.settings import DetectorSettings
+from . import events as ev
+from .base import END, LIVE, REGISTRY, Detector, DetectorConfig, Signal, signal_id_for
+from .events import RunEvent
+from .run_view import RunView
+from .settings import DetectorSettings
 
 Baseline = Callable[[str], float | None]
 

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors import events as ev
-from detectors.base import MAX_WINDOW
-from detectors.events import RunEvent
+from . import events as ev
+from .base import MAX_WINDOW
+from .events import RunEvent
 
 RECENT_LLM_CALLS = 32  # LLM calls whose answers may still be amended (content arriving late)
 TOKEN_SEQUENCE_EDGE = 10  # context-bloat evidence keeps the first and last this many values

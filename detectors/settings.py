@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors import library  # noqa: F401 - registers the detectors
-from detectors.base import REGISTRY, Detector, DetectorConfig
+
+from .base import REGISTRY, Detector, DetectorConfig
 
 AGENTS_KEY = "agents"
 BY_KEY: dict[str, Detector[Any]] = {d.key: d for d in REGISTRY.values()}

@@ -3,7 +3,7 @@
 Importing this package registers them all in ``detectors.base.REGISTRY``.
 """
 
-from detectors.library import (
+from ..library import (
     cascading_tool_failure,
     context_bloat,
     empty_llm_response,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detectors.base import CRITICAL, LIVE, Detector, DetectorConfig, Finding, register, scale
-from detectors.events import (
+from ..base import CRITICAL, LIVE, Detector, DetectorConfig, Finding, register, scale
+from ..events import (
     LLM_CALLED,
     LLM_CONTENT,
     RETRIEVAL_RESPONDED,
@@ -13,7 +13,7 @@ from detectors.events import (
     TOOL_RESPONDED,
     RunEvent,
 )
-from detectors.run_view import RunView
+from ..run_view import RunView
 
 
 @dataclass(frozen=True, slots=True)

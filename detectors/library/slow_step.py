@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detectors.base import HIGH, LIVE, MEDIUM, Detector, DetectorConfig, Finding, register, scale, setting
-from detectors.events import LLM_RESPONDED, TOOL_RESPONDED, RunEvent
-from detectors.run_view import RunView
+from ..base import HIGH, LIVE, MEDIUM, Detector, DetectorConfig, Finding, register, scale, setting
+from ..events import LLM_RESPONDED, TOOL_RESPONDED, RunEvent
+from ..run_view import RunView
 
 HIGH_AT_RATIO = 5.0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detectors.base import LIVE, MEDIUM, Detector, DetectorConfig, Finding, register, scale, setting
-from detectors.events import LLM_CALLED, RETRIEVAL_CALLED, TOOL_CALLED, RunEvent
-from detectors.run_view import RunView
+from ..base import LIVE, MEDIUM, Detector, DetectorConfig, Finding, register, scale, setting
+from ..events import LLM_CALLED, RETRIEVAL_CALLED, TOOL_CALLED, RunEvent
+from ..run_view import RunView
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detectors.base import END, MEDIUM, Detector, DetectorConfig, Finding, register, setting
-from detectors.events import RunEvent
-from detectors.run_view import RunView
+from ..base import END, MEDIUM, Detector, DetectorConfig, Finding, register, setting
+from ..events import RunEvent
+from ..run_view import RunView
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detectors.base import HIGH, LIVE, MAX_WINDOW, MEDIUM, Detector, DetectorConfig, Finding, register, scale, setting
-from detectors.events import TOOL_CALLED, RunEvent
-from detectors.run_view import RunView
+from ..base import HIGH, LIVE, MAX_WINDOW, MEDIUM, Detector, DetectorConfig, Finding, register, scale, setting
+from ..events import TOOL_CALLED, RunEvent
+from ..run_view import RunView
 
 
 @dataclass(frozen=True, slots=True)

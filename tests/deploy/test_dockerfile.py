@@ -103,7 +103,7 @@ def test_build_stage_copies_every_package_the_wheel_declares() -> None:
     copied = {source.rstrip("/") for i in build.all("COPY") for source in parse_copy(i).sources}
     include = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
     top_level = {pattern.rstrip("*").split(".")[0] for pattern in include}
-    assert top_level == {"dunetrace_sidecar", "receiver", "detectors", "store", "explain", "proto"}
+    assert top_level == {"dunetrace_sidecar", "receiver", "detectors", "store", "explain"}
     # README.md is the wheel's long description (pyproject `readme`): the build needs it.
     assert copied == top_level | {"pyproject.toml", "README.md"}
 
@@ -119,7 +119,6 @@ def test_dockerignore_keeps_the_context_to_the_sources() -> None:
         "detectors",
         "store",
         "explain",
-        "proto",
         "deploy",
     }
     assert [f for f in files if f.startswith("deploy/")] == ["deploy/docker/config.yaml"]

@@ -29,7 +29,7 @@ from tests.deploy.buildcontext import BAKED_CONFIG, ROOT, context_files, copy_co
 from tests.deploy.chart import clean_environment
 from tests.sidecar import FIXTURES, http, trace_ids_in, wait_for, with_new_trace_ids
 
-PACKAGES = ["detectors", "detectors/library", "dunetrace_sidecar", "explain", "proto", "receiver", "store"]
+PACKAGES = ["detectors", "detectors/library", "dunetrace_sidecar", "explain", "receiver", "store"]
 LISTEN = re.compile(r"listening (\w+)=(\S+)")
 
 
