@@ -28,6 +28,8 @@ from pydantic_core import to_json
 import detectors.library  # noqa: F401  (registers the detectors)
 from detectors.base import REGISTRY
 from detectors.events import RunEvent, RunRow, fold_content, number_steps
+from detectors.policy_rules import Policy as PolicyRule
+from detectors.policy_rules import PolicyError
 from detectors.settings import DetectorSettings
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.models import (
@@ -72,8 +74,7 @@ from dunetrace_sidecar.models import (
     first_error,
 )
 from dunetrace_sidecar.openapi import Route, openapi_document
-from dunetrace_sidecar.policies import POLICY_VIOLATION, PolicyBook, PolicyError, PolicyService
-from dunetrace_sidecar.policies import Policy as PolicyRule
+from dunetrace_sidecar.policies import POLICY_VIOLATION, PolicyBook, PolicyService
 from dunetrace_sidecar.views import iso, not_seen, signal_view
 from explain.errors import ExplainError
 from explain.service import ExplainService
@@ -272,10 +273,20 @@ def _no_constant(name: str) -> Any:
 
 async def parse_body(model: type[I], request: web.Request, required: bool) -> I:
     """Strict JSON (no NaN or Infinity, bounded numbers and nesting), then the model."""
+    body = await read_json_object(request, required)
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        field, message, _ = first_error(exc)
+        raise ApiError(400, model.error_code, f"{field}: {message}") from None
+
+
+async def read_json_object(request: web.Request, required: bool = True) -> dict[str, Any]:
+    """The body as a strict JSON object ({} when it may be left out and is)."""
     if not request.can_read_body:
         if required:
             raise ApiError(400, "invalid_body", "a JSON object body is required")
-        return model.model_validate({})
+        return {}
     try:
         body = json.loads(await request.text(), parse_constant=_no_constant, parse_int=bounded_json_int)
     except (ValueError, RecursionError):
@@ -286,11 +297,7 @@ async def parse_body(model: type[I], request: web.Request, required: bool) -> I:
         ) from None
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_body", "the body must be a JSON object")
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        field, message, _ = first_error(exc)
-        raise ApiError(400, model.error_code, f"{field}: {message}") from None
+    return body
 
 
 def answer(model: BaseModel, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
@@ -598,7 +605,8 @@ async def list_policies(request: web.Request, query: PoliciesQuery) -> Policies:
     return Policies(policies=served)
 
 
-async def create_policy(request: web.Request, body: PolicyInput) -> web.Response:
+async def create_policy(request: web.Request) -> web.Response:
+    body = await read_json_object(request)  # checked by detectors.policy_rules, as the SDK checks its own
     try:
         policy = await request.app[POLICIES].create(body)
     except PolicyError as exc:
@@ -613,8 +621,9 @@ async def get_policy(request: web.Request) -> Policy:
     return _policy(policy)
 
 
-async def replace_policy(request: web.Request, body: PolicyInput) -> Policy:
+async def replace_policy(request: web.Request) -> Policy:
     policy_id = _policy_id(request)
+    body = await read_json_object(request)
     try:
         policy = await request.app[POLICIES].replace(policy_id, body)
     except PolicyError as exc:
@@ -931,7 +940,7 @@ ROUTES: tuple[Route, ...] = (
         Policy,
         status=201,
         description="Created",
-        body=PolicyInput,
+        raw_body=PolicyInput,
         errors=(400, 401),
     ),
     Route("GET", "/v1/policies/{policy_id}", get_policy, "One policy", Policy, errors=(400, 401, 404)),
@@ -941,7 +950,7 @@ ROUTES: tuple[Route, ...] = (
         replace_policy,
         "Replace a policy",
         Policy,
-        body=PolicyInput,
+        raw_body=PolicyInput,
         errors=(400, 401, 404),
     ),
     Route(

@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
+from detectors.prices import DEFAULT_MODEL_PRICES
 from detectors.settings import DetectorSettings
-from dunetrace_sidecar.policies import DEFAULT_MODEL_PRICES
 from dunetrace_sidecar.tls import TlsError, TlsFiles
 from dunetrace_sidecar.tls import load as load_tls
 

@@ -2,9 +2,9 @@
 
 Requests are validated by them (an error names the field); answers are built as them and
 serialized by pydantic, which writes a non-finite number as ``null``, never as a bare NaN; the
-OpenAPI document (``dunetrace_sidecar.openapi``) is generated from them. Semantic rules that
-need more than one field (a policy's operator fits its trigger, …) stay with their owners
-(``policies.parse_policy``, the explain service) and name the field the same way.
+OpenAPI document (``dunetrace_sidecar.openapi``) is generated from them. A policy body is only
+documented here: ``detectors.policy_rules.parse_policy`` checks it, the one checker the daemon
+and the in-process SDK share; the explain service's rules name the field the same way.
 """
 
 from __future__ import annotations
@@ -207,7 +207,7 @@ class Condition(Input):
         "tool_call_count", "step_count", "cost_usd", "error_count", "finish_reason", "llm_latency_ms", "signal"
     ]
     operator: Literal["gt", "gte", "lt", "lte", "eq", "neq", "contains"]
-    # Its type depends on the trigger; parse_policy checks it and names condition.value.
+    # Its type depends on the trigger; policy_rules.parse_policy checks it and names condition.value.
     value: Annotated[
         Any,
         WithJsonSchema(
@@ -222,6 +222,8 @@ class Action(Input):
 
 
 class PolicyInput(Input):
+    """A policy as POST/PUT /v1/policies take it (documentation: detectors.policy_rules checks it)."""
+
     error_code: ClassVar[str] = "invalid_policy"
 
     id: int | None = Field(None, description="ignored: the id is the path's, or given out on create")

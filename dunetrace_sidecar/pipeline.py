@@ -31,12 +31,13 @@ from detectors.base import Signal
 from detectors.engine import DetectionEngine
 from detectors.events import TERMINAL_KINDS as TERMINAL_EVENT_KINDS
 from detectors.events import RunEvent, RunRow, fold_content
+from detectors.policy_rules import PolicyRunState
 from detectors.run_view import RunView
 from detectors.settings import DetectorSettings
 from dunetrace_sidecar.alerts import AlertDispatcher, deliveries_for
 from dunetrace_sidecar.baseline import BaselineCache
 from dunetrace_sidecar.metrics import Metrics
-from dunetrace_sidecar.policies import PolicyBook, PolicyRunState
+from dunetrace_sidecar.policies import PolicyBook
 from receiver.assemble import STATUS_COMPLETED, TERMINAL_STATUSES, RunState
 from receiver.content import Hasher
 from receiver.errors import BAD_DATA, QUEUE_FULL, SHUTTING_DOWN, STORE_UNAVAILABLE, ReceiverError

@@ -10,219 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from typing import Any
 
-from pydantic import ValidationError
-
 from detectors.base import HIGH, Signal, signal_id_for
-from detectors.events import (
-    CALLED_KINDS,
-    LLM_CALLED,
-    LLM_RESPONDED,
-    POLICY_TRIGGERED,
-    TOOL_CALLED,
-    TOOL_RESPONDED,
-    RunEvent,
-)
-from detectors.patterns import scan_injection
-from dunetrace_sidecar.models import PolicyInput, first_error
+from detectors.events import POLICY_TRIGGERED, RunEvent
+from detectors.policy_rules import Policy, PolicyRunState, due, observe, parse_policy
 
 POLICY_VIOLATION = "POLICY_VIOLATION"
-NUMERIC_TRIGGERS = frozenset({"tool_call_count", "step_count", "cost_usd", "error_count", "llm_latency_ms"})
-TEXT_TRIGGERS = frozenset({"finish_reason", "signal"})
-NUMERIC_OPERATORS = frozenset({"gt", "gte", "lt", "lte", "eq", "neq"})
-TEXT_OPERATORS = frozenset({"eq", "neq", "contains"})
-DEFAULT_PRIORITY = 100
-
-# USD per million tokens (input, output), by model-name prefix; the longest prefix wins.
-# Override or extend with `model_prices:` in the config file. Unknown models cost 0.
-DEFAULT_MODEL_PRICES: dict[str, tuple[float, float]] = {
-    "gpt-4o-mini": (0.15, 0.60),
-    "gpt-4o": (2.50, 10.00),
-    "gpt-4.1-nano": (0.10, 0.40),
-    "gpt-4.1-mini": (0.40, 1.60),
-    "gpt-4.1": (2.00, 8.00),
-    "o4-mini": (1.10, 4.40),
-    "claude-haiku-4-5": (1.00, 5.00),
-    "claude-sonnet-4": (3.00, 15.00),
-    "claude-opus-4": (15.00, 75.00),
-}
-
-
-class PolicyError(ValueError):
-    def __init__(self, field_name: str, message: str) -> None:
-        super().__init__(f"{field_name}: {message}")
-        self.field = field_name
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    id: int
-    name: str
-    agent_id: str
-    trigger: str
-    operator: str
-    value: Any
-    action: str
-    params: Mapping[str, Any]
-    priority: int = DEFAULT_PRIORITY
-    enabled: bool = True
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "agent_id": self.agent_id,
-            "condition": {"trigger": self.trigger, "operator": self.operator, "value": self.value},
-            "action": {"type": self.action, "params": dict(self.params)},
-            "priority": self.priority,
-            "enabled": self.enabled,
-        }
-
-
-def parse_policy(body: Any, policy_id: int) -> Policy:
-    """A policy as stored (or sent): its shape by the model, then its rules; errors name the field."""
-    try:
-        checked = PolicyInput.model_validate(body)
-    except ValidationError as exc:
-        field_name, message, _ = first_error(exc)
-        raise PolicyError(field_name, message) from None
-    return policy_from_input(checked, policy_id)
-
-
-def policy_from_input(body: PolicyInput, policy_id: int) -> Policy:
-    """The rules the model's shape cannot say: the operator and value fit the trigger, the
-    action has what it needs, an injected prompt is no injection."""
-    trigger, operator, value = body.condition.trigger, body.condition.operator, body.condition.value
-    allowed = NUMERIC_OPERATORS if trigger in NUMERIC_TRIGGERS else TEXT_OPERATORS
-    if operator not in allowed:
-        raise PolicyError(
-            "condition.operator", f"{operator!r} does not apply to {trigger}; one of {', '.join(sorted(allowed))}"
-        )
-    if trigger in NUMERIC_TRIGGERS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise PolicyError("condition.value", f"{trigger} takes a finite number, got {value!r}")
-    elif not isinstance(value, str) or not value:
-        raise PolicyError("condition.value", f"{trigger} takes a non-empty string, got {value!r}")
-    params = body.action.params or {}
-    if not _json_safe(params):
-        raise PolicyError("action.params", "numbers must be finite (NaN and Infinity are not JSON)")
-    if body.action.type == "switch_model":
-        model = params.get("model")
-        if not isinstance(model, str) or not model.strip():
-            raise PolicyError("action.params.model", "switch_model needs the model to switch to")
-    if body.action.type == "inject_prompt":
-        prompt = params.get("prompt")
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise PolicyError("action.params.prompt", "inject_prompt needs the prompt to inject")
-        found = scan_injection(prompt)
-        if found is not None:
-            raise PolicyError(
-                "action.params.prompt", f"matches injection patterns ({', '.join(found.matched_patterns)})"
-            )
-    return Policy(
-        id=policy_id,
-        name=body.name.strip(),
-        agent_id=body.agent_id.strip(),
-        trigger=trigger,
-        operator=operator,
-        value=value,
-        action=body.action.type,
-        params=dict(params),
-        priority=body.priority,
-        enabled=body.enabled,
-    )
-
-
-def _json_safe(value: Any) -> bool:
-    if isinstance(value, float):
-        return math.isfinite(value)
-    if isinstance(value, Mapping):
-        return all(_json_safe(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_json_safe(v) for v in value)
-    return True
-
-
-def matches(operator: str, observed: Any, value: Any, trigger: str) -> bool:
-    if observed is None:
-        return False
-    if trigger == "signal":  # "eq" and "contains" both mean: this failure type has fired in the run
-        fired = value in observed
-        return not fired if operator == "neq" else fired
-    if operator == "contains":
-        return str(value).lower() in str(observed).lower()
-    if operator == "eq":
-        return bool(observed == value)
-    if operator == "neq":
-        return bool(observed != value)
-    if not isinstance(observed, (int, float)):
-        return False
-    return {
-        "gt": observed > value,
-        "gte": observed >= value,
-        "lt": observed < value,
-        "lte": observed <= value,
-    }[operator]
-
-
-def price_of(model: str | None, prices: Mapping[str, tuple[float, float]]) -> tuple[float, float]:
-    if not model:
-        return (0.0, 0.0)
-    best = ""
-    for prefix in prices:
-        if model.startswith(prefix) and len(prefix) > len(best):
-            best = prefix
-    return prices[best] if best else (0.0, 0.0)
-
-
-@dataclass(slots=True)
-class PolicyRunState:
-    """What policies observe of one run, kept alongside its detectors' view."""
-
-    tool_calls: int = 0
-    steps: int = 0
-    errors: int = 0
-    cost_usd: float = 0.0
-    fired_types: set[str] = field(default_factory=set)
-    fired_policies: set[int] = field(default_factory=set)
-    pending_models: dict[str, tuple[str | None, int]] = field(default_factory=dict)
-
-    def observe(self, event: RunEvent, prices: Mapping[str, tuple[float, float]]) -> dict[str, Any]:
-        """Fold the event in; the values this event changed (a log policy fires once per change)."""
-        p = event.payload
-        observed: dict[str, Any] = {}
-        if event.kind in CALLED_KINDS:
-            self.steps += 1
-            observed["step_count"] = self.steps
-        if event.kind == LLM_CALLED:
-            self.pending_models[event.call_id] = (p.get("model"), int(p.get("prompt_tokens") or 0))
-            if len(self.pending_models) > 64:
-                self.pending_models.pop(next(iter(self.pending_models)))
-        elif event.kind == TOOL_CALLED:
-            self.tool_calls += 1
-            observed["tool_call_count"] = self.tool_calls
-        elif event.kind == TOOL_RESPONDED:
-            if p.get("success") is False:
-                self.errors += 1
-                observed["error_count"] = self.errors
-        elif event.kind == LLM_RESPONDED:
-            model, prompt_tokens = self.pending_models.pop(event.call_id, (None, 0))
-            price_in, price_out = price_of(model, prices)
-            completion = int(p.get("completion_tokens") or 0)
-            self.cost_usd += (prompt_tokens * price_in + completion * price_out) / 1_000_000
-            observed["cost_usd"] = round(self.cost_usd, 6)
-            observed["finish_reason"] = p.get("finish_reason")
-            observed["llm_latency_ms"] = p.get("latency_ms")
-            if p.get("error_type"):
-                self.errors += 1
-                observed["error_count"] = self.errors
-        return observed
 
 
 class PolicyBook:
@@ -270,24 +67,12 @@ class PolicyBook:
         new_signals: list[Signal],
     ) -> tuple[list[RunEvent], list[Signal]]:
         """After one event (and the signals it raised): the policies it triggers."""
-        observed = state.observe(event, self.prices)
-        state.fired_types.update(s.failure_type for s in new_signals)
-        if new_signals:
-            observed["signal"] = frozenset(state.fired_types)
+        observed = observe(state, event, (s.failure_type for s in new_signals), self.prices)
         if not observed:
             return [], []
         events: list[RunEvent] = []
         signals: list[Signal] = []
-        for policy in self.for_agent(agent_id):
-            if policy.trigger not in observed:
-                continue
-            if policy.action != "log" and policy.id in state.fired_policies:
-                continue
-            value = observed[policy.trigger]
-            if not matches(policy.operator, value, policy.value, policy.trigger):
-                continue
-            shown = sorted(value) if isinstance(value, frozenset) else value
-            state.fired_policies.add(policy.id)
+        for policy, shown in due(self.for_agent(agent_id), state, observed):
             event_id = f"policy:{policy.id}" if policy.action != "log" else f"policy:{policy.id}:{event.event_id}"
             payload = {
                 "policy_id": policy.id,
@@ -361,18 +146,19 @@ class PolicyService:
         batch = WriteBatch(policies_put=rows)
         await asyncio.wrap_future(self._store.submit(batch))
 
-    async def create(self, body: PolicyInput) -> Policy:
+    async def create(self, body: Any) -> Policy:
+        """Raises PolicyError for a policy that cannot be."""
         async with self._lock:
-            policy = policy_from_input(body, self.book.next_id())
+            policy = parse_policy(body, self.book.next_id())
             await self._persist([policy], [])
             self.book.put(policy)
             return policy
 
-    async def replace(self, policy_id: int, body: PolicyInput) -> Policy | None:
+    async def replace(self, policy_id: int, body: Any) -> Policy | None:
         async with self._lock:
             if self.book.get(policy_id) is None:
                 return None
-            policy = policy_from_input(body, policy_id)
+            policy = parse_policy(body, policy_id)
             await self._persist([policy], [])
             self.book.put(policy)
             return policy
