@@ -1,0 +1,145 @@
+"""Content reduced in the agent's process: what leaves it is a length, a ``sha256:`` hash or an
+injection label, never the text (docs/sdk-spans.md). Hashes match the sidecar's receiver:
+``sha256:`` + 64 lowercase hex of the UTF-8 text; tool arguments as sorted, compact JSON."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._detectors.patterns import scan_injection
+
+INPUT = "input"
+TOOL_RESULT = "tool_result"
+RETRIEVAL = "retrieval"
+
+# The receiver's normalisation of provider finish reasons (receiver/content.py): the detectors
+# compare against the normalised values.
+_FINISH_REASONS = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool_calls",
+    "tool_call": "tool_calls",
+    "tool_use": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "safety": "content_filter",
+}
+
+
+def sha256_text(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def text_of(value: Any) -> str:
+    """Text as it is; anything else (messages, dicts) as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
+
+
+def canonical_arguments(value: Any) -> str:
+    """Tool arguments as sorted, compact JSON (a JSON string is parsed first), so the same call
+    hashes the same whether the agent passed a dict or the model's JSON text."""
+    if isinstance(value, str):
+        if value[:1] not in ("{", "["):
+            return value
+        try:
+            value = json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+    if value is None:
+        return ""
+    try:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Reduced:
+    """One piece of content, reduced: its hash, its length, the injection patterns it matched."""
+
+    hash: str
+    length: int
+    injection: tuple[str, ...] = ()
+    source: str = ""
+
+    def injection_payload(self) -> dict[str, Any] | None:
+        if not self.injection:
+            return None
+        return {
+            "matched_patterns": list(self.injection),
+            "matched_pattern_count": len(self.injection),
+            "input_length": self.length,
+            "source": self.source,
+        }
+
+    def injection_attributes(self) -> dict[str, Any]:
+        if not self.injection:
+            return {}
+        return {
+            "dunetrace.injection.patterns": list(self.injection),
+            "dunetrace.injection.source": self.source,
+            "dunetrace.injection.input_length": self.length,
+        }
+
+
+def reduce(text: str, scan_source: str | None = None) -> Reduced:
+    """Hash and length of ``text``; with ``scan_source``, also the injection patterns it matches."""
+    found = scan_injection(text) if scan_source and text else None
+    return Reduced(
+        sha256_text(text), len(text), found.matched_patterns if found else (), (scan_source or "") if found else ""
+    )
+
+
+def normalise_finish_reason(raw: str | None) -> str | None:
+    if not raw:
+        return None
+    lowered = raw.lower()
+    return _FINISH_REASONS.get(lowered, lowered)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRequest:
+    """A tool call the completion asked for."""
+
+    name: str
+    call_id: str
+    args_hash: str
+    args_length: int
+
+
+def tool_requests(items: Any) -> list[ToolRequest]:
+    """The tool calls a completion asked for, from dicts (``{"name", "id", "arguments"}`` or the
+    OpenAI shape ``{"id", "function": {"name", "arguments"}}``) or objects with those attributes."""
+    out: list[ToolRequest] = []
+    for item in items or ():
+        get = item.get if isinstance(item, Mapping) else lambda key, default=None, o=item: getattr(o, key, default)
+        function = get("function")
+        if function is not None:
+            fget = (
+                function.get
+                if isinstance(function, Mapping)
+                else lambda key, default=None, o=function: getattr(o, key, default)
+            )
+            name, arguments = fget("name"), fget("arguments")
+        else:
+            name = get("name")
+            arguments = get("arguments", get("args", get("input")))
+        if not isinstance(name, str) or not name:
+            continue
+        call_id = get("id") or get("call_id") or ""
+        args = canonical_arguments(arguments)
+        out.append(ToolRequest(name, str(call_id), sha256_text(args), len(args)))
+    return out

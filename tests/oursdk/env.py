@@ -1,0 +1,138 @@
+"""The environment our own SDK (sdk/python, distribution ``dunetrace``) runs in for its tests.
+
+A venv of its own at ``<repo>/.oursdkenv`` holding only the SDK's wheel and what the wheel
+depends on (OpenTelemetry pinned by ``constraints.txt``): never the repo's ``.venv``, and never
+``.sdkenv`` (the published ``dunetrace``, same import name). The wheel is built from
+``sdk/python`` with ``pip wheel`` (hatchling from PyPI, build isolation) and the venv is reused
+while the stamp ``.oursdkenv/.sources.sha256`` holds the digest of the SDK's sources, the
+detectors the wheel carries and the constraints. Built the way tests/sdk/env.py builds
+``.sdkenv`` (its helpers are used here): bounded steps, a file lock against two builders.
+
+By hand::
+
+    .venv/bin/python -m tests.oursdk.env      # build (or check) it and print its python
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from tests.sdk.env import (
+    CHECK_TIMEOUT_S,
+    LOCK_TIMEOUT_S,
+    PIP_TIMEOUT_S,
+    VENV_TIMEOUT_S,
+    SdkEnv,
+    SdkEnvError,
+    _base_python,
+    _python_in,
+    _run,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+HERE = Path(__file__).resolve().parent
+SDK_SOURCE = ROOT / "sdk" / "python"
+DETECTORS = ROOT / "detectors"
+CONSTRAINTS = HERE / "constraints.txt"
+SCRIPTS = HERE / "scripts"
+OURSDKENV = Path(os.environ.get("DUNETRACE_OURSDKENV", str(ROOT / ".oursdkenv")))
+STAMP_NAME = ".sources.sha256"
+SDK_VERSION = "0.6.0.dev0"
+
+
+def _inputs() -> list[Path]:
+    files = [SDK_SOURCE / "pyproject.toml", SDK_SOURCE / "README.md", CONSTRAINTS]
+    for tree in (SDK_SOURCE / "src", DETECTORS):
+        files += [p for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    return sorted(files)
+
+
+def sources_digest() -> str:
+    """What the venv was built from: every file of the SDK's sources, of detectors/, and the pins."""
+    digest = hashlib.sha256()
+    for path in _inputs():
+        digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _is_current(venv: Path, digest: str) -> bool:
+    stamp = venv / STAMP_NAME
+    return _python_in(venv).exists() and stamp.exists() and stamp.read_text().strip() == digest
+
+
+def _build(venv: Path, digest: str) -> None:
+    if venv.exists():
+        shutil.rmtree(venv)
+    _run([_base_python(), "-m", "venv", str(venv)], VENV_TIMEOUT_S, f"python -m venv {venv}")
+    python = str(_python_in(venv))
+    wheelhouse = venv / "wheelhouse"
+    log = _run(
+        [python, "-m", "pip", "wheel", "--no-deps", "--timeout", "60", "-w", str(wheelhouse), str(SDK_SOURCE)],
+        PIP_TIMEOUT_S,
+        "pip wheel sdk/python",
+    )
+    wheels = sorted(wheelhouse.glob("dunetrace-*.whl"))
+    if len(wheels) != 1:
+        raise SdkEnvError(f"pip wheel made {[w.name for w in wheels]}, expected one dunetrace wheel:\n{log[-5000:]}")
+    log += _run(
+        [python, "-m", "pip", "install", "--timeout", "60", "--retries", "3", "-c", str(CONSTRAINTS), str(wheels[0])],
+        PIP_TIMEOUT_S,
+        f"pip install {wheels[0].name} into {venv}",
+    )
+    (venv / "pip-install.log").write_text(log)
+    check = _run(
+        [python, "-c", "import importlib.metadata as m, dunetrace; print(m.version('dunetrace'))"],
+        CHECK_TIMEOUT_S,
+        "importing dunetrace in our SDK's environment",
+    ).strip()
+    if check.splitlines()[-1:] != [SDK_VERSION]:
+        raise SdkEnvError(f"our SDK's environment has dunetrace {check!r}, expected {SDK_VERSION}")
+    (venv / STAMP_NAME).write_text(digest + "\n")
+
+
+def ensure_oursdk_env(venv: Path = OURSDKENV) -> SdkEnv:
+    """The environment, rebuilt when the SDK's sources, detectors/ or the pins changed."""
+    started = time.monotonic()
+    digest = sources_digest()
+    if _is_current(venv, digest):
+        return SdkEnv(venv, _python_in(venv), False, time.monotonic() - started)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = venv.parent / (venv.name + ".lock")
+    with lock_path.open("w") as lock:
+        deadline = time.monotonic() + LOCK_TIMEOUT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise SdkEnvError(f"another process held {lock_path} for over {LOCK_TIMEOUT_S}s") from None
+                time.sleep(0.5)
+        try:
+            built = not _is_current(venv, digest)
+            if built:
+                _build(venv, digest)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return SdkEnv(venv, _python_in(venv), built, time.monotonic() - started)
+
+
+def main() -> int:
+    try:
+        env = ensure_oursdk_env()
+    except SdkEnvError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    state = f"built in {env.seconds:.1f}s" if env.built else "up to date"
+    print(f"{env.python} ({state})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
