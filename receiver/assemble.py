@@ -41,6 +41,9 @@ STATUS_COMPLETED = "completed"
 STATUS_ERRORED = "errored"
 STATUS_STALLED = "stalled"
 TERMINAL_STATUSES = frozenset({STATUS_COMPLETED, STATUS_ERRORED})
+POLICY_VIOLATION = "policy_violation"
+# What our SDK's root span may declare for a run that did not fail ("error" goes with an error status).
+COMPLETED_EXIT_REASONS = frozenset({"final_answer", "completed", POLICY_VIOLATION})
 
 SYNTHETIC_PREFIX = "req:"  # call ids of tool calls built from LLM requests
 SDK_PREFIX = "sdk:"  # event ids of the Dunetrace SDK's events (POST /v1/ingest)
@@ -107,6 +110,7 @@ class RunState:
     ended_ns: int | None = None
     last_event_ns: int = 0
     exit_reason: str | None = None
+    declared_exit: str | None = None  # the exit reason our SDK's root span declared (docs/sdk-spans.md)
     root_seen: bool = False
     steps: int = 0
     llm_calls: int = 0
@@ -395,6 +399,7 @@ class RunState:
                 "input_hash": root.input_hash if root else None,
                 "input_length": root.input_length if root else None,
                 "injection": _injection(root.injection) if root else None,
+                "agent_version": span.agent_version,
             }
         )
         out.append(
@@ -405,27 +410,43 @@ class RunState:
         """Each parentless span records its end; the run's end and status are those of the one
         that ended last (an error wins a tie), whatever order they arrive in."""
         self._flush_pending(None, out)
+        for index, policy in enumerate(span.policies):  # our SDK's local policies that fired
+            event_id = f"{span.span_id}:{ev.POLICY_TRIGGERED}:{index}"
+            out.append(self._event(event_id, ev.POLICY_TRIGGERED, policy.ts_ns, span.span_id, dict(policy.payload)))
         ended_last = self.status not in TERMINAL_STATUSES or (span.end_ns, span.is_error) >= (
             self.ended_ns or 0,
             self.status == STATUS_ERRORED,
         )
+        if ended_last:
+            self.declared_exit = span.exit_reason
         if span.is_error:
             kind = ev.RUN_ERRORED
+            policy_stop = span.exit_reason == POLICY_VIOLATION
             payload = _drop_none(
-                {"error_type": span.error_type, "error_hash": span.error_hash, "total_steps": self.steps}
+                {
+                    "error_type": span.error_type,
+                    "error_hash": span.error_hash,
+                    "total_steps": self.steps,
+                    "exit_reason": POLICY_VIOLATION if policy_stop else None,
+                }
             )
             if ended_last:
-                self.status, self.exit_reason = STATUS_ERRORED, "error"
+                self.status, self.exit_reason = STATUS_ERRORED, POLICY_VIOLATION if policy_stop else "error"
         else:
             kind = ev.RUN_COMPLETED
             if ended_last:
                 self.status, self.exit_reason = STATUS_COMPLETED, self._exit_reason()
-            payload = {"exit_reason": self._exit_reason(), "total_steps": self.steps}
+            payload = {"exit_reason": self._exit_reason(span.exit_reason), "total_steps": self.steps}
         if ended_last:
             self.ended_ns = span.end_ns
         out.append(self._event(f"{span.span_id}:{kind}", kind, span.end_ns, span.span_id, payload))
 
-    def _exit_reason(self) -> str:
+    def _exit_reason(self, declared: str | None = "") -> str:
+        """How a completed run ended: as our SDK's root declared it, else ``final_answer`` right
+        after a text answer. ``declared`` is a root's own (default: the one that ended last)."""
+        declared = self.declared_exit if declared == "" else declared
+        if declared in COMPLETED_EXIT_REASONS:
+            return declared
         final = self.last_llm is not None and self.last_llm[1] == "stop" and not self.last_llm[2]
         return "final_answer" if final else "completed"
 
@@ -724,7 +745,7 @@ class RunState:
                 # The arguments the model asked for, when a request is known: the span's own
                 # input is shaped by each framework (envelopes, per-step metadata).
                 "args_hash": (request.args_hash if request else None) or tool.args_hash,
-                "args_length": request.args_length if request and request.args_hash else tool.args_length,
+                "args_length": _args_length(request, tool.args_hash, tool.args_length),
                 "call_id": span.span_id,
                 "tool_call_id": tool.call_id or (request.call_id if request else None),
             }
@@ -818,7 +839,12 @@ class RunState:
         if span.is_error:
             self.errors += 1
         called = _drop_none(
-            {"index_name": retrieval.index_name, "query_hash": retrieval.query_hash, "call_id": span.span_id}
+            {
+                "index_name": retrieval.index_name,
+                "query_hash": retrieval.query_hash,
+                "query_length": retrieval.query_length,
+                "call_id": span.span_id,
+            }
         )
         responded = _drop_none(
             {
@@ -911,6 +937,8 @@ class RunState:
         if event.kind == ev.RUN_STARTED:
             self.root_seen = True
             self.agent_settled = True
+        elif event.kind in (ev.RUN_COMPLETED, ev.RUN_ERRORED) and payload.get("exit_reason") == POLICY_VIOLATION:
+            self.declared_exit = POLICY_VIOLATION  # our SDK's root said so: no later span changes it
         elif event.kind == ev.LLM_CALLED:
             self.first_model = self.first_model or payload.get("model")
             self.replay_calls[event.call_id] = (
@@ -927,7 +955,7 @@ class RunState:
                 self.call_by_response[payload["response_id"]] = record
             self.llm_by_id[event.call_id] = record
             requests = [
-                ToolRequest(r.get("call_id"), r["name"], r["args_hash"], r["args_length"])
+                ToolRequest(r.get("call_id"), r["name"], r.get("args_hash"), r.get("args_length"))
                 for r in payload.get("tool_requests", ())
             ]
             if self.last_llm is None or event.ts_ns >= self.last_llm[0]:
@@ -999,6 +1027,16 @@ def _first_open_where(queue: list[M] | None, allowed: Callable[[M], bool]) -> M 
     return next((item for item in queue if not item.matched and allowed(item)), None)
 
 
+def _args_length(request: _Request | None, span_hash: str | None, span_length: int | None) -> int | None:
+    """The length of the arguments a tool call is recorded with: the request's when its hash is
+    taken, else the span's (our SDK's requests carry no length: the span's, if the same hash)."""
+    if request is None or not request.args_hash:
+        return span_length
+    if request.args_length is None and request.args_hash == span_hash:
+        return span_length
+    return request.args_length
+
+
 def _request_payload(request: ToolRequest) -> dict[str, Any]:
     return _drop_none(
         {
@@ -1067,7 +1105,7 @@ def _content_from_payload(run_id: str, event: RunEvent) -> LogContent:
             p.get("output_hash"),
             p.get("output_length"),
             tuple(
-                ToolRequest(r.get("call_id"), r["name"], r["args_hash"], r["args_length"])
+                ToolRequest(r.get("call_id"), r["name"], r.get("args_hash"), r.get("args_length"))
                 for r in p.get("tool_requests", ())
             ),
             p.get("finish_reason"),

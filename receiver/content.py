@@ -348,12 +348,13 @@ class ToolResultSeen:
 
 @dataclass(frozen=True, slots=True)
 class ToolRequest:
-    """A tool call an LLM response requested, reduced to hashes."""
+    """A tool call an LLM response requested, reduced to hashes (our SDK's spans send the
+    arguments' hash without their length)."""
 
     call_id: str | None
     name: str
-    args_hash: str
-    args_length: int
+    args_hash: str | None
+    args_length: int | None
 
 
 @dataclass(frozen=True, slots=True)

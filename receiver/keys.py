@@ -126,6 +126,64 @@ EVENT_COMPLETION_ATTR = "gen_ai.completion"
 EVENT_CONTENT_ATTR = "gen_ai.event.content"  # semconv 1.27 message events as span events: JSON body
 SPAN_CONTENT_EVENTS = GEN_AI_LOG_EVENTS | {EVENT_CONTENT_PROMPT, EVENT_CONTENT_COMPLETION}
 
+# --- our in-process SDK (docs/sdk-spans.md): content reduced in the agent's process ----------
+# Spans of this scope carry the reduced features as ``dunetrace.*`` attributes; they are read
+# (and validated) only on spans of this scope.
+DUNETRACE_SPANS_SCOPE = "dunetrace.sdk"
+DT_AGENT_VERSION = "dunetrace.agent.version"  # root
+DT_EXIT_REASON = "dunetrace.exit_reason"  # root
+DT_PROMPT_HASH = "dunetrace.prompt.hash"  # LLM
+DT_PROMPT_LENGTH = "dunetrace.prompt.length"
+DT_OUTPUT_HASH = "dunetrace.output.hash"
+DT_OUTPUT_LENGTH = "dunetrace.output.length"
+DT_TOOL_REQUEST_NAMES = "dunetrace.tool_requests.names"  # string[], parallel:
+DT_TOOL_REQUEST_IDS = "dunetrace.tool_requests.ids"  # string[] ("" when none)
+DT_TOOL_REQUEST_ARGS_HASHES = "dunetrace.tool_requests.args_hashes"  # string[]
+DT_TOOL_ARGS_HASH = "dunetrace.tool.args.hash"  # tool
+DT_TOOL_ARGS_LENGTH = "dunetrace.tool.args.length"
+DT_TOOL_RESULT_HASH = "dunetrace.tool.result.hash"
+DT_TOOL_RESULT_LENGTH = "dunetrace.tool.result.length"
+DT_RETRIEVAL_QUERY_HASH = "dunetrace.retrieval.query.hash"  # retrieval
+DT_RETRIEVAL_QUERY_LENGTH = "dunetrace.retrieval.query.length"
+DT_RETRIEVAL_RESULT_COUNT = "dunetrace.retrieval.result_count"
+DT_RETRIEVAL_TOP_SCORE = "dunetrace.retrieval.top_score"
+DT_INJECTION_PATTERNS = "dunetrace.injection.patterns"  # LLM, tool, retrieval: string[]
+DT_INJECTION_SOURCE = "dunetrace.injection.source"
+DT_INJECTION_INPUT_LENGTH = "dunetrace.injection.input_length"
+# A local policy that fired: a span event on the root span, with these attributes.
+DT_POLICY_EVENT = "dunetrace.policy.triggered"
+DT_POLICY_ID = "dunetrace.policy.id"
+DT_POLICY_NAME = "dunetrace.policy.name"
+DT_POLICY_TRIGGER = "dunetrace.policy.trigger"
+DT_POLICY_OPERATOR = "dunetrace.policy.operator"
+DT_POLICY_VALUE = "dunetrace.policy.value"  # JSON
+DT_POLICY_OBSERVED = "dunetrace.policy.observed"  # JSON
+DT_POLICY_ACTION = "dunetrace.policy.action"
+DUNETRACE_SPAN_KEYS: frozenset[str] = frozenset(
+    {
+        DT_AGENT_VERSION,
+        DT_EXIT_REASON,
+        DT_PROMPT_HASH,
+        DT_PROMPT_LENGTH,
+        DT_OUTPUT_HASH,
+        DT_OUTPUT_LENGTH,
+        DT_TOOL_REQUEST_NAMES,
+        DT_TOOL_REQUEST_IDS,
+        DT_TOOL_REQUEST_ARGS_HASHES,
+        DT_TOOL_ARGS_HASH,
+        DT_TOOL_ARGS_LENGTH,
+        DT_TOOL_RESULT_HASH,
+        DT_TOOL_RESULT_LENGTH,
+        DT_RETRIEVAL_QUERY_HASH,
+        DT_RETRIEVAL_QUERY_LENGTH,
+        DT_RETRIEVAL_RESULT_COUNT,
+        DT_RETRIEVAL_TOP_SCORE,
+        DT_INJECTION_PATTERNS,
+        DT_INJECTION_SOURCE,
+        DT_INJECTION_INPUT_LENGTH,
+    }
+)
+
 # Every exact key the span reader keeps.
 WANTED_KEYS: frozenset[str] = frozenset(
     {
@@ -176,3 +234,5 @@ WANTED_PREFIXES: tuple[str, ...] = (
     OI_TOOLS_PREFIX,
     OI_RETRIEVAL_DOCUMENTS_PREFIX,
 )
+# What a span of our SDK's scope is read for: the above, and its features.
+DUNETRACE_SPANS_WANTED_KEYS: frozenset[str] = WANTED_KEYS | DUNETRACE_SPAN_KEYS

@@ -16,7 +16,6 @@ acknowledged and not stored.
 from __future__ import annotations
 
 import json
-import math
 import time
 import uuid
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ from typing import Any
 
 from detectors.patterns import scan_injection
 from receiver.content import Hasher, bounded_json_int, injection_from, merge_injections, normalise_finish_reason
-from receiver.spans import MAX_TIME_NS, as_count, as_name, as_number
+from receiver.spans import MAX_TIME_NS, as_count, as_name, as_number, policy_value
 
 MAX_EVENTS = 20_000  # per batch: the SDK sends at most 100, or its whole buffer (10,000) at shutdown
 MAX_LIST = 256  # tools of a run, values of a policy's list
@@ -302,22 +301,12 @@ def _retrieval_responded(p: Mapping[str, Any], hasher: Hasher) -> dict[str, Any]
     }
 
 
-def _policy_value(value: Any) -> Any:
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, (int, float)):
-        return value if math.isfinite(value) and abs(value) < 2**53 else None
-    if isinstance(value, list):
-        return _names(value)
-    return as_name(value)
-
-
 def _policy_triggered(p: Mapping[str, Any], hasher: Hasher) -> dict[str, Any]:
     return {
         "policy_name": as_name(p.get("policy_name")),
         "action_type": as_name(p.get("action_type")),
         "trigger": as_name(p.get("trigger")),
-        "value": _policy_value(p.get("value")),
+        "value": policy_value(p.get("value")),
         "source": "sdk",
     }
 

@@ -10,9 +10,10 @@ import ast
 import json
 import logging
 import math
+import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import Any
 
@@ -29,7 +30,9 @@ from receiver.content import (
     OutputFeatures,
     PromptFeatures,
     RequestedToolCall,
+    ToolRequest,
     bounded,
+    bounded_json_int,
     canonical_arguments,
     fill_from_blocks,
     injection_from,
@@ -87,6 +90,7 @@ class ToolFacts:
 class RetrievalFacts:
     index_name: str | None
     query_hash: str | None
+    query_length: int | None
     result_count: int | None
     top_score: float | None
     injection: Injection | None
@@ -97,6 +101,14 @@ class RootInput:
     input_hash: str
     input_length: int
     injection: Injection | None
+
+
+@dataclass(frozen=True, slots=True)
+class SdkPolicy:
+    """A local policy of our SDK that fired (a ``dunetrace.policy.triggered`` span event)."""
+
+    ts_ns: int
+    payload: Mapping[str, Any]  # the keys of the sidecar's own policy.triggered events, and source
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +131,11 @@ class SpanFacts:
     tool: ToolFacts | None = None
     retrieval: RetrievalFacts | None = None
     root_input: RootInput | None = None
+    # Our SDK's root span (docs/sdk-spans.md): the exit reason it declares, its agent version
+    # and the local policies that fired during the run.
+    exit_reason: str | None = None
+    agent_version: str | None = None
+    policies: tuple[SdkPolicy, ...] = ()
 
     @property
     def is_root(self) -> bool:
@@ -162,9 +179,8 @@ def any_value(value: pb_common.AnyValue) -> Any:
     return None
 
 
-def read_wanted(attributes: Iterable[pb_common.KeyValue]) -> dict[str, Any]:
+def read_wanted(attributes: Iterable[pb_common.KeyValue], wanted: frozenset[str] = k.WANTED_KEYS) -> dict[str, Any]:
     """Only the keys the translator uses; every other attribute is skipped unconverted."""
-    wanted = k.WANTED_KEYS
     prefixes = k.WANTED_PREFIXES
     out: dict[str, Any] = {}
     for kv in attributes:
@@ -448,11 +464,12 @@ def llm_facts(
 
 def _answered(llm: LlmFacts, attrs: Mapping[str, Any]) -> bool:
     """Whether an LLM span records any part of a provider's answer: a finish reason, output,
-    token usage, a response id or a response model. A span that only describes a request is
-    no call (a failed call is one: its error is the answer)."""
+    tool requests, token usage, a response id or a response model. A span that only describes
+    a request is no call (a failed call is one: its error is the answer)."""
     return (
         llm.finish_reason is not None
         or llm.output.output_length is not None
+        or bool(llm.output.tool_requests)
         or llm.prompt_tokens is not None
         or llm.completion_tokens is not None
         or llm.response_id is not None
@@ -534,6 +551,7 @@ def retrieval_facts(attrs: Mapping[str, Any], hasher: Hasher) -> RetrievalFacts:
     return RetrievalFacts(
         index_name=as_name(_first(attrs, k.RETRIEVAL_INDEX_KEYS)),
         query_hash=hasher(_text(query) or "") if query is not None else None,
+        query_length=len(_text(query) or "") if query is not None else None,
         result_count=len(docs[0]) if docs is not None else None,
         top_score=max(docs[1]) if docs and docs[1] else None,
         injection=injection,
@@ -566,6 +584,192 @@ def _error(span: pb_trace.Span, attrs: Mapping[str, Any], hasher: Hasher) -> tup
     return True, error_type or "error", hasher(message) if message else None
 
 
+# --- our SDK's spans: content reduced in the agent's process (docs/sdk-spans.md) --------------
+# Their ``dunetrace.*`` features are taken instead of reducing content here; each value is
+# checked on its own and a malformed one is ignored (as absent), never the span.
+
+SHA256_HASH = re.compile(r"sha256:[0-9a-f]{64}")
+MAX_SDK_LIST = 128  # tool requests of one response, injection labels of one text
+MAX_POLICY_EVENTS = 64  # policy events read from one root span
+MAX_POLICY_LIST = 256  # values of a policy's list
+MAX_POLICY_JSON = 4096  # characters of a policy's value or observed value (JSON)
+INJECTION_SOURCES = frozenset({"input", "tool_result", "retrieval"})
+DECLARED_EXIT_REASONS = frozenset({"final_answer", "completed", "error", "policy_violation"})
+
+
+def as_hash(value: Any) -> str | None:
+    """A content hash as our SDK sends it (``sha256:`` + 64 lowercase hex), else absent."""
+    return value if isinstance(value, str) and len(value) == 71 and SHA256_HASH.fullmatch(value) else None
+
+
+def _either(value: Any, fallback: Any) -> Any:
+    return fallback if value is None else value
+
+
+def _sdk_injection(attrs: Mapping[str, Any], source: str) -> Injection | None:
+    """``dunetrace.injection.*``: the labels that matched (the only required part), the source
+    (``source`` when missing or unknown) and the scanned length (0 when missing)."""
+    raw = attrs.get(k.DT_INJECTION_PATTERNS)
+    if not isinstance(raw, list):
+        return None
+    labels = tuple(dict.fromkeys(bounded(v) for v in raw[:MAX_SDK_LIST] if isinstance(v, str) and v))
+    if not labels:
+        return None
+    declared = attrs.get(k.DT_INJECTION_SOURCE)
+    length = as_count(attrs.get(k.DT_INJECTION_INPUT_LENGTH))
+    return Injection(labels, length or 0, declared if declared in INJECTION_SOURCES else source)
+
+
+def _sdk_tool_requests(attrs: Mapping[str, Any]) -> tuple[ToolRequest, ...] | None:
+    """The parallel ``dunetrace.tool_requests.*`` arrays as requests (None: not sent). An entry
+    without a usable name is left out; a missing or malformed id or hash is absent."""
+    names = attrs.get(k.DT_TOOL_REQUEST_NAMES)
+    if not isinstance(names, list):
+        return None
+    ids = attrs.get(k.DT_TOOL_REQUEST_IDS)
+    hashes = attrs.get(k.DT_TOOL_REQUEST_ARGS_HASHES)
+    ids = ids if isinstance(ids, list) else []
+    hashes = hashes if isinstance(hashes, list) else []
+    requests = []
+    for index, name in enumerate(names[:MAX_SDK_LIST]):
+        if not isinstance(name, str) or not name:
+            continue
+        call_id = ids[index] if index < len(ids) and isinstance(ids[index], str) else None
+        args_hash = as_hash(hashes[index]) if index < len(hashes) else None
+        requests.append(ToolRequest(as_name(call_id), bounded(name), args_hash, None))
+    return tuple(requests)
+
+
+def sdk_llm_facts(llm: LlmFacts, attrs: Mapping[str, Any]) -> LlmFacts:
+    """An LLM call's features from our SDK's attributes, where they are given."""
+    prompt_hash = as_hash(attrs.get(k.DT_PROMPT_HASH))
+    prompt_length = as_count(attrs.get(k.DT_PROMPT_LENGTH))
+    injection = _sdk_injection(attrs, "input")
+    prompt = llm.prompt
+    if prompt_hash is not None or prompt_length is not None or injection is not None:
+        prompt = PromptFeatures(
+            prompt_hash or prompt.prompt_hash,
+            _either(prompt_length, prompt.prompt_length),
+            injection or prompt.injection,
+            prompt.tool_results,
+        )
+    output_hash = as_hash(attrs.get(k.DT_OUTPUT_HASH))
+    output_length = as_count(attrs.get(k.DT_OUTPUT_LENGTH))
+    requests = _sdk_tool_requests(attrs)
+    output = llm.output
+    if output_hash is not None or output_length is not None or requests is not None:
+        output = OutputFeatures(
+            output_hash or output.output_hash,
+            _either(output_length, output.output_length),
+            _either(requests, output.tool_requests),
+            output.finish_reason,
+        )
+    if prompt is llm.prompt and output is llm.output:
+        return llm
+    return replace(llm, prompt=prompt, output=output, finish_reason=_finish_reason(attrs, output))
+
+
+def sdk_tool_facts(tool: ToolFacts, attrs: Mapping[str, Any]) -> ToolFacts:
+    """A tool call's features from our SDK's attributes, where they are given."""
+    return replace(
+        tool,
+        args_hash=as_hash(attrs.get(k.DT_TOOL_ARGS_HASH)) or tool.args_hash,
+        args_length=_either(as_count(attrs.get(k.DT_TOOL_ARGS_LENGTH)), tool.args_length),
+        output_hash=as_hash(attrs.get(k.DT_TOOL_RESULT_HASH)) or tool.output_hash,
+        output_length=_either(as_count(attrs.get(k.DT_TOOL_RESULT_LENGTH)), tool.output_length),
+        injection=_sdk_injection(attrs, "tool_result") or tool.injection,
+    )
+
+
+def sdk_retrieval_facts(retrieval: RetrievalFacts, attrs: Mapping[str, Any]) -> RetrievalFacts:
+    """A retrieval's features from our SDK's attributes, where they are given."""
+    return replace(
+        retrieval,
+        query_hash=as_hash(attrs.get(k.DT_RETRIEVAL_QUERY_HASH)) or retrieval.query_hash,
+        query_length=_either(as_count(attrs.get(k.DT_RETRIEVAL_QUERY_LENGTH)), retrieval.query_length),
+        result_count=_either(as_count(attrs.get(k.DT_RETRIEVAL_RESULT_COUNT)), retrieval.result_count),
+        top_score=_either(as_number(attrs.get(k.DT_RETRIEVAL_TOP_SCORE)), retrieval.top_score),
+        injection=_sdk_injection(attrs, "retrieval") or retrieval.injection,
+    )
+
+
+def sdk_exit_reason(attrs: Mapping[str, Any]) -> str | None:
+    value = attrs.get(k.DT_EXIT_REASON)
+    return value if isinstance(value, str) and value in DECLARED_EXIT_REASONS else None
+
+
+def policy_value(value: Any) -> Any:
+    """A policy's threshold or observed value as kept: a bool, a finite number, a list of names
+    or a name (anything else is absent)."""
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) and abs(value) < 2**53 else None
+    if isinstance(value, list):
+        return [name for name in (as_name(v) for v in value[:MAX_POLICY_LIST]) if name]
+    return as_name(value)
+
+
+def _policy_json(value: Any) -> Any:
+    """``dunetrace.policy.value`` / ``.observed``: JSON text (a bare value is taken as it is)."""
+    if isinstance(value, str):
+        if len(value) > MAX_POLICY_JSON:
+            return None
+        try:
+            value = json.loads(value, parse_int=bounded_json_int)
+        except (ValueError, RecursionError):
+            return None
+    return policy_value(value)
+
+
+def _policy_id(value: Any) -> int | None:
+    """Local policies count from -1 downwards, so they never meet the sidecar's own ids."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and -MAX_COUNT <= value <= -1 else None
+
+
+_POLICY_KEYS = frozenset(
+    {
+        k.DT_POLICY_ID,
+        k.DT_POLICY_NAME,
+        k.DT_POLICY_TRIGGER,
+        k.DT_POLICY_OPERATOR,
+        k.DT_POLICY_VALUE,
+        k.DT_POLICY_OBSERVED,
+        k.DT_POLICY_ACTION,
+    }
+)
+
+
+def sdk_policies(events: Iterable[pb_trace.Span.Event], start_ns: int, end_ns: int) -> tuple[SdkPolicy, ...]:
+    """The ``dunetrace.policy.triggered`` events of our SDK's root span, as the payload of the
+    sidecar's own ``policy.triggered`` events (``source: "sdk"``). One without a usable policy
+    id is left out; other malformed values are absent. Times are kept within the span."""
+    found: list[SdkPolicy] = []
+    for event in events:
+        if event.name != k.DT_POLICY_EVENT:
+            continue
+        attrs = read_wanted(event.attributes, _POLICY_KEYS)
+        policy_id = _policy_id(attrs.get(k.DT_POLICY_ID))
+        if policy_id is None:
+            continue
+        payload = {
+            "policy_id": policy_id,
+            "policy_name": as_name(attrs.get(k.DT_POLICY_NAME)),
+            "action_type": as_name(attrs.get(k.DT_POLICY_ACTION)),
+            "action_params": {},  # not part of the span event
+            "trigger": as_name(attrs.get(k.DT_POLICY_TRIGGER)),
+            "operator": as_name(attrs.get(k.DT_POLICY_OPERATOR)),
+            "value": _policy_json(attrs.get(k.DT_POLICY_VALUE)),
+            "observed": _policy_json(attrs.get(k.DT_POLICY_OBSERVED)),
+            "source": "sdk",
+        }
+        ts_ns = min(max(_time_ns(event.time_unix_nano), start_ns), end_ns)
+        found.append(SdkPolicy(ts_ns, {key: value for key, value in payload.items() if value is not None}))
+        if len(found) >= MAX_POLICY_EVENTS:
+            break
+    return tuple(found)
+
+
 @dataclass(frozen=True, slots=True)
 class ResourceIdentity:
     name: str | None  # service.name (not the SDK's unknown_service placeholder)
@@ -575,22 +779,32 @@ class ResourceIdentity:
 def span_facts(span: pb_trace.Span, scope_name: str, service: ResourceIdentity, hasher: Hasher) -> SpanFacts:
     """Raises SpanRejected for spans whose ids cannot be used."""
     check_ids(span.trace_id, span.span_id, span.parent_span_id)
-    attrs = read_wanted(span.attributes)
+    ours = scope_name == k.DUNETRACE_SPANS_SCOPE
+    attrs = read_wanted(span.attributes, k.DUNETRACE_SPANS_WANTED_KEYS if ours else k.WANTED_KEYS)
     role = classify(attrs)
     is_error, error_type, error_hash = _error(span, attrs, hasher)
     is_root = not span.parent_span_id
     oi_agent = attrs.get(k.OPENINFERENCE_SPAN_KIND) == "AGENT"
     llm = llm_facts(attrs, scope_name, hasher, span.events) if role is SpanRole.LLM else None
+    if llm is not None and ours:
+        llm = sdk_llm_facts(llm, attrs)
     if llm is not None and not is_error and not _answered(llm, attrs):
         # An LLM-kind span with no provider answer behind it (LlamaIndex's
         # ``_prepare_chat_with_tools``): part of the run's shape, not a call.
         role, llm = SpanRole.STRUCTURE, None
+    tool = tool_facts(attrs, hasher, span.events) if role is SpanRole.TOOL else None
+    retrieval = retrieval_facts(attrs, hasher) if role is SpanRole.RETRIEVAL else None
+    if ours:
+        tool = sdk_tool_facts(tool, attrs) if tool is not None else None
+        retrieval = sdk_retrieval_facts(retrieval, attrs) if retrieval is not None else None
+    start_ns = _time_ns(span.start_time_unix_nano)
+    end_ns = _time_ns(max(span.end_time_unix_nano, span.start_time_unix_nano))
     return SpanFacts(
         run_id=run_id_from_trace_id(span.trace_id),
         span_id=span.span_id.hex(),
         parent_id=span.parent_span_id.hex(),
-        start_ns=_time_ns(span.start_time_unix_nano),
-        end_ns=_time_ns(max(span.end_time_unix_nano, span.start_time_unix_nano)),
+        start_ns=start_ns,
+        end_ns=end_ns,
         role=role,
         is_error=is_error,
         error_type=error_type,
@@ -605,9 +819,12 @@ def span_facts(span: pb_trace.Span, scope_name: str, service: ResourceIdentity, 
         resource_agent_name=service.agent_name,
         agent_span_name=as_name(span.name) if oi_agent else None,
         llm=llm,
-        tool=tool_facts(attrs, hasher, span.events) if role is SpanRole.TOOL else None,
-        retrieval=retrieval_facts(attrs, hasher) if role is SpanRole.RETRIEVAL else None,
+        tool=tool,
+        retrieval=retrieval,
         root_input=root_input(attrs, hasher) if is_root else None,
+        exit_reason=sdk_exit_reason(attrs) if ours and is_root else None,
+        agent_version=as_name(attrs.get(k.DT_AGENT_VERSION)) if ours and is_root else None,
+        policies=sdk_policies(span.events, start_ns, end_ns) if ours and is_root else (),
     )
 
 
@@ -783,6 +1000,7 @@ __all__ = [
     "LogContent",
     "RetrievalFacts",
     "RootInput",
+    "SdkPolicy",
     "SpanFacts",
     "SpanRejected",
     "SpanRole",
