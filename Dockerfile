@@ -18,7 +18,8 @@ FROM ${PYTHON_IMAGE} AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
+COPY proto/ proto/
 COPY dunetrace_sidecar/ dunetrace_sidecar/
 COPY receiver/ receiver/
 COPY detectors/ detectors/

@@ -20,11 +20,14 @@ from typing import Any
 import grpc
 from aiohttp import web
 
+from detectors.base import Signal
 from detectors.engine import DetectionEngine
+from detectors.events import RunEvent
 from dunetrace_sidecar.alerts import SLACK, WEBHOOK, AlertDispatcher, Destination
 from dunetrace_sidecar.api import SdkBackend, build_api_app
 from dunetrace_sidecar.baseline import BaselineCache
 from dunetrace_sidecar.config import SETTINGS, Config, ConfigError, Endpoint, TlsConfig, load
+from dunetrace_sidecar.decisions import DecisionsService
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.pipeline import Pipeline
 from dunetrace_sidecar.policies import PolicyBook, PolicyService
@@ -161,6 +164,9 @@ class Daemon:
             cfg.receiver.keys,
             handshake_timeout_seconds=cfg.receiver.read_timeout_seconds,
         )
+        # Live decisions for our SDK share the gRPC listener; they are the API's, so its keys.
+        decisions = DecisionsService(self.pipeline.decisions, self._stored_decisions, cfg.api.keys)
+        self._grpc.add_generic_rpc_handlers(decisions.handlers())
         grpc_ep = cfg.receiver.grpc_endpoint
         try:
             if receiver_tls is not None:
@@ -300,6 +306,10 @@ class Daemon:
             raise ConfigError(f"{name}.tls.{exc.field}: {exc}") from None
         self._tls.append(server_tls)
         return server_tls
+
+    def _stored_decisions(self, run_id: str) -> tuple[list[RunEvent], list[Signal]]:
+        """A watched run's stored events and signals (executor thread): the decisions so far."""
+        return self.store.run_events(run_id), self.store.run_signals(run_id)
 
     def _warn_about_clear_text(self) -> None:
         """Keys sent over a network without TLS can be read on the way."""

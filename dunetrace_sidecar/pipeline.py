@@ -36,6 +36,7 @@ from detectors.run_view import RunView
 from detectors.settings import DetectorSettings
 from dunetrace_sidecar.alerts import AlertDispatcher, deliveries_for
 from dunetrace_sidecar.baseline import BaselineCache
+from dunetrace_sidecar.decisions import DecisionHub
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.policies import PolicyBook
 from receiver.assemble import STATUS_COMPLETED, TERMINAL_STATUSES, RunState
@@ -89,8 +90,10 @@ class Pipeline:
         alerts: AlertDispatcher | None = None,
         alert_agent_wait_seconds: float = 0.0,
         end_grace_seconds: float = 0.0,
+        decisions: DecisionHub | None = None,
     ) -> None:
         self._store = store
+        self.decisions = decisions or DecisionHub()  # the SDKs watching their runs
         self._hasher = hasher
         self.engine = engine
         self._baselines = baselines
@@ -419,6 +422,7 @@ class Pipeline:
             raise ReceiverError(kind, str(exc)) from None
         if owed and self._alerts is not None:
             self._alerts.wake()
+        self.decisions.publish(batch.events, batch.signals)  # committed: an SDK may act on them
         self.metrics.events_stored.inc(len(batch.events))
         for signal in batch.signals:
             self.metrics.signals.labels(signal.failure_type, signal.severity, str(signal.shadow).lower()).inc()

@@ -104,8 +104,9 @@ def test_build_stage_copies_every_package_the_wheel_declares() -> None:
     include = pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]
     top_level = {pattern.rstrip("*").split(".")[0] for pattern in include}
     assert top_level == {"dunetrace_sidecar", "receiver", "detectors", "store", "explain"}
-    # README.md is the wheel's long description (pyproject `readme`): the build needs it.
-    assert copied == top_level | {"pyproject.toml", "README.md"}
+    # README.md is the wheel's long description (pyproject `readme`): the build needs it; setup.py
+    # generates the decisions service's messages from proto/ while building.
+    assert copied == top_level | {"pyproject.toml", "setup.py", "README.md", "proto"}
 
 
 def test_dockerignore_keeps_the_context_to_the_sources() -> None:
@@ -113,6 +114,8 @@ def test_dockerignore_keeps_the_context_to_the_sources() -> None:
     tops = {f.split("/")[0] for f in files}
     assert tops == {
         "pyproject.toml",
+        "setup.py",
+        "proto",
         "README.md",
         "dunetrace_sidecar",
         "receiver",

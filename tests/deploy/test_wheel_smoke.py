@@ -29,7 +29,15 @@ from tests.deploy.buildcontext import BAKED_CONFIG, ROOT, context_files, copy_co
 from tests.deploy.chart import clean_environment
 from tests.sidecar import FIXTURES, http, trace_ids_in, wait_for, with_new_trace_ids
 
-PACKAGES = ["detectors", "detectors/library", "dunetrace_sidecar", "explain", "receiver", "store"]
+PACKAGES = [
+    "detectors",
+    "detectors/library",
+    "dunetrace_sidecar",
+    "dunetrace_sidecar/_pb",
+    "explain",
+    "receiver",
+    "store",
+]
 LISTEN = re.compile(r"listening (\w+)=(\S+)")
 
 
@@ -82,6 +90,13 @@ def test_wheel_holds_every_package_of_the_sources(installed: Installed) -> None:
         f"packages missing from the wheel: {sorted(set(PACKAGES) - set(in_wheel))} "
         "(pyproject.toml's [tool.setuptools] packages names every package, subpackages included)"
     )
+    # The decisions service's messages are generated from proto/ while building, never shipped as source.
+    generated = "dunetrace_sidecar/_pb/decisions_pb2.py"
+    assert (
+        generated not in installed.context_files
+        and "proto/dunetrace/sidecar/v1/decisions.proto" in installed.context_files
+    )
+    assert generated in zipfile.ZipFile(installed.wheel).namelist()
 
 
 def test_installed_package_is_the_wheel_not_the_sources(installed: Installed, tmp_path: Path) -> None:
