@@ -165,7 +165,7 @@ class Daemon:
             handshake_timeout_seconds=cfg.receiver.read_timeout_seconds,
         )
         # Live decisions for our SDK share the gRPC listener; they are the API's, so its keys.
-        decisions = DecisionsService(self.pipeline.decisions, self._stored_decisions, cfg.api.keys)
+        decisions = DecisionsService(self.pipeline.decisions, self._stored_decisions, cfg.api.keys, self.metrics)
         self._grpc.add_generic_rpc_handlers(decisions.handlers())
         grpc_ep = cfg.receiver.grpc_endpoint
         try:

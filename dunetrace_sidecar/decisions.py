@@ -22,6 +22,7 @@ import grpc
 from detectors.base import Signal
 from detectors.events import POLICY_TRIGGERED, RunEvent
 from dunetrace_sidecar._pb.decisions_pb2 import Decision, PolicyDecision, SignalRaised, WatchRequest
+from dunetrace_sidecar.metrics import Metrics
 from receiver.auth import key_matches
 
 log = logging.getLogger("dunetrace.decisions")
@@ -142,10 +143,13 @@ class DecisionsService:
         hub: DecisionHub,
         stored: Callable[[str], tuple[list[RunEvent], list[Signal]]],
         api_keys: tuple[str, ...],
+        metrics: Metrics,
     ) -> None:
         self._hub = hub
         self._stored = stored  # blocking store read: (events, signals) of a run
         self._keys = api_keys
+        self._sent = metrics.decisions_sent
+        metrics.decision_watches.set_function(lambda: hub.watches)
 
     def handlers(self) -> list[grpc.GenericRpcHandler]:
         watch = grpc.unary_stream_rpc_method_handler(
@@ -173,6 +177,7 @@ class DecisionsService:
             events, signals = await asyncio.get_running_loop().run_in_executor(None, self._stored, run_id)
             for decision in decisions_of(events, signals):
                 sent.add(decision.decision_id)
+                self._sent.labels(decision.WhichOneof("kind")).inc()
                 yield decision
             while True:
                 live = await queue.get()
@@ -183,6 +188,7 @@ class DecisionsService:
                     return
                 if live.decision_id not in sent:
                     sent.add(live.decision_id)
+                    self._sent.labels(live.WhichOneof("kind")).inc()
                     yield live
         finally:
             self._hub.unwatch(run_id, queue)

@@ -91,6 +91,15 @@ class Metrics:
             registry=r,
         )
         self.policy_triggers = Counter(f"{PREFIX}_policy_triggers", "Policy matches by action.", ["action"], registry=r)
+        self.decision_watches = Gauge(
+            f"{PREFIX}_decision_watches", "Runs watched for live decisions (open Watch calls).", registry=r
+        )
+        self.decisions_sent = Counter(
+            f"{PREFIX}_decisions_sent",
+            "Live decisions sent to watching SDKs, by kind (policy, signal).",
+            ["kind"],
+            registry=r,
+        )
         self.explain_requests = Counter(
             f"{PREFIX}_explain_requests",
             "Explain, apply-fix and rollback calls by operation and outcome (ok or an error code).",

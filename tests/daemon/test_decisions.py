@@ -20,7 +20,9 @@ import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from detectors.events import POLICY_TRIGGERED, RunEvent
 from dunetrace_sidecar._pb.decisions_pb2 import Decision, WatchRequest
+from dunetrace_sidecar.decisions import MAX_QUEUED, DecisionHub
 from tests.sidecar import Sidecar, fixture_bytes, http, trace_ids_in, with_new_trace_ids
 
 WATCH = "/dunetrace.sidecar.v1.Decisions/Watch"
@@ -197,3 +199,34 @@ def test_watches_need_the_apis_key_and_a_run_id(make_sidecar: Sidecars, watches:
     # OTLP export on the same listener is untouched by the API's keys (receiver.keys is unset)
     children, _, _ = open_run()
     assert daemon.post_otlp(children).status == 200
+
+
+def test_a_watcher_that_falls_behind_is_cut_off_not_buffered() -> None:
+    """The hub on its own: a queue never holds more than MAX_QUEUED decisions."""
+    hub = DecisionHub()
+    slow, other = hub.watch("run-a"), hub.watch("run-b")
+    for i in range(MAX_QUEUED + 10):
+        event = RunEvent("run-a", f"policy:1:{i}", POLICY_TRIGGERED, i, "", {"policy_id": 1, "action_type": "log"})
+        hub.publish([event], [])
+    items = [slow.get_nowait() for _ in range(slow.qsize())]
+    assert len(items) == MAX_QUEUED + 1 and items[-1] is None  # the cut-off mark, then nothing more
+    assert [d.decision_id for d in items[:3] if d is not None] == ["policy:1:0", "policy:1:1", "policy:1:2"]
+    assert hub.watches == 1 and other.empty()  # the other run's watcher is untouched
+    # a policy event the SDK reported itself is not echoed back to it
+    hub.publish([RunEvent("run-b", "sdk:1", POLICY_TRIGGERED, 1, "", {"policy_id": -1, "source": "sdk"})], [])
+    assert other.empty()
+
+
+def test_the_metrics_count_watches_and_decisions_sent(make_sidecar: Sidecars, watches: list[Watch]) -> None:
+    daemon = make_sidecar()
+    create_policy(daemon, CAP_TOOLS)
+    children, _, run_id = open_run()
+    watch = Watch(daemon, run_id)
+    watches.append(watch)
+    assert daemon.post_otlp(children).status == 200
+    got = [watch.next() for _ in range(3)]
+    assert sorted(kinds(got)) == sorted([("policy", "stop"), ("signal", "POLICY_VIOLATION"), ("signal", "TOOL_LOOP")])
+    metrics = http("GET", daemon.api_url + "/metrics").body.decode()
+    assert "dunetrace_decision_watches 1.0" in metrics
+    assert 'dunetrace_decisions_sent_total{kind="policy"} 1.0' in metrics
+    assert 'dunetrace_decisions_sent_total{kind="signal"} 2.0' in metrics
