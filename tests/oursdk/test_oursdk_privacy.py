@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import threading
 import urllib.request
 import uuid
@@ -95,7 +96,23 @@ def test_content_leaves_the_process_only_hashed(oursdk_python: Path, daemon: Sid
     # the NDJSON lines: one per event, each parseable, none with the marker
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith('{"ts"')]
     assert {line["run_id"] for line in lines} == {run_id, errored_id, decorated_id}
-    assert len([line for line in lines if line["run_id"] == run_id]) == 10
+    assert [line["event_type"] for line in lines if line["run_id"] == run_id] == [
+        "run.started",
+        "llm.called",
+        "llm.responded",
+        "tool.called",
+        "tool.responded",
+        "retrieval.called",
+        "retrieval.responded",
+        "llm.called",
+        "llm.responded",
+        "run.completed",
+    ]
+    for line in lines:  # the docs' fields; ts as Promtail's RFC3339Nano stage reads it
+        assert set(line) == {"ts", "level", "logger", "event_type", "agent_id", "run_id", "step_index", "payload"}
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", line["ts"]), line["ts"]
+        assert (line["logger"], line["agent_id"]) == ("dunetrace", "oursdk-privacy")
+    assert [line["level"] for line in lines if line["run_id"] == errored_id][-1] == "error"
     assert [n for n in needles if n in out.stdout + out.stderr] == []
 
     # the daemon: its answers, every stored value, and the raw file and WAL
