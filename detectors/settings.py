@@ -18,8 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from detectors import library  # noqa: F401 - registers the detectors
-
+from . import library  # noqa: F401 - registers the detectors
 from .base import REGISTRY, Detector, DetectorConfig
 
 AGENTS_KEY = "agents"

@@ -108,3 +108,15 @@ def test_cost_uses_the_shared_price_table() -> None:
     observe(state, event(LLM_CALLED, "c1", model="gpt-4o", prompt_tokens=200_000), [], DEFAULT_MODEL_PRICES)
     observed = observe(state, event(LLM_RESPONDED, "c1", completion_tokens=10_000), [], DEFAULT_MODEL_PRICES)
     assert observed["cost_usd"] == pytest.approx(0.5 + 0.1)
+
+
+def test_the_detectors_package_imports_itself_only_relatively() -> None:
+    """The SDK's wheel carries detectors/ under another name (dunetrace._detectors): an absolute
+    ``detectors`` import inside it would find nothing there (or, worse, a user's own package)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "detectors"
+    absolute = re.compile(r"^\s*(from|import)\s+detectors\b", re.MULTILINE)
+    offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if absolute.search(p.read_text())]
+    assert offenders == []
