@@ -11,6 +11,7 @@ detectors the wheel carries and the constraints. Built the way tests/sdk/env.py 
 By hand::
 
     .venv/bin/python -m tests.oursdk.env      # build (or check) it and print its python
+    .venv/bin/python -m tests.oursdk.env --stacks   # the same with the frameworks (stacks.txt)
 """
 
 from __future__ import annotations
@@ -42,21 +43,28 @@ DETECTORS = ROOT / "detectors"
 CONSTRAINTS = HERE / "constraints.txt"
 SCRIPTS = HERE / "scripts"
 OURSDKENV = Path(os.environ.get("DUNETRACE_OURSDKENV", str(ROOT / ".oursdkenv")))
+# The SDK next to the frameworks and clients the docs' examples use (stacks.txt): a second venv,
+# so the first stays the proof of the light dependency set.
+STACKS = HERE / "stacks.txt"
+OURSDK_STACKS_ENV = Path(os.environ.get("DUNETRACE_OURSDK_STACKS_ENV", str(ROOT / ".oursdkenv-stacks")))
 STAMP_NAME = ".sources.sha256"
 SDK_VERSION = "0.6.0.dev0"
 
 
-def _inputs() -> list[Path]:
+def _inputs(requirements: Path | None = None) -> list[Path]:
     files = [SDK_SOURCE / "pyproject.toml", SDK_SOURCE / "README.md", CONSTRAINTS]
+    if requirements is not None:
+        files.append(requirements)
     for tree in (SDK_SOURCE / "src", DETECTORS):
         files += [p for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
     return sorted(files)
 
 
-def sources_digest() -> str:
-    """What the venv was built from: every file of the SDK's sources, of detectors/, and the pins."""
+def sources_digest(requirements: Path | None = None) -> str:
+    """What the venv was built from: every file of the SDK's sources, of detectors/, the pins and
+    the extra requirements, if any."""
     digest = hashlib.sha256()
-    for path in _inputs():
+    for path in _inputs(requirements):
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
@@ -66,7 +74,7 @@ def _is_current(venv: Path, digest: str) -> bool:
     return _python_in(venv).exists() and stamp.exists() and stamp.read_text().strip() == digest
 
 
-def _build(venv: Path, digest: str) -> None:
+def _build(venv: Path, digest: str, requirements: Path | None) -> None:
     if venv.exists():
         shutil.rmtree(venv)
     _run([_base_python(), "-m", "venv", str(venv)], VENV_TIMEOUT_S, f"python -m venv {venv}")
@@ -85,6 +93,12 @@ def _build(venv: Path, digest: str) -> None:
         PIP_TIMEOUT_S,
         f"pip install {wheels[0].name} into {venv}",
     )
+    if requirements is not None:
+        log += _run(
+            [python, "-m", "pip", "install", "--timeout", "60", "-c", str(CONSTRAINTS), "-r", str(requirements)],
+            PIP_TIMEOUT_S,
+            f"pip install -r {requirements.name} into {venv}",
+        )
     (venv / "pip-install.log").write_text(log)
     check = _run(
         [python, "-c", "import importlib.metadata as m, dunetrace; print(m.version('dunetrace'))"],
@@ -96,10 +110,11 @@ def _build(venv: Path, digest: str) -> None:
     (venv / STAMP_NAME).write_text(digest + "\n")
 
 
-def ensure_oursdk_env(venv: Path = OURSDKENV) -> SdkEnv:
-    """The environment, rebuilt when the SDK's sources, detectors/ or the pins changed."""
+def ensure_oursdk_env(venv: Path = OURSDKENV, requirements: Path | None = None) -> SdkEnv:
+    """The environment (with ``requirements`` too, if given), rebuilt when the SDK's sources,
+    detectors/, the pins or the requirements changed."""
     started = time.monotonic()
-    digest = sources_digest()
+    digest = sources_digest(requirements)
     if _is_current(venv, digest):
         return SdkEnv(venv, _python_in(venv), False, time.monotonic() - started)
     venv.parent.mkdir(parents=True, exist_ok=True)
@@ -117,15 +132,19 @@ def ensure_oursdk_env(venv: Path = OURSDKENV) -> SdkEnv:
         try:
             built = not _is_current(venv, digest)
             if built:
-                _build(venv, digest)
+                _build(venv, digest, requirements)
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return SdkEnv(venv, _python_in(venv), built, time.monotonic() - started)
 
 
+def ensure_oursdk_stacks_env() -> SdkEnv:
+    return ensure_oursdk_env(OURSDK_STACKS_ENV, STACKS)
+
+
 def main() -> int:
     try:
-        env = ensure_oursdk_env()
+        env = ensure_oursdk_stacks_env() if sys.argv[1:] == ["--stacks"] else ensure_oursdk_env()
     except SdkEnvError as exc:
         print(exc, file=sys.stderr)
         return 1
