@@ -108,9 +108,12 @@ class Dunetrace:
         self.endpoint = endpoint if endpoint is not None else os.environ.get("DUNETRACE_ENDPOINT") or None
         self._api_key = api_key or os.environ.get("DUNETRACE_API_KEY") or None
         self._emit_json = bool(emit_as_json)
-        self._otel_exporter = otel_exporter  # DunetraceOTelExporter (a later step) reads runs from here
         self._provider, self._ids = build_provider(span_exporter, flush_interval_ms)
         self._tracer = self._provider.get_tracer(SCOPE, __version__)
+        # DunetraceOTelExporter (dunetrace.integrations.otel): runs also go to the user's provider.
+        self._otel_exporter = otel_exporter
+        if otel_exporter is not None:
+            otel_exporter._attach(self)
         remote = None
         if self.endpoint and self._api_key:
             remote = RemotePolicies(self.endpoint, self._api_key, timeout=policy_fetch_timeout)
