@@ -436,15 +436,18 @@ class RunState:
             kind = ev.RUN_COMPLETED
             if ended_last:
                 self.status, self.exit_reason = STATUS_COMPLETED, self._exit_reason()
-            payload = {"exit_reason": self._exit_reason(span.exit_reason), "total_steps": self.steps}
+            payload = {"exit_reason": self._completed_as(span.exit_reason), "total_steps": self.steps}
         if ended_last:
             self.ended_ns = span.end_ns
         out.append(self._event(f"{span.span_id}:{kind}", kind, span.end_ns, span.span_id, payload))
 
-    def _exit_reason(self, declared: str | None = "") -> str:
-        """How a completed run ended: as our SDK's root declared it, else ``final_answer`` right
-        after a text answer. ``declared`` is a root's own (default: the one that ended last)."""
-        declared = self.declared_exit if declared == "" else declared
+    def _exit_reason(self) -> str:
+        """How the completed run ended (its root that ended last decides)."""
+        return self._completed_as(self.declared_exit)
+
+    def _completed_as(self, declared: str | None) -> str:
+        """How a root that completed ended the run: as our SDK's root declared it, else
+        ``final_answer`` right after a text answer."""
         if declared in COMPLETED_EXIT_REASONS:
             return declared
         final = self.last_llm is not None and self.last_llm[1] == "stop" and not self.last_llm[2]
