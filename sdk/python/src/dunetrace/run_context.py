@@ -601,6 +601,9 @@ class RunContext:
             else:
                 payload = {"exit_reason": self.exit_reason or "completed", "total_steps": self.step}
                 self._record(ev.RUN_COMPLETED, now, "run", payload, self.step, evaluate=False)
+            exporter = self._client._otel_exporter
+            if exporter is not None:  # dunetrace.integrations.otel: the run's signals, for its root's copy
+                exporter._run_ending(self)
             self._ended = True
             self._backlog.clear()
             self._root.end(end_time=now)
