@@ -232,3 +232,21 @@ def test_the_flask_script_holds_the_docs_get_current_run_block() -> None:
     ]
     assert _lines("\n".join(ours)) == _lines("\n".join(block))
     assert 'run.tool_called("cache_lookup")' in _lines("\n".join(ours))
+
+
+def test_the_docs_middleware_scripts_hold_the_docs_blocks() -> None:
+    """mw_docs_*.py hold the docs' FastAPI, Flask and Django blocks verbatim (modulo the
+    indentation the docs' text lost), ready to run once dt.auto_instrument() exists."""
+    if not DOCS.exists():
+        pytest.fail("../shared/spec/seed-dunetrace-docs.txt (the docs) is not beside this checkout")
+    text = DOCS.read_text().splitlines()
+    for script, first, last in (
+        ("mw_docs_fastapi.py", "from fastapi import FastAPI", "return resp.choices[0].message.content"),
+        ("mw_docs_flask.py", "from flask import Flask", "app.wsgi_app = DunetraceWSGIMiddleware("),
+        ("mw_docs_django.py", "# wsgi.py", "application = DunetraceWSGIMiddleware("),
+    ):
+        start = text.index(first)
+        end = next(i for i in range(start, len(text)) if text[i].startswith(last))
+        lines = (SCRIPTS / script).read_text().splitlines()
+        ours = lines[lines.index("# --- the docs, verbatim ---") + 1 : lines.index("# --- end of the docs ---")]
+        assert _lines("\n".join(ours)) == _lines("\n".join(text[start : end + 1])), script
