@@ -358,7 +358,7 @@ def _traceloop_takes_tracer_provider() -> None:
         return init(*args, **kwargs)
 
     init_with_provider._dunetrace_accepts_tracer_provider = True  # type: ignore[attr-defined]
-    Traceloop.init = staticmethod(init_with_provider)  # type: ignore[method-assign,assignment]
+    Traceloop.init = staticmethod(init_with_provider)  # type: ignore[method-assign]
 
 
 def _make_global(provider: Any) -> None:
