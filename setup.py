@@ -1,5 +1,7 @@
 """The one build step pyproject.toml cannot say: generate the decisions service's messages from
 ``proto/`` (protoc from grpcio-tools, a build requirement) into ``dunetrace_sidecar/_pb/``.
+grpcio-tools is held at 1.66 on purpose: its gencode (protobuf 5.27) loads on every protobuf
+runtime from 5.27 on, where a newer protoc's would demand as new a runtime.
 
 Runs for wheels and editable installs alike; the generated files are never checked in.
 """

@@ -52,7 +52,8 @@ SDK_VERSION = "0.6.0.dev0"
 
 
 def _inputs(requirements: Path | None = None) -> list[Path]:
-    files = [SDK_SOURCE / "pyproject.toml", SDK_SOURCE / "README.md", CONSTRAINTS]
+    files = [SDK_SOURCE / "pyproject.toml", SDK_SOURCE / "hatch_build.py", SDK_SOURCE / "README.md", CONSTRAINTS]
+    files += sorted((ROOT / "proto").rglob("*.proto"))  # the wheel's generated messages
     if requirements is not None:
         files.append(requirements)
     for tree in (SDK_SOURCE / "src", DETECTORS):

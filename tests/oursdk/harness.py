@@ -24,6 +24,7 @@ def script_env(daemon: Sidecar | None, extra: Mapping[str, str] | None = None) -
     env = scenario_env(daemon.api_url if daemon else "http://127.0.0.1:9", api_key=API_KEY)
     if daemon is not None:
         env["OTEL_EXPORTER_OTLP_ENDPOINT"] = daemon.http_url
+        env["DUNETRACE_DECISIONS_ENDPOINT"] = daemon.grpc_target  # live decisions (with grpcio installed)
     env.update(extra or {})
     return env
 

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "sdk" / "python" / "src" / "dunetrace"
 DETECTORS = ROOT / "detectors"
+GENERATED_STUB = ROOT / "dunetrace_sidecar" / "_pb" / "decisions_pb2.pyi"
 CHECK_TIMEOUT_S = 240
 
 
@@ -27,6 +28,9 @@ def typecheck() -> subprocess.CompletedProcess[str]:
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
         shutil.copytree(SOURCE, staged, ignore=ignore)
         shutil.copytree(DETECTORS, staged / "_detectors", ignore=ignore)
+        # The wheel generates dunetrace/_pb/decisions_pb2 from proto/ at build time; the daemon's
+        # install generated the same messages' stub (setup.py), which stands in for it here.
+        shutil.copyfile(GENERATED_STUB, staged / "_pb" / "decisions_pb2.pyi")
         return subprocess.run(
             [
                 sys.executable,
@@ -36,8 +40,8 @@ def typecheck() -> subprocess.CompletedProcess[str]:
                 str(ROOT / "pyproject.toml"),
                 "--python-version",
                 "3.11",
-                "--cache-dir",
-                str(ROOT / ".mypy_cache" / "oursdk"),
+                "--cache-dir",  # fresh: a cache kept across staging dirs remembers modules wrongly
+                str(Path(tmp) / ".mypy_cache"),
                 "-p",
                 "dunetrace",
             ],

@@ -16,6 +16,7 @@ from typing import Any, TypeVar, cast
 
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from ._decisions import DecisionWatcher, decisions_target
 from ._detectors.policy_rules import DEFAULT_PRIORITY, Policy
 from ._detectors.prices import DEFAULT_MODEL_PRICES
 from ._engine import DetectionEngine
@@ -90,6 +91,11 @@ class Dunetrace:
 
     ``emit_as_json=True`` also writes every run event as an NDJSON line on stdout (Loki).
     ``span_exporter`` replaces the OTLP exporter (an in-memory exporter in tests, say).
+
+    Live decisions (with ``grpcio``, the ``[grpc]`` extra; ``live_decisions=False`` turns them
+    off): each open run is watched on the sidecar's gRPC listener (``decisions_endpoint``, else
+    ``DUNETRACE_DECISIONS_ENDPOINT``, else the OTLP endpoint's host on 4317), and what the
+    sidecar decides about it acts on it — a ``stop`` raises ``PolicyViolation`` at the next step.
     """
 
     def __init__(
@@ -103,6 +109,8 @@ class Dunetrace:
         flush_interval_ms: int | None = None,
         model_prices: Mapping[str, tuple[float, float]] | None = None,
         policy_fetch_timeout: float = 2.0,
+        decisions_endpoint: str | None = None,
+        live_decisions: bool = True,
         debug: bool = False,
     ) -> None:
         self.endpoint = endpoint if endpoint is not None else os.environ.get("DUNETRACE_ENDPOINT") or None
@@ -121,6 +129,13 @@ class Dunetrace:
         self._prices = {**DEFAULT_MODEL_PRICES, **(model_prices or {})}
         self._engine = DetectionEngine()
         self._default_agent_id = os.environ.get("DUNETRACE_AGENT_ID", "")
+        # The sidecar's live decisions about each open run (gRPC; needs the [grpc] extra).
+        self._decisions: DecisionWatcher | None = None
+        if live_decisions:
+            if DecisionWatcher.available():
+                self._decisions = DecisionWatcher(decisions_target(decisions_endpoint), self._api_key)
+            elif decisions_endpoint:
+                logger.warning("Dunetrace: live decisions need grpcio (pip install 'dunetrace[grpc]'); off.")
         self._closed = False
         if debug:
             logging.getLogger("dunetrace").setLevel(logging.DEBUG)
@@ -163,7 +178,10 @@ class Dunetrace:
                 remote.refresh(agent_id)
             except Exception:  # thread exhaustion and the like: the run starts on what is known
                 logger.debug("Dunetrace: policy refresh could not start", exc_info=True)
-        return RunContext(self, agent_id, **kwargs)
+        run = RunContext(self, agent_id, **kwargs)
+        if self._decisions is not None:
+            self._decisions.watch(run)
+        return run
 
     def agent(
         self,
@@ -251,6 +269,8 @@ class Dunetrace:
 
         def close() -> None:
             try:
+                if self._decisions is not None:
+                    self._decisions.close()
                 self._provider.force_flush(int(timeout * 1000))
                 self._provider.shutdown()
             finally:

@@ -98,6 +98,11 @@ class RunContext:
         self._last_end_ns = 0
         self._ended = False
         self._violation: PolicyViolation | None = None
+        # The sidecar's live decisions (dunetrace._decisions): the ones applied, a stop to raise
+        # at the next step, and the signals it raised on this run.
+        self._decided: set[str] = set()
+        self._sidecar_stop: PolicyViolation | None = None
+        self.sidecar_signals: list[dict[str, Any]] = []
         self._policy_state = PolicyRunState()
         self._view = RunView(self.run_id, agent_id)
         self._backlog: list[RunEvent] = []
@@ -149,6 +154,7 @@ class RunContext:
         prompt: Any = None,
     ) -> None:
         """An LLM call starts. ``prompt`` (text or messages) is hashed and scanned here, never sent."""
+        self._raise_if_stopped()
         now = time.time_ns()
         reduced = content.reduce(content.text_of(prompt), content.INPUT) if prompt is not None else None
         with self._lock:
@@ -266,6 +272,7 @@ class RunContext:
         _enforce_approval: bool = True,
     ) -> None:
         """A tool call starts; ``args`` (as the agent passes them) are hashed here."""
+        self._raise_if_stopped()
         now = time.time_ns()
         arguments = content.canonical_arguments(args)
         reduced = content.reduce(arguments) if args is not None else None
@@ -362,6 +369,7 @@ class RunContext:
 
     def retrieval_called(self, index_name: str, query: Any = "") -> None:
         """A retrieval starts; ``query`` is hashed here."""
+        self._raise_if_stopped()
         now = time.time_ns()
         reduced = content.reduce(content.text_of(query))
         with self._lock:
@@ -477,6 +485,9 @@ class RunContext:
     ) -> None:
         if self._ended:
             return
+        # Every step names its agent: the root arrives last, and the sidecar must know whose run
+        # it is (its policies, its live decisions) while the run is still going.
+        attributes = {**attributes, "gen_ai.agent.name": self.agent_id}
         span = self._client._tracer.start_span(
             name, context=self._root_context, kind=kind, attributes=attributes, start_time=start_ns
         )
@@ -573,8 +584,57 @@ class RunContext:
             logger.info("Dunetrace policy '%s' matched: %s=%s", policy.name, policy.trigger, seen)
         return None
 
+    # --- the sidecar's live decisions ------------------------------------------------------------
+
+    def _raise_if_stopped(self) -> None:
+        """A ``stop`` the sidecar decided is raised when the agent starts its next step."""
+        stop = self._sidecar_stop
+        if stop is not None and not self._ended:
+            self._sidecar_stop = None
+            raise stop
+
+    def _apply_decision(self, decision: Any) -> None:
+        """One decision from the sidecar (a ``dunetrace.sidecar.v1.Decision``; the watcher's
+        thread), applied once. A policy this process already fired (the sidecar's policies are
+        evaluated here too) is not applied again, and marks it fired so it is not fired here later."""
+        with self._lock:
+            if self._ended or decision.decision_id in self._decided:
+                return
+            self._decided.add(decision.decision_id)
+            if decision.WhichOneof("kind") == "signal":
+                raised = decision.signal
+                self.sidecar_signals.append(
+                    {
+                        "signal_id": raised.signal_id,
+                        "failure_type": raised.failure_type,
+                        "severity": raised.severity,
+                        "confidence": raised.confidence,
+                        "step_index": raised.step_index,
+                    }
+                )
+                return
+            policy = decision.policy
+            if policy.action != "log" and policy.policy_id in self._policy_state.fired_policies:
+                return
+            self._policy_state.fired_policies.add(policy.policy_id)
+            if policy.action == "stop":
+                self._sidecar_stop = PolicyViolation(
+                    policy.policy_name,
+                    {"type": "stop", "params": {}},
+                    f"The sidecar's policy '{policy.policy_name}' stopped the run",
+                    policy_id=policy.policy_id,
+                )
+            elif policy.action == "switch_model" and policy.model:
+                self.model_override = policy.model
+            elif policy.action == "inject_prompt" and policy.prompt:
+                self.prompt_additions.append(policy.prompt)
+            logger.info("Dunetrace: the sidecar's policy '%s' decided %s", policy.policy_name, policy.action)
+
     def _end(self, error: BaseException | None) -> None:
         """Close the run: its open steps, its root span, its terminal event."""
+        decisions = self._client._decisions
+        if decisions is not None:
+            decisions.unwatch(self.run_id)
         with self._lock:
             if self._ended:
                 return
