@@ -22,6 +22,24 @@ from detectors.policy_rules import Policy, PolicyRunState, due, observe, parse_p
 POLICY_VIOLATION = "POLICY_VIOLATION"
 
 
+def _violation(run_id: str, agent_id: str, step: int, policy_event: Mapping[str, Any]) -> Signal:
+    """The POLICY_VIOLATION signal of a stop, its evidence the policy event's."""
+    keys = ("policy_id", "policy_name", "trigger", "operator", "value", "observed")
+    return Signal(
+        signal_id=signal_id_for(run_id, POLICY_VIOLATION),
+        run_id=run_id,
+        agent_id=agent_id,
+        failure_type=POLICY_VIOLATION,
+        severity=HIGH,
+        confidence=1.0,
+        step_index=step,
+        evidence={k: policy_event.get(k) for k in keys},
+        detected_ns=time.time_ns(),
+        mode="live",
+        shadow=False,
+    )
+
+
 class PolicyBook:
     """The policies in force (loaded from the store at startup, changed through the API)."""
 
@@ -66,8 +84,16 @@ class PolicyBook:
         step: int,
         new_signals: list[Signal],
     ) -> tuple[list[RunEvent], list[Signal]]:
-        """After one event (and the signals it raised): the policies it triggers."""
+        """After one event (and the signals it raised): the policies it triggers. A stop an
+        in-process SDK reports (its own policy ended the run) raises POLICY_VIOLATION as the
+        sidecar's own stops do, so it is alerted the same way."""
         observed = observe(state, event, (s.failure_type for s in new_signals), self.prices)
+        p = event.payload
+        if event.kind == POLICY_TRIGGERED and p.get("source") == "sdk" and p.get("action_type") == "stop":
+            if POLICY_VIOLATION in state.fired_types:
+                return [], []
+            state.fired_types.add(POLICY_VIOLATION)
+            return [], [_violation(run_id, agent_id, step, p)]
         if not observed:
             return [], []
         events: list[RunEvent] = []
@@ -87,28 +113,7 @@ class PolicyBook:
             events.append(RunEvent(run_id, event_id, POLICY_TRIGGERED, event.ts_ns, event.call_id, payload))
             if policy.action == "stop" and POLICY_VIOLATION not in state.fired_types:
                 state.fired_types.add(POLICY_VIOLATION)
-                signals.append(
-                    Signal(
-                        signal_id=signal_id_for(run_id, POLICY_VIOLATION),
-                        run_id=run_id,
-                        agent_id=agent_id,
-                        failure_type=POLICY_VIOLATION,
-                        severity=HIGH,
-                        confidence=1.0,
-                        step_index=step,
-                        evidence={
-                            "policy_id": policy.id,
-                            "policy_name": policy.name,
-                            "trigger": policy.trigger,
-                            "operator": policy.operator,
-                            "value": policy.value,
-                            "observed": shown,
-                        },
-                        detected_ns=time.time_ns(),
-                        mode="live",
-                        shadow=False,
-                    )
-                )
+                signals.append(_violation(run_id, agent_id, step, payload))
         return events, signals
 
     @staticmethod

@@ -62,6 +62,22 @@ def test_local_policies_stop_steer_and_log(oursdk_python: Path, oursdk_daemon: S
     assert (stopped["status"], stopped["exit_reason"], stopped["tool_calls"]) == ("errored", "policy_violation", 4)
     events = _policy_events(stopped)
     assert [(e["policy_id"], e["action_type"], e["observed"], e["source"]) for e in events] == [(-1, "stop", 4, "sdk")]
+    # the SDK's stop is alerted like the sidecar's own: a POLICY_VIOLATION signal at the fourth call
+    violations = [s for s in stopped["signals"] if s["failure_type"] == "POLICY_VIOLATION"]
+    assert [(v["severity"], v["step_index"], v["evidence"]) for v in violations] == [
+        (
+            "HIGH",
+            4,
+            {
+                "policy_id": -1,
+                "policy_name": "cap tool calls",
+                "trigger": "tool_call_count",
+                "operator": "gt",
+                "value": 3,
+                "observed": 4,
+            },
+        )
+    ]
 
     # switch_model: gpt-4o at 1000 in / 100 out tokens costs $0.0035 a call, so the 2nd answer
     # passes $0.004 and the 3rd call reads the override
