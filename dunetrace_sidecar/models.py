@@ -358,7 +358,10 @@ class Run(Answer):
     prompt_tokens: int
     completion_tokens: int
     exit_reason: ExitReason | None
-    source: Source = Field(description="otlp (spans, log records) or sdk (the Dunetrace SDK's POST /v1/ingest)")
+    source: Source = Field(
+        description="sdk: opened by a Dunetrace SDK (ours, spans of scope dunetrace.sdk; or the published "
+        "one's POST /v1/ingest), listed from its start; otlp: any other instrumentation's spans and log records"
+    )
 
 
 class Event(Answer):

@@ -187,6 +187,8 @@ class RunState:
             if span.span_id not in self.seen_spans:
                 self.seen_spans.add(span.span_id)
                 fresh.append(span)
+                if span.from_our_sdk:
+                    self.source = "sdk"  # an SDK opened it: a run from its start, steps or not
         roots = [span for span in fresh if span.is_root]
         if roots:  # run.started names the model and tools of the whole batch it arrives with
             for span in fresh:

@@ -136,6 +136,7 @@ class SpanFacts:
     exit_reason: str | None = None
     agent_version: str | None = None
     policies: tuple[SdkPolicy, ...] = ()
+    from_our_sdk: bool = False  # scope dunetrace.sdk: the run was opened by our SDK (listed, steps or not)
 
     @property
     def is_root(self) -> bool:
@@ -825,6 +826,7 @@ def span_facts(span: pb_trace.Span, scope_name: str, service: ResourceIdentity, 
         exit_reason=sdk_exit_reason(attrs) if ours and is_root else None,
         agent_version=as_name(attrs.get(k.DT_AGENT_VERSION)) if ours and is_root else None,
         policies=sdk_policies(span.events, start_ns, end_ns) if ours and is_root else (),
+        from_our_sdk=ours,
     )
 
 

@@ -667,3 +667,19 @@ def test_another_instrumentations_dunetrace_attributes_are_not_read(daemon: Side
     assert "prompt_hash" not in called and "injection" not in called
     assert events_of(got, "policy.triggered") == []
     assert got["signals"] == []
+
+
+def test_a_run_our_sdk_opened_is_listed_steps_or_not(daemon: Sidecar) -> None:
+    """A request that failed before its agent took a step is still a run of ours (the middleware's
+    500, say): listed, source sdk. The same root from another instrumentation is not a run."""
+    ours = SdkRun("stepless-agent")
+    send(daemon, request_of([ours.root(50, error_type="HTTPServerError")]))
+    theirs = SdkRun("stepless-agent")
+    send(daemon, request_of([theirs.root(50, error_type="HTTPServerError")], scope="some.other.instrumentation"))
+
+    run = daemon.wait_run(ours.run_id, lambda r: r["status"] != "running")
+    assert (run["status"], run["source"], run["step_count"]) == ("errored", "sdk", 0)
+    listed = [r["run_id"] for r in daemon.api_json("/v1/runs?agent_id=stepless-agent")["runs"]]
+    assert listed == [ours.run_id]
+    agents = {a["agent_id"]: a for a in daemon.api_json("/v1/agents")["agents"]}
+    assert (agents["stepless-agent"]["run_count"], agents["stepless-agent"]["failed_runs"]) == (1, 1)
