@@ -28,6 +28,30 @@ POLICY_TRIGGERED = "policy.triggered"
 # A signal the application reported through the Dunetrace SDK (run.external_signal()).
 EXTERNAL_SIGNAL = "external.signal"
 
+# A response's finish reason as the detectors compare it, whatever the provider wrote (spec §1):
+# one map for the receiver and the in-process SDK.
+_FINISH_REASONS = {
+    "stop": "stop",
+    "end_turn": "stop",
+    "length": "length",
+    "max_tokens": "length",
+    "tool_calls": "tool_calls",
+    "tool_call": "tool_calls",
+    "tool_use": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter",
+    "safety": "content_filter",
+}
+
+
+def normalise_finish_reason(raw: str | None) -> str | None:
+    """stop|end_turn → stop, length|max_tokens → length, tool_* → tool_calls, … (spec §1)."""
+    if not raw:
+        return None
+    lowered = raw.lower()
+    return _FINISH_REASONS.get(lowered, lowered)
+
+
 CALLED_KINDS = frozenset({LLM_CALLED, TOOL_CALLED, RETRIEVAL_CALLED})
 RESPONDED_KINDS = frozenset({LLM_RESPONDED, TOOL_RESPONDED, RETRIEVAL_RESPONDED})
 TERMINAL_KINDS = frozenset({RUN_COMPLETED, RUN_ERRORED})

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from detectors.events import normalise_finish_reason
 from detectors.patterns import InjectionMatch, scan_injection
 
 
@@ -424,31 +425,9 @@ def output_features(messages: Iterable[Message], hasher: Hasher) -> OutputFeatur
     return OutputFeatures(hasher(joined), len(joined), tuple(requests), finish_reason)
 
 
-_FINISH_REASONS = {
-    "stop": "stop",
-    "end_turn": "stop",
-    "length": "length",
-    "max_tokens": "length",
-    "tool_calls": "tool_calls",
-    "tool_call": "tool_calls",
-    "tool_use": "tool_calls",
-    "function_call": "tool_calls",
-    "content_filter": "content_filter",
-    "safety": "content_filter",
-}
-
-
 def response_finish_reason(raw: str | None, requested_tools: bool) -> str | None:
     """The normalised finish reason of a response; one that asked for tools is ``tool_calls``
     even where the instrumentation wrote ``stop`` (the Responses API has no finish reason: its
     instrumentations map "completed" to ``stop`` whatever the output held)."""
     reason = normalise_finish_reason(raw)
     return "tool_calls" if requested_tools and reason == "stop" else reason
-
-
-def normalise_finish_reason(raw: str | None) -> str | None:
-    """stop|end_turn → stop, length|max_tokens → length, tool_* → tool_calls, … (spec §1)."""
-    if not raw:
-        return None
-    lowered = raw.lower()
-    return _FINISH_REASONS.get(lowered, lowered)

@@ -10,26 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ._detectors.events import normalise_finish_reason as normalise_finish_reason  # run_context reads it here
 from ._detectors.patterns import scan_injection
 
 INPUT = "input"
 TOOL_RESULT = "tool_result"
 RETRIEVAL = "retrieval"
-
-# The receiver's normalisation of provider finish reasons (receiver/content.py): the detectors
-# compare against the normalised values.
-_FINISH_REASONS = {
-    "stop": "stop",
-    "end_turn": "stop",
-    "length": "length",
-    "max_tokens": "length",
-    "tool_calls": "tool_calls",
-    "tool_call": "tool_calls",
-    "tool_use": "tool_calls",
-    "function_call": "tool_calls",
-    "content_filter": "content_filter",
-    "safety": "content_filter",
-}
 
 
 def sha256_text(text: str) -> str:
@@ -101,13 +87,6 @@ def reduce(text: str, scan_source: str | None = None) -> Reduced:
     return Reduced(
         sha256_text(text), len(text), found.matched_patterns if found else (), (scan_source or "") if found else ""
     )
-
-
-def normalise_finish_reason(raw: str | None) -> str | None:
-    if not raw:
-        return None
-    lowered = raw.lower()
-    return _FINISH_REASONS.get(lowered, lowered)
 
 
 @dataclass(frozen=True, slots=True)
