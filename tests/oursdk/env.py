@@ -16,17 +16,14 @@ By hand::
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 
 from tests.sdk.env import (
     CHECK_TIMEOUT_S,
-    LOCK_TIMEOUT_S,
     PIP_TIMEOUT_S,
     VENV_TIMEOUT_S,
     SdkEnv,
@@ -34,6 +31,7 @@ from tests.sdk.env import (
     _base_python,
     _python_in,
     _run,
+    ensure_venv,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,29 +112,8 @@ def _build(venv: Path, digest: str, requirements: Path | None) -> None:
 def ensure_oursdk_env(venv: Path = OURSDKENV, requirements: Path | None = None) -> SdkEnv:
     """The environment (with ``requirements`` too, if given), rebuilt when the SDK's sources,
     detectors/, the pins or the requirements changed."""
-    started = time.monotonic()
     digest = sources_digest(requirements)
-    if _is_current(venv, digest):
-        return SdkEnv(venv, _python_in(venv), False, time.monotonic() - started)
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = venv.parent / (venv.name + ".lock")
-    with lock_path.open("w") as lock:
-        deadline = time.monotonic() + LOCK_TIMEOUT_S
-        while True:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise SdkEnvError(f"another process held {lock_path} for over {LOCK_TIMEOUT_S}s") from None
-                time.sleep(0.5)
-        try:
-            built = not _is_current(venv, digest)
-            if built:
-                _build(venv, digest, requirements)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return SdkEnv(venv, _python_in(venv), built, time.monotonic() - started)
+    return ensure_venv(venv, lambda: _is_current(venv, digest), lambda: _build(venv, digest, requirements))
 
 
 def ensure_oursdk_stacks_env() -> SdkEnv:

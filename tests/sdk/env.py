@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,9 +113,15 @@ def _build(venv: Path, digest: str) -> None:
 
 def ensure_sdk_env(venv: Path = SDKENV) -> SdkEnv:
     """The SDK environment, built when missing or when requirements.txt changed; raises SdkEnvError."""
-    started = time.monotonic()
     digest = requirements_digest()
-    if _is_current(venv, digest):
+    return ensure_venv(venv, lambda: _is_current(venv, digest), lambda: _build(venv, digest))
+
+
+def ensure_venv(venv: Path, is_current: Callable[[], bool], build: Callable[[], None]) -> SdkEnv:
+    """``venv`` as ``build`` makes it, built only when ``is_current`` says no, under a file lock
+    so two test processes never build it at once; raises SdkEnvError."""
+    started = time.monotonic()
+    if is_current():
         return SdkEnv(venv, _python_in(venv), False, time.monotonic() - started)
     venv.parent.mkdir(parents=True, exist_ok=True)
     lock_path = venv.parent / (venv.name + ".lock")
@@ -129,9 +136,9 @@ def ensure_sdk_env(venv: Path = SDKENV) -> SdkEnv:
                     raise SdkEnvError(f"another process held {lock_path} for over {LOCK_TIMEOUT_S}s") from None
                 time.sleep(0.5)
         try:
-            built = not _is_current(venv, digest)  # another process may have built it while we waited
+            built = not is_current()  # another process may have built it while we waited
             if built:
-                _build(venv, digest)
+                build()
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
     return SdkEnv(venv, _python_in(venv), built, time.monotonic() - started)
