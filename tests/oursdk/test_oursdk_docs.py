@@ -6,14 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tests.oursdk.env import SCRIPTS
 from tests.oursdk.harness import run_script
 from tests.sdk.harness import Api
-from tests.sidecar import Sidecar
+from tests.sidecar import TESTDATA, Sidecar
 
-DOCS = Path(__file__).resolve().parents[3] / "shared" / "spec" / "seed-dunetrace-docs.txt"
+DOCS = TESTDATA / "seed-dunetrace-docs.txt"  # the docs our users read (../shared/spec), as the tests hold them
 SCRIPT = SCRIPTS / "docs_local_policies.py"
 
 
@@ -25,8 +23,6 @@ def _block(text: str, first: str, last: str) -> str:
 
 
 def test_the_script_holds_the_docs_block_verbatim() -> None:
-    if not DOCS.exists():
-        pytest.skip("../shared (the docs) is not beside this checkout")
     docs = _block(DOCS.read_text(), "Local policies (no backend required)", "Remote policies (dashboard-managed)")
     ours = _block(SCRIPT.read_text(), "# --- the docs, verbatim ---", "# --- end of the docs ---")
     assert docs.count("dt.add_policy(") == 3

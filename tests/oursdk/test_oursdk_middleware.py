@@ -17,14 +17,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tests.oursdk.env import SCRIPTS
 from tests.oursdk.harness import run_script
 from tests.sdk.harness import Api, event_counts
-from tests.sidecar import Sidecar
+from tests.sidecar import TESTDATA, Sidecar
 
-DOCS = Path(__file__).resolve().parents[3] / "shared" / "spec" / "seed-dunetrace-docs.txt"
+DOCS = TESTDATA / "seed-dunetrace-docs.txt"  # the docs our users read (../shared/spec), as the tests hold them
 
 
 def _agent(framework: str) -> str:
@@ -221,8 +219,6 @@ def _lines(text: str) -> list[str]:
 
 
 def test_the_flask_script_holds_the_docs_get_current_run_block() -> None:
-    if not DOCS.exists():
-        pytest.fail("../shared/spec/seed-dunetrace-docs.txt (the docs) is not beside this checkout")
     docs = DOCS.read_text().splitlines()
     start = docs.index("from dunetrace import get_current_run", docs.index("get_current_run()"))
     block = docs[start : docs.index("return result", start) + 1]
@@ -237,8 +233,6 @@ def test_the_flask_script_holds_the_docs_get_current_run_block() -> None:
 def test_the_docs_middleware_scripts_hold_the_docs_blocks() -> None:
     """mw_docs_*.py hold the docs' FastAPI, Flask and Django blocks verbatim (modulo the
     indentation the docs' text lost), ready to run once dt.auto_instrument() exists."""
-    if not DOCS.exists():
-        pytest.fail("../shared/spec/seed-dunetrace-docs.txt (the docs) is not beside this checkout")
     text = DOCS.read_text().splitlines()
     for script, first, last in (
         ("mw_docs_fastapi.py", "from fastapi import FastAPI", "return resp.choices[0].message.content"),
