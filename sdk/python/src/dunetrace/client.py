@@ -224,6 +224,16 @@ class Dunetrace:
 
         return decorator
 
+    # --- auto-instrumentation -------------------------------------------------------------------
+
+    def auto_instrument(self, frameworks: list[str] | None = None) -> None:
+        """Track the LLM and HTTP calls made inside runs, with no change to the agent's code:
+        ``openai``, ``anthropic``, ``httpx``, ``requests`` (default: those installed). Safe to
+        call more than once; uninstalled ones are skipped. See :mod:`dunetrace.auto`."""
+        from .auto import auto_instrument
+
+        auto_instrument(frameworks, client=self)
+
     # --- policies -----------------------------------------------------------------------------
 
     def add_policy(

@@ -77,9 +77,11 @@ class RunContext:
         parent_run_id: str | None = None,
         trace_id: str | None = None,
         conversation_id: str | None = None,
+        run_id: str | None = None,
     ) -> None:
         self._client = client
-        self.run_id = str(uuid.uuid4())
+        # The run id (a UUID; the trace id): new unless given (the LangChain handler's root run id).
+        self.run_id = str(uuid.UUID(str(run_id))) if run_id else str(uuid.uuid4())
         self.agent_id = agent_id
         self.agent_version = agent_version
         self.parent_run_id = parent_run_id
@@ -102,6 +104,9 @@ class RunContext:
         # at the next step, and the signals it raised on this run.
         self._decided: set[str] = set()
         self._sidecar_stop: PolicyViolation | None = None
+        # A stop a policy decided on a step the agent did not report itself (auto-instrumentation:
+        # the call had already returned), raised when the agent starts its next step.
+        self._next_step_stop: PolicyViolation | None = None
         self.sidecar_signals: list[dict[str, Any]] = []
         self._policy_state = PolicyRunState()
         self._view = RunView(self.run_id, agent_id)
@@ -587,11 +592,21 @@ class RunContext:
     # --- the sidecar's live decisions ------------------------------------------------------------
 
     def _raise_if_stopped(self) -> None:
-        """A ``stop`` the sidecar decided is raised when the agent starts its next step."""
-        stop = self._sidecar_stop
-        if stop is not None and not self._ended:
+        """A ``stop`` the sidecar decided (or a policy decided on a step that had already
+        returned) is raised when the agent starts its next step."""
+        if self._ended:
+            return
+        stop = self._sidecar_stop or self._next_step_stop
+        if stop is not None:
             self._sidecar_stop = None
+            self._next_step_stop = None
             raise stop
+
+    def _stop_at_next_step(self, violation: PolicyViolation) -> None:
+        """Keep a ``stop`` decided on a step that already returned, for the agent's next step."""
+        with self._lock:
+            if self._next_step_stop is None and not self._ended:
+                self._next_step_stop = violation
 
     def _apply_decision(self, decision: Any) -> None:
         """One decision from the sidecar (a ``dunetrace.sidecar.v1.Decision``; the watcher's
@@ -645,7 +660,7 @@ class RunContext:
                 span_kind = SpanKind.INTERNAL if call.kind == "tool" else SpanKind.CLIENT
                 self._emit_span(name, span_kind, call.start_ns, now, call.attributes, None)
             self._open.clear()
-            if isinstance(error, PolicyViolation):
+            if _stopped_by_policy(error):
                 self.exit_reason = "policy_violation"
             elif error is not None:
                 self.exit_reason = "error"
@@ -667,6 +682,18 @@ class RunContext:
             self._ended = True
             self._backlog.clear()
             self._root.end(end_time=now)
+
+
+def _stopped_by_policy(error: BaseException | None) -> bool:
+    """The error is a PolicyViolation, or was raised from one (a client library that wraps what
+    its transport raised: openai's ``APIConnectionError`` from a stop at the HTTP layer)."""
+    seen = 0
+    while error is not None and seen < 8:
+        if isinstance(error, PolicyViolation):
+            return True
+        error = error.__cause__
+        seen += 1
+    return False
 
 
 def _text(value: Any) -> str:
