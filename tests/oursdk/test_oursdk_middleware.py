@@ -12,11 +12,15 @@ run for lifespan or websocket scopes."""
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from tests.fakes.llm_servers import FakeOpenAI, Reply
 from tests.oursdk.env import SCRIPTS
 from tests.oursdk.harness import run_script
 from tests.sdk.harness import Api, event_counts
@@ -244,3 +248,51 @@ def test_the_docs_middleware_scripts_hold_the_docs_blocks() -> None:
         lines = (SCRIPTS / script).read_text().splitlines()
         ours = lines[lines.index("# --- the docs, verbatim ---") + 1 : lines.index("# --- end of the docs ---")]
         assert _lines("\n".join(ours)) == _lines("\n".join(text[start : end + 1])), script
+
+
+# --- the docs' FastAPI, Flask and Django blocks, run (they call dt.auto_instrument()) ---
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    server = FakeOpenAI([Reply.answer("Paris is the capital."), Reply.answer("Rome is the capital.")]).start()
+    yield server
+    server.close()
+
+
+def _docs_runs_checked(api: Api, agent: str, run_ids: list[str], before: set[str], marker: str) -> None:
+    """Each request is one run of the docs' agent with the one LLM call auto_instrument saw, and
+    the query (in the marker) reached the fake but nothing in the sidecar."""
+    assert len(set(run_ids)) == 2
+    for run_id in run_ids:
+        run = api.wait_run(run_id)
+        assert _outcome(run) == (agent, "completed", "final_answer", None)
+        assert (run["llm_calls"], run["prompt_tokens"], run["completion_tokens"]) == (1, 10, 5)
+        assert _names(run, "llm.called", "model") == {"gpt-4o"}
+        assert marker not in json.dumps(run)
+    assert _agent_runs(api, agent) - before == set(run_ids)
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask", "django"])
+def test_the_docs_middleware_blocks_run_verbatim(
+    framework: str, oursdk_stacks_python: Path, oursdk_daemon: Sidecar, fake_openai: FakeOpenAI
+) -> None:
+    agent = "django-api" if framework == "django" else "my-api"
+    api = Api(oursdk_daemon)
+    before = _agent_runs(api, agent)
+    marker = uuid.uuid4().hex
+    queries = [f"capital of France? {marker}", f"capital of Italy? {marker}"]
+    env = {"FAKE_OPENAI_BASE_URL": fake_openai.base_url, "MW_QUERY_1": queries[0], "MW_QUERY_2": queries[1]}
+    out = run_script(oursdk_stacks_python, f"mw_docs_{framework}", oursdk_daemon, extra_env=env)
+    replies = out.result["replies"]
+    assert [reply["status"] for reply in replies] == [200, 200]
+    assert [request.body["messages"][0]["content"] for request in fake_openai.requests] == queries
+    if framework == "fastapi":
+        assert [reply["body"] for reply in replies] == ["Paris is the capital.", "Rome is the capital."]
+        recorded = out.result["recorded"]
+        assert [r["same"] for r in recorded] == [True, True]  # request.state.dunetrace_run is get_current_run()
+        run_ids = [r["run_id"] for r in recorded]
+    else:
+        assert [reply["body"]["answer"] for reply in replies] == ["Paris is the capital.", "Rome is the capital."]
+        run_ids = [reply["body"]["run_id"] for reply in replies]
+    _docs_runs_checked(api, agent, run_ids, before, marker)
