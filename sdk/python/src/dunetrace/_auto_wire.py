@@ -110,7 +110,7 @@ def _decoded(body: bytes, encoding: str) -> bytes | None:
             except zlib.error:
                 return zlib.decompress(body, -zlib.MAX_WBITS)
         if encoding == "br":
-            import brotli  # type: ignore[import-not-found]  # optional: only when the client asked for br
+            import brotli  # optional: only when the client asked for br
 
             return bytes(brotli.decompress(body))
     except Exception:
@@ -235,7 +235,8 @@ def _read_events(call: WireCall, text: str) -> None:
             for item in delta.get("tool_calls") or ():
                 if not isinstance(item, Mapping):
                     continue
-                index = item.get("index") if isinstance(item.get("index"), int) else len(tools)
+                given = item.get("index")
+                index = given if isinstance(given, int) else len(tools)
                 slot = tools.setdefault(index, {"id": "", "name": "", "arguments": ""})
                 slot["id"] = item.get("id") or slot["id"]
                 function = item.get("function")
@@ -256,7 +257,8 @@ def _anthropic_event(
     elif kind == "content_block_start" and isinstance(event.get("content_block"), Mapping):
         block = event["content_block"]
         if block.get("type") == "tool_use":
-            index = event.get("index") if isinstance(event.get("index"), int) else len(tools)
+            given = event.get("index")
+            index = given if isinstance(given, int) else len(tools)
             tools[index] = {"id": block.get("id") or "", "name": block.get("name") or "", "arguments": ""}
         elif block.get("type") == "text":
             texts.append(_str(block.get("text")))
@@ -265,9 +267,9 @@ def _anthropic_event(
         if delta.get("type") == "text_delta":
             texts.append(_str(delta.get("text")))
         elif delta.get("type") == "input_json_delta":
-            index = event.get("index")
-            if isinstance(index, int) and index in tools:
-                tools[index]["arguments"] += _str(delta.get("partial_json"))
+            at = event.get("index")
+            if isinstance(at, int) and at in tools:
+                tools[at]["arguments"] += _str(delta.get("partial_json"))
     elif kind == "message_delta":
         delta = event.get("delta")
         if isinstance(delta, Mapping) and delta.get("stop_reason"):
@@ -315,12 +317,13 @@ def _tee_class(cls: type) -> type:
     if sub is not None:
         return sub
     methods: dict[str, Any] = {}
+    base: Any = cls
     if hasattr(cls, "__iter__"):
 
         def __iter__(self: Any) -> Any:
             buffer = self._dunetrace_buffer
             try:
-                for chunk in cls.__iter__(self):  # type: ignore[attr-defined]
+                for chunk in base.__iter__(self):
                     buffer.feed(chunk)
                     yield chunk
             finally:
@@ -332,7 +335,7 @@ def _tee_class(cls: type) -> type:
         async def __aiter__(self: Any) -> Any:
             buffer = self._dunetrace_buffer
             try:
-                async for chunk in cls.__aiter__(self):  # type: ignore[attr-defined]
+                async for chunk in base.__aiter__(self):
                     buffer.feed(chunk)
                     yield chunk
             finally:
@@ -343,7 +346,7 @@ def _tee_class(cls: type) -> type:
 
         def close(self: Any) -> Any:
             try:
-                return cls.close(self)  # type: ignore[attr-defined]
+                return base.close(self)
             finally:
                 self._dunetrace_buffer.finish()
 
@@ -352,7 +355,7 @@ def _tee_class(cls: type) -> type:
 
         async def aclose(self: Any) -> Any:
             try:
-                return await cls.aclose(self)  # type: ignore[attr-defined]
+                return await base.aclose(self)
             finally:
                 self._dunetrace_buffer.finish()
 

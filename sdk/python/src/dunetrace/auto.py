@@ -55,6 +55,7 @@ instrumented before is left alone, with a warning).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import logging
 import threading
@@ -185,8 +186,11 @@ class _RunTracer(trace.Tracer):
     def start_span(self, name: str, context: Context | None = None, *args: Any, **kwargs: Any) -> Span:
         return self._tracer.start_span(name, _in_run(context), *args, **kwargs)
 
-    @contextmanager  # type: ignore[override]
-    def start_as_current_span(
+    def start_as_current_span(self, name: str, context: Context | None = None, *args: Any, **kwargs: Any) -> Any:
+        return self._started(name, context, *args, **kwargs)
+
+    @contextmanager
+    def _started(
         self,
         name: str,
         context: Context | None = None,
@@ -590,7 +594,7 @@ class _State:
         targets: list[tuple[str, Any, dict[str, Any]]] = []
         try:
             if name == "httpx":
-                from opentelemetry.instrumentation import httpx as otel_httpx
+                otel_httpx: Any = importlib.import_module("opentelemetry.instrumentation.httpx")
 
                 hooks = self._httpx_hooks()
                 if importlib.util.find_spec("httpx") is not None:

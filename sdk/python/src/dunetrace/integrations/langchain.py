@@ -61,7 +61,7 @@ try:
     _LANGCHAIN = True
 except ImportError:  # pragma: no cover - the [langchain] extra is not installed
     _LANGCHAIN = False
-    BaseCallbackHandler = object  # type: ignore[assignment,misc]
+    BaseCallbackHandler = object
 
 logger = logging.getLogger("dunetrace")
 
@@ -81,7 +81,7 @@ class _Invocation:
     retrievals: dict[str, str] = field(default_factory=dict)  # LangChain run id -> index name
 
 
-class DunetraceCallbackHandler(BaseCallbackHandler):  # type: ignore[misc]
+class DunetraceCallbackHandler(BaseCallbackHandler):
     """LangChain callback handler: each root invocation is one Dunetrace run."""
 
     raise_error = True  # a stop policy's PolicyViolation must reach the caller of invoke()
