@@ -35,13 +35,14 @@ what lets the run and the marks above reach the model's and tools' calls in asyn
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import Token
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -65,7 +66,26 @@ except ImportError:  # pragma: no cover - the [langchain] extra is not installed
 
 logger = logging.getLogger("dunetrace")
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 MAX_TRACKED = 10_000  # LangChain run ids remembered per handler (a run that never ends cannot pile up)
+
+
+def _guarded(hook: F) -> F:
+    """A hook that lets a policy's ``PolicyViolation`` through (``raise_error``) and never breaks
+    the agent with an error of ours."""
+
+    @functools.wraps(hook)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return hook(*args, **kwargs)
+        except PolicyViolation:
+            raise
+        except Exception:
+            logger.debug("Dunetrace: LangChain hook %s failed", hook.__name__, exc_info=True)
+            return None
+
+    return guarded  # type: ignore[return-value]
 
 
 @dataclass
@@ -142,6 +162,7 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
 
     # --- chains: the run ----------------------------------------------------------------------
 
+    @_guarded
     def on_chain_start(self, serialized: Mapping[str, Any] | None, inputs: Any, **kwargs: Any) -> None:
         run_id, parent = kwargs.get("run_id"), kwargs.get("parent_run_id")
         if parent is not None:
@@ -175,9 +196,11 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
             self._roots[root] = invocation
             self._parents[root] = root
 
+    @_guarded
     def on_chain_end(self, outputs: Any, **kwargs: Any) -> None:
         self._close(kwargs.get("run_id"), None)
 
+    @_guarded
     def on_chain_error(self, error: BaseException, **kwargs: Any) -> None:
         self._close(kwargs.get("run_id"), error)
 
@@ -209,9 +232,11 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
 
     # --- LLM calls ----------------------------------------------------------------------------
 
+    @_guarded
     def on_chat_model_start(self, serialized: Mapping[str, Any] | None, messages: Any, **kwargs: Any) -> None:
         self._llm_start(serialized, _messages_of(messages), kwargs)
 
+    @_guarded
     def on_llm_start(self, serialized: Mapping[str, Any] | None, prompts: Any, **kwargs: Any) -> None:
         self._llm_start(serialized, list(prompts or []), kwargs)
 
@@ -226,6 +251,7 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
             run.llm_called(model, provider=_provider_of(serialized), prompt=prompt)  # a pending stop raises here
             invocation.llm_calls[str(kwargs.get("run_id"))] = len(run._llm_calls) - 1
 
+    @_guarded
     def on_llm_end(self, response: Any, **kwargs: Any) -> None:
         framework_llm_ended()
         invocation = self._find(kwargs.get("run_id"), kwargs.get("parent_run_id"))
@@ -243,6 +269,7 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
             tool_calls=tool_calls or None,
         )
 
+    @_guarded
     def on_llm_error(self, error: BaseException, **kwargs: Any) -> None:
         framework_llm_ended()
         invocation = self._find(kwargs.get("run_id"), kwargs.get("parent_run_id"))
@@ -253,6 +280,7 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
 
     # --- tools --------------------------------------------------------------------------------
 
+    @_guarded
     def on_tool_start(self, serialized: Mapping[str, Any] | None, input_str: str, **kwargs: Any) -> None:
         invocation = self._track(kwargs.get("run_id"), kwargs.get("parent_run_id"))
         if invocation is None:
@@ -263,6 +291,7 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
         args = inputs if isinstance(inputs, Mapping) else input_str
         invocation.run.tool_called(name, args, tool_call_id=_tool_call_id(kwargs))
 
+    @_guarded
     def on_tool_end(self, output: Any, **kwargs: Any) -> None:
         invocation = self._find(kwargs.get("run_id"), kwargs.get("parent_run_id"))
         if invocation is None:
@@ -271,6 +300,7 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
         status = getattr(output, "status", None)
         invocation.run.tool_responded(name, success=status != "error", output=_content_of(output))
 
+    @_guarded
     def on_tool_error(self, error: BaseException, **kwargs: Any) -> None:
         invocation = self._find(kwargs.get("run_id"), kwargs.get("parent_run_id"))
         if invocation is None:
@@ -280,6 +310,7 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
 
     # --- retrievals ---------------------------------------------------------------------------
 
+    @_guarded
     def on_retriever_start(self, serialized: Mapping[str, Any] | None, query: str, **kwargs: Any) -> None:
         invocation = self._track(kwargs.get("run_id"), kwargs.get("parent_run_id"))
         if invocation is None:
@@ -289,6 +320,7 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
         invocation.retrievals[str(kwargs.get("run_id"))] = name
         invocation.run.retrieval_called(name, query)
 
+    @_guarded
     def on_retriever_end(self, documents: Any, **kwargs: Any) -> None:
         invocation = self._find(kwargs.get("run_id"), kwargs.get("parent_run_id"))
         if invocation is None:
@@ -300,6 +332,7 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
         text = "\n".join(str(getattr(doc, "page_content", "") or "") for doc in docs)
         invocation.run.retrieval_responded(name, len(docs), max(known) if known else None, content=text)
 
+    @_guarded
     def on_retriever_error(self, error: BaseException, **kwargs: Any) -> None:
         invocation = self._find(kwargs.get("run_id"), kwargs.get("parent_run_id"))
         if invocation is None:
