@@ -5,8 +5,10 @@ from ``sdk/python``): in one process, interleaved rounds of
 
 - **bare**: the agent's loop calling a function with the same arguments (the baseline);
 - **tool**: ``run.tool_called(name, args)`` + ``run.tool_responded(name, output=…)``;
-- **llm**: ``run.llm_called(model, prompt=~2.4 KB)`` + ``run.llm_responded(output=…)`` (hashing
-  and the injection scan of the prompt included);
+- **llm**: ``run.llm_called(model, prompt=~2.4 KB text never seen before)`` +
+  ``run.llm_responded(output=…)`` (hashing and the injection scan of the whole prompt included);
+- **llm history**: the same with the prompt an agent sends — its conversation as messages (a
+  system prompt and up to 11 turns, ~1.6 KB), one new turn per call;
 
 each with spans handed to an exporter that discards them, the same with the docs' three policies
 in force (one a ``signal`` trigger, so the detectors run in-process), and with the real OTLP/HTTP

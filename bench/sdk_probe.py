@@ -24,6 +24,8 @@ CALLS = int(os.environ.get("PROBE_CALLS", "5000"))
 ROUNDS = int(os.environ.get("PROBE_ROUNDS", "5"))
 PROMPT = " ".join(["Where is my order A-1042? It should have arrived on Monday."] * 40)  # ~2.4 KB
 ANSWER = " ".join(["Your parcel is with the carrier and arrives tomorrow."] * 10)
+SYSTEM = "You are the order support agent. Use the tools to look orders up; answer briefly."
+TURN = "Where is my order A-1042? It should have arrived on Monday, the tracking page says nothing."
 DOCS_POLICIES = (
     ("cap tool calls", {"trigger": "tool_call_count", "operator": "gt", "value": 10**9}, {"type": "stop"}),
     (
@@ -95,10 +97,19 @@ def measure(dt: Dunetrace, kind: str) -> tuple[float, float]:
                 run.tool_called("lookup_order", {"order": f"A-{i % 7}"})
                 run.tool_responded("lookup_order", output="shipped")
 
-        else:
+        elif kind == "llm":
 
             def step(i: int) -> None:
-                run.llm_called("gpt-4o-mini", prompt_tokens=600, prompt=PROMPT)
+                # a prompt never seen before: nothing is reused from an earlier call
+                run.llm_called("gpt-4o-mini", prompt_tokens=600, prompt=f"{PROMPT} (call {i})")
+                run.llm_responded(completion_tokens=80, finish_reason="stop", output=ANSWER)
+
+        else:  # an agent's conversation: the history resent with one new message per call
+
+            def step(i: int) -> None:
+                history = [{"role": "system", "content": SYSTEM}]
+                history += [{"role": "user", "content": f"{TURN} (turn {t})"} for t in range(max(0, i - 10), i + 1)]
+                run.llm_called("gpt-4o-mini", prompt_tokens=600, prompt=history)
                 run.llm_responded(completion_tokens=80, finish_reason="stop", output=ANSWER)
 
         result = timed(step)
@@ -127,7 +138,7 @@ def main() -> int:
     for _ in range(ROUNDS):  # interleaved: every measure in every round
         out.setdefault("bare", []).append(list(timed(bare)))
         for name, dt in clients.items():
-            for kind in ("tool", "llm"):
+            for kind in ("tool", "llm", "llm history"):
                 out.setdefault(f"{kind} / {name}", []).append(list(measure(dt, kind)))
     for dt in clients.values():
         dt.shutdown(timeout=0.5)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._detectors.events import normalise_finish_reason as normalise_finish_reason  # run_context reads it here
-from ._detectors.patterns import scan_injection
+from ._detectors.patterns import INJECTION_PATTERNS, scan_injection
 
 INPUT = "input"
 TOOL_RESULT = "tool_result"
@@ -81,12 +81,48 @@ class Reduced:
         }
 
 
+# Injection labels by the scanned text's SHA-256 digest: an agent sends the same messages again
+# in every call (the history), and each is scanned once. Digests only: no text is kept.
+_SCANNED: dict[bytes, tuple[str, ...]] = {}
+MAX_SCANNED = 4096
+
+
+def _labels(text: str, digest: bytes) -> tuple[str, ...]:
+    labels = _SCANNED.get(digest)
+    if labels is None:
+        found = scan_injection(text)
+        labels = found.matched_patterns if found else ()
+        if len(_SCANNED) >= MAX_SCANNED:
+            _SCANNED.pop(next(iter(_SCANNED)), None)  # the oldest: a bounded memory, not an LRU
+        _SCANNED[digest] = labels
+    return labels
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+
+
 def reduce(text: str, scan_source: str | None = None) -> Reduced:
     """Hash and length of ``text``; with ``scan_source``, also the injection patterns it matches."""
-    found = scan_injection(text) if scan_source and text else None
-    return Reduced(
-        sha256_text(text), len(text), found.matched_patterns if found else (), (scan_source or "") if found else ""
-    )
+    digest = _digest(text)
+    labels = _labels(text, digest) if scan_source and text else ()
+    return Reduced("sha256:" + digest.hex(), len(text), labels, (scan_source or "") if labels else "")
+
+
+def reduce_prompt(prompt: Any) -> Reduced:
+    """A prompt, reduced: hash and length of the whole (text, or messages as JSON), injection
+    patterns found in any one message — each message scanned once per process, however many calls
+    repeat it."""
+    text = text_of(prompt)
+    if not isinstance(prompt, (list, tuple)):
+        return reduce(text, INPUT)
+    found: dict[str, None] = {}
+    for message in prompt:
+        part = text_of(message.get("content") if isinstance(message, Mapping) else message)
+        if part:
+            found.update(dict.fromkeys(_labels(part, _digest(part))))
+    labels = tuple(label for label, _ in INJECTION_PATTERNS if label in found)  # the spec's order
+    return Reduced(sha256_text(text), len(text), labels, INPUT if labels else "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,7 +161,7 @@ class RunContext:
         """An LLM call starts. ``prompt`` (text or messages) is hashed and scanned here, never sent."""
         self._raise_if_stopped()
         now = time.time_ns()
-        reduced = content.reduce(content.text_of(prompt), content.INPUT) if prompt is not None else None
+        reduced = content.reduce_prompt(prompt) if prompt is not None else None
         with self._lock:
             call = self._open_call("llm", str(model or "unknown"), now)
             call.prompt_tokens = int(prompt_tokens or 0)
