@@ -14,7 +14,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import django
 import requests
-from _common import env, result
+from _common import current_run, env, get_together, one_step, result
 from django.conf import settings
 from django.http import Http404, HttpRequest, JsonResponse
 from django.urls import path
@@ -40,38 +40,25 @@ seen: dict[str, Any] = {}
 barrier = threading.Barrier(2, timeout=10)
 
 
-def _step(run: Any) -> Any:
-    """One step before the request fails (a run with no step is not listed by /v1/runs)."""
-    run.tool_called("prepare", {"ok": True})
-    run.tool_responded("prepare", output="ready")
-    return run
-
-
-def _current() -> Any:
-    run = get_current_run()
-    assert run is not None, "no run in the view"
-    return run
-
-
 def ask(request: HttpRequest) -> JsonResponse:
-    run = _current()
+    run = current_run()
     run.llm_called("gpt-4o", prompt_tokens=12, prompt="what is the capital of France?")
     run.llm_responded(completion_tokens=3, output="Paris")
     return JsonResponse({"run_id": run.run_id, "same": request.META["dunetrace.run"] is run})
 
 
 def boom(request: HttpRequest) -> JsonResponse:
-    seen["boom"] = _step(_current()).run_id
+    seen["boom"] = one_step(current_run()).run_id
     raise RuntimeError("the view failed")  # Django catches it and answers 500
 
 
 def missing(request: HttpRequest) -> JsonResponse:
-    seen["missing"] = _step(_current()).run_id
+    seen["missing"] = one_step(current_run()).run_id
     raise Http404("no such thing")
 
 
 def together(request: HttpRequest, tag: str) -> JsonResponse:
-    run = _current()
+    run = current_run()
     run.tool_called(f"work-{tag}", {"tag": tag})
     barrier.wait()  # both requests are in flight here, each in its own server thread
     run.tool_responded(f"work-{tag}", output=f"done {tag}")
@@ -107,18 +94,7 @@ with requests.Session() as http:
         reply = http.get(f"{base}/{route}", timeout=10)
         responses[route] = {"status": reply.status_code, "body": reply.json() if route == "ask" else None}
 
-together_replies: dict[str, Any] = {}
-
-
-def call_together(tag: str) -> None:
-    together_replies[tag] = requests.get(f"{base}/together/{tag}", timeout=15).json()
-
-
-callers = [threading.Thread(target=call_together, args=(tag,)) for tag in ("a", "b")]
-for caller in callers:
-    caller.start()
-for caller in callers:
-    caller.join(timeout=20)
+together_replies = get_together(base, ("a", "b"))
 
 server.shutdown()
 thread.join(timeout=15)

@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 import uvicorn
-from _common import env, result
+from _common import current_run, env, get_together, one_step, result
 from dunetrace import Dunetrace, DunetraceASGIMiddleware, get_current_run
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -41,22 +41,9 @@ app = FastAPI(lifespan=lifespan)
 app.add_middleware(DunetraceASGIMiddleware, dt=dt, agent_id=AGENT, model="gpt-4o")
 
 
-def _step(run: Any) -> Any:
-    """One step before the request fails (a run with no step is not listed by /v1/runs)."""
-    run.tool_called("prepare", {"ok": True})
-    run.tool_responded("prepare", output="ready")
-    return run
-
-
-def _current() -> Any:
-    run = get_current_run()
-    assert run is not None, "no run in the handler"
-    return run
-
-
 @app.get("/ask")
 async def ask(request: Request) -> dict[str, Any]:
-    run = _current()
+    run = current_run()
     run.llm_called("gpt-4o", prompt_tokens=12, prompt="what is the capital of France?")
     await asyncio.sleep(0)
     run.llm_responded(completion_tokens=3, output="Paris")
@@ -65,7 +52,7 @@ async def ask(request: Request) -> dict[str, Any]:
 
 @app.get("/sync")
 def sync_endpoint(request: Request) -> dict[str, Any]:  # FastAPI runs it in its threadpool
-    run = _current()
+    run = current_run()
     run.tool_called("sync-lookup", {"id": 7})
     run.tool_responded("sync-lookup", output="row 7")
     return {"run_id": run.run_id, "same": request.state.dunetrace_run is run, "thread": threading.current_thread().name}
@@ -73,19 +60,19 @@ def sync_endpoint(request: Request) -> dict[str, Any]:  # FastAPI runs it in its
 
 @app.get("/boom")
 async def boom() -> None:
-    seen["boom"] = _step(_current()).run_id
+    seen["boom"] = one_step(current_run()).run_id
     raise RuntimeError("the handler failed")
 
 
 @app.get("/missing")
 async def missing() -> None:
-    seen["missing"] = _step(_current()).run_id
+    seen["missing"] = one_step(current_run()).run_id
     raise HTTPException(status_code=404, detail="no such thing")
 
 
 @app.get("/unavailable")
 async def unavailable() -> JSONResponse:
-    seen["unavailable"] = _step(_current()).run_id
+    seen["unavailable"] = one_step(current_run()).run_id
     return JSONResponse({"error": "try later"}, status_code=503)
 
 
@@ -101,14 +88,14 @@ async def _chunks(run: Any, count: int, pause: float) -> AsyncIterator[bytes]:
 
 @app.get("/stream")
 async def stream() -> StreamingResponse:
-    run = _current()
+    run = current_run()
     seen["stream"] = run.run_id
     return StreamingResponse(_chunks(run, 3, 0.05), media_type="text/plain")
 
 
 @app.get("/stream-slow")
 async def stream_slow() -> StreamingResponse:
-    run = _current()
+    run = current_run()
     seen["stream_slow"] = run.run_id
     return StreamingResponse(_chunks(run, 200, 0.05), media_type="text/plain")
 
@@ -116,7 +103,7 @@ async def stream_slow() -> StreamingResponse:
 @app.get("/together/{tag}")
 async def together(tag: str) -> dict[str, Any]:
     global together_arrived
-    run = _current()
+    run = current_run()
     run.tool_called(f"work-{tag}", {"tag": tag})
     together_arrived += 1
     if together_arrived == 2:
@@ -212,18 +199,7 @@ with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
     time.sleep(0.1)
 time.sleep(0.5)  # the server sees the disconnect and the app stops streaming
 
-together_replies: dict[str, Any] = {}
-
-
-def call_together(tag: str) -> None:
-    together_replies[tag] = requests.get(f"{base}/together/{tag}", timeout=15).json()
-
-
-callers = [threading.Thread(target=call_together, args=(tag,)) for tag in ("a", "b")]
-for caller in callers:
-    caller.start()
-for caller in callers:
-    caller.join(timeout=20)
+together_replies = get_together(base, ("a", "b"))
 
 server.should_exit = True
 thread.join(timeout=15)

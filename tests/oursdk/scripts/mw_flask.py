@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import requests
-from _common import env, result
+from _common import current_run, env, get_together, one_step, result
 from dunetrace import Dunetrace, DunetraceWSGIMiddleware
 from flask import Flask, Response, abort, jsonify, request, stream_with_context
 from werkzeug.serving import make_server
@@ -46,22 +46,9 @@ app = Flask(__name__)
 app.wsgi_app = DunetraceWSGIMiddleware(app.wsgi_app, dt=dt, agent_id=AGENT)  # type: ignore[method-assign]
 
 
-def _step(run: Any) -> Any:
-    """One step before the request fails (a run with no step is not listed by /v1/runs)."""
-    run.tool_called("prepare", {"ok": True})
-    run.tool_responded("prepare", output="ready")
-    return run
-
-
-def _current() -> Any:
-    run = get_current_run()
-    assert run is not None, "no run in the view"
-    return run
-
-
 @app.get("/ask")
 def ask() -> Any:
-    run = _current()
+    run = current_run()
     run.llm_called("gpt-4o", prompt_tokens=12, prompt="what is the capital of France?")
     run.llm_responded(completion_tokens=3, output="Paris")
     return jsonify(run_id=run.run_id, same=request.environ["dunetrace.run"] is run)
@@ -69,19 +56,19 @@ def ask() -> Any:
 
 @app.get("/helper")
 def helper() -> Any:
-    run = _current()
+    run = current_run()
     return jsonify(run_id=run.run_id, value=some_helper())
 
 
 @app.get("/boom")
 def boom() -> Any:
-    seen["boom"] = _step(_current()).run_id
+    seen["boom"] = one_step(current_run()).run_id
     raise RuntimeError("the view failed")  # Flask catches it and answers 500
 
 
 @app.get("/missing")
 def missing() -> Any:
-    seen["missing"] = _step(_current()).run_id
+    seen["missing"] = one_step(current_run()).run_id
     abort(404)
 
 
@@ -98,19 +85,19 @@ def _parts(count: int, pause: float) -> Iterator[str]:
 
 @app.get("/stream")
 def stream() -> Any:
-    seen["stream"] = _current().run_id
+    seen["stream"] = current_run().run_id
     return Response(stream_with_context(_parts(3, 0.02)), mimetype="text/plain")
 
 
 @app.get("/stream-slow")
 def stream_slow() -> Any:
-    seen["stream_slow"] = _current().run_id
+    seen["stream_slow"] = current_run().run_id
     return Response(_parts(400, 0.02), mimetype="text/plain")
 
 
 @app.get("/together/<tag>")
 def together(tag: str) -> Any:
-    run = _current()
+    run = current_run()
     run.tool_called(f"work-{tag}", {"tag": tag})
     barrier.wait()  # both requests are in flight here, each in its own server thread
     run.tool_responded(f"work-{tag}", output=f"done {tag}")
@@ -145,18 +132,7 @@ while len(seen["stream_steps"]) < 403 and time.monotonic() < deadline:
     if len(seen["stream_steps"]) == before:
         break  # the server stopped iterating
 
-together_replies: dict[str, Any] = {}
-
-
-def call_together(tag: str) -> None:
-    together_replies[tag] = requests.get(f"{base}/together/{tag}", timeout=15).json()
-
-
-callers = [threading.Thread(target=call_together, args=(tag,)) for tag in ("a", "b")]
-for caller in callers:
-    caller.start()
-for caller in callers:
-    caller.join(timeout=20)
+together_replies = get_together(base, ("a", "b"))
 
 server.shutdown()
 thread.join(timeout=15)
