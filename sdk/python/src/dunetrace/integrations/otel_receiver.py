@@ -49,7 +49,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
@@ -109,26 +109,10 @@ class _ClientView:
         return getattr(self._client_, name)
 
 
-class _TraceRun(RunContext):
-    """A run whose id is an OTel trace's id (``RunContext`` draws a new one otherwise)."""
-
-    def __init__(self, client: Any, agent_id: str, run_id: str) -> None:
-        self._trace_run_id = run_id
-        super().__init__(client, agent_id)
-
-    @property
-    def run_id(self) -> str:
-        return self._trace_run_id
-
-    @run_id.setter
-    def run_id(self, value: str) -> None:
-        return None  # the trace's id stands
-
-
 class _Trace:
     __slots__ = ("pending_raise", "run", "violation")
 
-    def __init__(self, run: _TraceRun) -> None:
+    def __init__(self, run: RunContext) -> None:
         self.run = run
         self.violation: PolicyViolation | None = None  # the stop that ends the run
         self.pending_raise: PolicyViolation | None = None  # raised when the next span starts
@@ -237,7 +221,8 @@ class DunetraceOTelReceiver(SpanProcessor):
                 remote.refresh(agent_id)
             except Exception:
                 logger.debug("Dunetrace: policy refresh could not start", exc_info=True)
-        run = _TraceRun(self._client, agent_id, _uuid_of(trace_id))
+        # the view stands in for the client; the trace's id is the run's
+        run = RunContext(cast("Dunetrace", self._client), agent_id, run_id=_uuid_of(trace_id))
         decisions = getattr(self._dt, "_decisions", None)
         if decisions is not None:
             try:
