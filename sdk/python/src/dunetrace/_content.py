@@ -81,32 +81,30 @@ class Reduced:
         }
 
 
-# Injection labels by the scanned text's SHA-256 digest: an agent sends the same messages again
-# in every call (the history), and each is scanned once. Digests only: no text is kept.
-_SCANNED: dict[bytes, tuple[str, ...]] = {}
+# Injection labels by the scanned text's (hash, length): an agent sends the same messages again in
+# every call (the history), and each is scanned once. Python's own string hash (64 bits, salted
+# per process, computed once per string) keys it: no text is kept, and a collision among the
+# 4,096 entries kept is out of reach.
+_SCANNED: dict[tuple[int, int], tuple[str, ...]] = {}
 MAX_SCANNED = 4096
 
 
-def _labels(text: str, digest: bytes) -> tuple[str, ...]:
-    labels = _SCANNED.get(digest)
+def _labels(text: str) -> tuple[str, ...]:
+    key = (hash(text), len(text))
+    labels = _SCANNED.get(key)
     if labels is None:
         found = scan_injection(text)
         labels = found.matched_patterns if found else ()
         if len(_SCANNED) >= MAX_SCANNED:
             _SCANNED.pop(next(iter(_SCANNED)), None)  # the oldest: a bounded memory, not an LRU
-        _SCANNED[digest] = labels
+        _SCANNED[key] = labels
     return labels
-
-
-def _digest(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
 
 
 def reduce(text: str, scan_source: str | None = None) -> Reduced:
     """Hash and length of ``text``; with ``scan_source``, also the injection patterns it matches."""
-    digest = _digest(text)
-    labels = _labels(text, digest) if scan_source and text else ()
-    return Reduced("sha256:" + digest.hex(), len(text), labels, (scan_source or "") if labels else "")
+    labels = _labels(text) if scan_source and text else ()
+    return Reduced(sha256_text(text), len(text), labels, (scan_source or "") if labels else "")
 
 
 def reduce_prompt(prompt: Any) -> Reduced:
@@ -118,9 +116,10 @@ def reduce_prompt(prompt: Any) -> Reduced:
         return reduce(text, INPUT)
     found: dict[str, None] = {}
     for message in prompt:
-        part = text_of(message.get("content") if isinstance(message, Mapping) else message)
+        body = message.get("content") if isinstance(message, (dict, Mapping)) else message
+        part = body if isinstance(body, str) else text_of(body)
         if part:
-            found.update(dict.fromkeys(_labels(part, _digest(part))))
+            found.update(dict.fromkeys(_labels(part)))
     labels = tuple(label for label, _ in INJECTION_PATTERNS if label in found)  # the spec's order
     return Reduced(sha256_text(text), len(text), labels, INPUT if labels else "")
 
