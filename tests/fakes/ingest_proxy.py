@@ -21,10 +21,13 @@ import json
 import threading
 import time
 import urllib.parse
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.local_server import LocalHTTPServer
 
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "host", "content-length", "proxy-connection"}
 
@@ -54,36 +57,17 @@ class Exchange:
         return 200 <= self.status < 300
 
 
-class _RecordingServer:
+class _RecordingServer(LocalHTTPServer):
     name = "recording"
 
     def __init__(self) -> None:
         self.exchanges: list[Exchange] = []
         self._cond = threading.Condition()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-{self.name}", daemon=True)
-
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> _RecordingServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> _RecordingServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(self.name)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
     # --- what was seen -------------------------------------------------------------------------
 
@@ -109,8 +93,9 @@ class _RecordingServer:
 
     # --- request handling ---------------------------------------------------------------------
 
+    @abstractmethod
     def answer(self, exchange: Exchange, raw: bytes) -> tuple[int, dict[str, str], bytes]:
-        raise NotImplementedError
+        """The fake's reply to one request: (status, headers, body)."""
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         fake = self

@@ -14,11 +14,13 @@ import json
 import threading
 import time
 import uuid
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.fakes.local_server import LocalHTTPServer
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,7 @@ class ScriptExhausted(Exception):
     pass
 
 
-class FakeLLMServer(ABC):
+class FakeLLMServer(LocalHTTPServer):
     """Base: a threaded HTTP server on 127.0.0.1:0 answering from ``script``."""
 
     provider = "fake"
@@ -63,30 +65,7 @@ class FakeLLMServer(ABC):
         self.tag = uuid.uuid4().hex[:10]  # response ids unique across servers and test runs
         self.requests: list[Recorded] = []
         self.errors: list[str] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name=f"fake-{self.provider}", daemon=True)
-
-    # --- lifecycle ------------------------------------------------------------------------
-
-    def start(self) -> FakeLLMServer:
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-    def __enter__(self) -> FakeLLMServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
+        super().__init__(self.provider)
 
     @property
     @abstractmethod

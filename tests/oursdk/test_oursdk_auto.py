@@ -22,8 +22,8 @@ import duckdb
 import pytest
 
 from tests.fakes.llm_servers import FakeAnthropic, FakeOpenAI, Reply
+from tests.fakes.tee_proxy import TeeProxy
 from tests.oursdk.harness import run_script
-from tests.oursdk.test_oursdk_privacy import TeeProxy
 from tests.sdk.harness import API_KEY, Api
 from tests.sidecar import Sidecar
 

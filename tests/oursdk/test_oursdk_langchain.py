@@ -21,10 +21,10 @@ import pytest
 
 from tests.fakes.langfuse_server import FakeLangfuse
 from tests.fakes.llm_servers import FakeOpenAI, Reply
+from tests.fakes.tee_proxy import TeeProxy
 from tests.oursdk.env import SCRIPTS
 from tests.oursdk.harness import run_script
 from tests.oursdk.test_oursdk_middleware import DOCS, _lines
-from tests.oursdk.test_oursdk_privacy import TeeProxy
 from tests.sdk.harness import Api
 from tests.sidecar import Sidecar
 

@@ -24,8 +24,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from tests.fakes.llm_servers import FakeOpenAI, Reply
+from tests.fakes.tee_proxy import TeeProxy
 from tests.oursdk.harness import run_script
-from tests.oursdk.test_oursdk_privacy import TeeProxy
 from tests.sdk.harness import API_KEY, Api, signal_types
 from tests.sidecar import Sidecar
 

@@ -5,56 +5,19 @@ API's answers — while the runs themselves arrive whole."""
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
-import threading
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from tests.fakes.tee_proxy import TeeProxy
 from tests.oursdk.harness import run_script
 from tests.sdk.harness import API_KEY, Api
 from tests.sidecar import Sidecar
-
-
-class TeeProxy:
-    """OTLP/HTTP on 127.0.0.1 that keeps each request body and forwards it to the daemon."""
-
-    def __init__(self, target: str) -> None:
-        self.bodies: list[bytes] = []
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                headers = {k: v for k, v in self.headers.items() if k.lower() in ("content-type", "content-encoding")}
-                proxy.bodies.append(gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body)
-                request = urllib.request.Request(target + self.path, data=body, headers=headers, method="POST")
-                with urllib.request.urlopen(request, timeout=10) as answer:
-                    status, data = answer.status, answer.read()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/x-protobuf")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

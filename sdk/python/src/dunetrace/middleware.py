@@ -43,7 +43,7 @@ import contextvars
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from .client import Dunetrace, _RunScope
@@ -58,6 +58,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+App = TypeVar("App", ASGIApp, WSGIApp)
 
 STATE_KEY = "dunetrace_run"  # request.state.dunetrace_run (ASGI scope["state"])
 ENVIRON_KEY = "dunetrace.run"  # environ["dunetrace.run"] (WSGI), as the published SDK names it
@@ -101,27 +102,32 @@ def _exit(scope: _RunScope, error: BaseException | None) -> None:
     scope.__exit__(type(error) if error is not None else None, error, tb)
 
 
-# --- ASGI -------------------------------------------------------------------------------------
-
-
-class DunetraceASGIMiddleware:
-    """ASGI middleware: a run per HTTP request, current for the request's task (``get_current_run()``)
-    and on ``scope["state"]["dunetrace_run"]`` (Starlette / FastAPI ``request.state.dunetrace_run``)."""
+class _RequestRuns(Generic[App]):
+    """What both middlewares hold: the app they wrap and how its requests' runs are opened (the
+    published SDK's signature)."""
 
     def __init__(
         self,
-        app: ASGIApp,
+        app: App,
         dt: Dunetrace,
         agent_id: str,
         *,
         model: str = "unknown",
         tools: list[str] | None = None,
     ) -> None:
-        self.app = app
+        self.app: App = app
         self.dt = dt
         self.agent_id = agent_id
         self.model = model
         self.tools = list(tools or [])
+
+
+# --- ASGI -------------------------------------------------------------------------------------
+
+
+class DunetraceASGIMiddleware(_RequestRuns[ASGIApp]):
+    """ASGI middleware: a run per HTTP request, current for the request's task (``get_current_run()``)
+    and on ``scope["state"]["dunetrace_run"]`` (Starlette / FastAPI ``request.state.dunetrace_run``)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":  # lifespan, websocket: untouched
@@ -183,25 +189,10 @@ class DunetraceASGIMiddleware:
 # --- WSGI -------------------------------------------------------------------------------------
 
 
-class DunetraceWSGIMiddleware:
+class DunetraceWSGIMiddleware(_RequestRuns[WSGIApp]):
     """WSGI middleware: a run per request, current while the app runs and while its response is
     iterated (``get_current_run()``), and on ``environ["dunetrace.run"]``; it ends when the server
     closes the response."""
-
-    def __init__(
-        self,
-        app: WSGIApp,
-        dt: Dunetrace,
-        agent_id: str,
-        *,
-        model: str = "unknown",
-        tools: list[str] | None = None,
-    ) -> None:
-        self.app = app
-        self.dt = dt
-        self.agent_id = agent_id
-        self.model = model
-        self.tools = list(tools or [])
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         # The request's own context: the run is current in it for the app call and every step of
