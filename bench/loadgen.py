@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -408,14 +409,15 @@ class Outcome:
 ACKED = Outcome(True)
 
 
-class Exporter:
+class Exporter(ABC):
     name = "exporter"
 
+    @abstractmethod
     def send(self, spans: Sequence[SpanSpec]) -> Outcome:
-        raise NotImplementedError
+        """One export of these spans, as this transport makes it."""
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None:  # most exporters hold nothing to close
+        return None
 
 
 class HttpExporter(Exporter):
