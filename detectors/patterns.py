@@ -41,38 +41,57 @@ INJECTION_PATTERNS: tuple[tuple[str, str], ...] = (
     ("bypass_safety", r"\bbypass\s+(?:safety|restrictions|filters)\b"),
 )
 
-# Each regex is matched against the lower-cased text, and only where its anchor (a plain
-# substring every match must contain) is present: ``in`` is a fast substring search, and
-# without IGNORECASE the regex engine can use its literal-prefix search. Scanning every
-# pattern at every position of a 4 KB prompt otherwise costs about a millisecond.
-_ANCHORS = {
-    "ignore_instructions": "ignore",
-    "disregard_instructions": "disregard",
-    "forget_instructions": "forget",
-    "you_are_now": "now",
-    "new_role": "your",
-    "act_as": "act",
-    "pretend": "pretend",
-    "do_not_follow": "follow",
-    "system_colon": "system:",
-    "system_tag": "[system]",
-    "im_start": "<|im_start|>",
-    "system_pipe": "<|system|>",
-    "hash_system": "###",
-    "jailbreak": "jailbreak",
-    "dan_mode": "dan",
-    "developer_mode": "developer",
-    "override_safety": "override",
-    "bypass_safety": "bypass",
-}
-_COMPILED = tuple((label, _ANCHORS[label], re.compile(regex)) for label, regex in INJECTION_PATTERNS)
+# Each regex is matched against the lower-cased text, and only where plain substrings every match
+# must contain are present: ``in`` is a fast substring search, and without IGNORECASE the regex
+# engine can use its literal-prefix search (scanning every pattern at every position of a 4 KB
+# prompt otherwise costs about a millisecond). The patterns are grouped by one such substring they
+# share, so a text that has none of the 11 is read 11 times, not once per pattern; each pattern's
+# own anchor is searched only inside its group. Short anchors cost the most per pass ("now" is a
+# slower search than "instruction"), and a clean 2.4 KB prompt is read in about half the time.
+_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    # (shared anchor, ((label, the pattern's own anchor), ...))
+    (
+        "instruction",
+        (
+            ("ignore_instructions", "ignore"),
+            ("disregard_instructions", "disregard"),
+            ("forget_instructions", "forget"),
+        ),
+    ),
+    ("you", (("you_are_now", "now"), ("new_role", "your"))),
+    ("act", (("act_as", "act"),)),
+    ("pretend", (("pretend", "pretend"),)),
+    ("follow", (("do_not_follow", "not"),)),
+    (
+        "system",
+        (
+            ("system_colon", "system:"),
+            ("system_tag", "[system]"),
+            ("system_pipe", "<|system|>"),
+            ("hash_system", "###"),
+        ),
+    ),
+    ("<|im_start|>", (("im_start", "<|im_start|>"),)),
+    ("jailbreak", (("jailbreak", "jailbreak"),)),
+    ("mode", (("dan_mode", "dan"), ("developer_mode", "developer"))),
+    ("override", (("override_safety", "override"),)),
+    ("bypass", (("bypass_safety", "bypass"),)),
+)
+_REGEX = {label: re.compile(regex) for label, regex in INJECTION_PATTERNS}
+_COMPILED = tuple(
+    (shared, tuple((label, anchor, _REGEX[label]) for label, anchor in members)) for shared, members in _GROUPS
+)
 # Inputs up to this size are scanned whole; longer ones by their head and tail.
 SCAN_WHOLE_LIMIT = 32_768
 SCAN_EDGE = 16_384
 
 
 def _labels(lowered: str) -> list[str]:
-    return [label for label, anchor, regex in _COMPILED if anchor in lowered and regex.search(lowered)]
+    found: list[str] = []
+    for shared, members in _COMPILED:
+        if shared in lowered:
+            found += [label for label, anchor, regex in members if anchor in lowered and regex.search(lowered)]
+    return found
 
 
 @dataclass(frozen=True, slots=True)

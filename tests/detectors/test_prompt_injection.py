@@ -182,3 +182,12 @@ def test_longer_inputs_scanned_by_their_first_and_last_16384_characters() -> Non
 
     head = "a" * 10_000 + " jailbreak " + "b" * 30_000
     assert scan_injection(head) is not None
+
+
+def test_every_pattern_is_scanned_in_exactly_one_group() -> None:
+    """The scan reads a pattern only through its anchor group: a pattern left out would never match."""
+    from detectors.patterns import _GROUPS, INJECTION_PATTERNS
+
+    grouped = [label for _, members in _GROUPS for label, _ in members]
+    assert sorted(grouped) == sorted(label for label, _ in INJECTION_PATTERNS)
+    assert len(grouped) == len(set(grouped)) == 18
