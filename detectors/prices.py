@@ -27,6 +27,9 @@ def price_of(model: str | None, prices: Prices) -> tuple[float, float]:
     """(input, output) USD per million tokens for the model's longest matching prefix."""
     if not model:
         return (0.0, 0.0)
+    exact = prices.get(model)
+    if exact is not None:  # a key equal to the model is its longest matching prefix
+        return exact
     best = ""
     for prefix in prices:
         if model.startswith(prefix) and len(prefix) > len(best):

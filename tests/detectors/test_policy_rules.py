@@ -103,6 +103,8 @@ def test_cost_uses_the_shared_price_table() -> None:
     assert price_of("gpt-4o-mini-2024-07-18", DEFAULT_MODEL_PRICES) == (0.15, 0.60)  # the longest prefix wins
     assert price_of("gpt-4o-2024-08-06", DEFAULT_MODEL_PRICES) == (2.50, 10.00)
     assert price_of("my-finetune", DEFAULT_MODEL_PRICES) == (0.0, 0.0)
+    assert price_of("gpt-4o-mini", DEFAULT_MODEL_PRICES) == (0.15, 0.60)  # exactly a key: that key
+    assert price_of("gpt-4", {"gpt-4": (30.0, 60.0), "gpt-4o": (2.5, 10.0)}) == (30.0, 60.0)
     assert cost_usd("gpt-4o", 1_000_000, 100_000, DEFAULT_MODEL_PRICES) == pytest.approx(2.50 + 1.00)
     state = PolicyRunState()
     observe(state, event(LLM_CALLED, "c1", model="gpt-4o", prompt_tokens=200_000), [], DEFAULT_MODEL_PRICES)
