@@ -37,23 +37,41 @@ class DetectionEngine:
                 for kind in detector.triggers:
                     self._live.setdefault(kind, []).append(detector)
         self._end = [d for d in detectors if d.mode == END]
+        self._live_subsets: dict[frozenset[str], dict[str, list[Detector[Any]]]] = {}
 
     def process(
-        self, view: RunView, events: Iterable[RunEvent], now_ns: int | None = None, end: bool = True
+        self,
+        view: RunView,
+        events: Iterable[RunEvent],
+        now_ns: int | None = None,
+        end: bool = True,
+        failure_types: frozenset[str] | None = None,
     ) -> list[Signal]:
         """Apply ``events`` in order; the signals they prove, each at most once per run.
-        ``end=False``: a terminal event does not ask the end detectors (the caller will, later)."""
+        ``end=False``: a terminal event does not ask the end detectors (the caller will, later).
+        ``failure_types``: only the live detectors of these types are asked (the in-process SDK
+        runs those its ``signal`` policies name; the sidecar runs them all)."""
         configs = self.settings.for_agent(view.agent_id)
         view.baseline_p75 = self.baseline(view.agent_id)
         now_ns = now_ns or time.time_ns()
+        live = self._live if failure_types is None else self._live_of(failure_types)
         signals: list[Signal] = []
         for event in events:
             for seen in view.apply(event):
-                for detector in self._live.get(seen.kind, ()):
+                for detector in live.get(seen.kind, ()):
                     self._ask(detector, view, seen, configs, now_ns, signals)
                 if end and seen.kind in ev.TERMINAL_KINDS:
                     signals.extend(self.evaluate_end(view, seen, now_ns))
         return signals
+
+    def _live_of(self, failure_types: frozenset[str]) -> dict[str, list[Detector[Any]]]:
+        live = self._live_subsets.get(failure_types)
+        if live is None:
+            live = {kind: [d for d in ds if d.failure_type in failure_types] for kind, ds in self._live.items()}
+            if len(self._live_subsets) >= 64:  # policies change rarely; a bound, not a cache policy
+                self._live_subsets.clear()
+            self._live_subsets[failure_types] = live
+        return live
 
     def close_stalled(self, view: RunView, now_ns: int | None = None) -> list[Signal]:
         """The run went quiet without a root span: evaluate it as ended with no exit."""

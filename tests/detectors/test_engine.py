@@ -36,6 +36,21 @@ def test_a_type_fires_at_most_once_per_run() -> None:
     assert len(r.of(STORM)) == 1
 
 
+def test_only_the_named_failure_types_are_asked() -> None:
+    """The in-process SDK asks only the detectors its signal policies name."""
+    from detectors.engine import DetectionEngine
+    from detectors.run_view import RunView
+
+    events = identical_calls(8, success=False)  # failing from the first step, looping, retrying
+    engine = DetectionEngine()
+    view = RunView("run-1", "agent")
+    found = engine.process(view, events, now_ns=NOW_NS, end=False, failure_types=frozenset({STORM}))
+    assert [s.failure_type for s in found] == [STORM]
+    view = RunView("run-1", "agent")
+    found = engine.process(view, events, now_ns=NOW_NS, end=False)
+    assert sorted(s.failure_type for s in found) == ["FIRST_STEP_FAILURE", STORM, LOOP]
+
+
 def test_redelivered_events_do_not_fire_again() -> None:
     events = identical_calls(3)
     r = replay(events)
