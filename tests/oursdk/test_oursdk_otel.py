@@ -204,6 +204,8 @@ def test_docs_otel_block_copies_runs_with_their_signals(
     out = run_script(oursdk_stacks_python, "otel_exporter", oursdk_daemon, extra_env=wire.env())
     loop_id, healthy_id = out.result["loop"], out.result["healthy"]
     assert out.result["loop_signals"] == [["TOOL_LOOP", "HIGH"]]
+    # a loop early in a long run is still found: every event went through the detectors
+    assert "TOOL_LOOP" in out.result["long_signals"]
 
     ours = spans_of(wire.ours())
     users = spans_of(wire.grpc.requests())

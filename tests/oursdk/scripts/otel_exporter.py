@@ -48,6 +48,14 @@ with dt.run("otel-healthy-agent") as healthy:
     healthy.llm_called("gpt-4o", prompt="find the order")
     healthy.llm_responded(output="It has shipped.")
     healthy.final_answer()
+with dt.run("otel-long-agent") as long:  # the loop first, then more events than the SDK keeps unfolded (256)
+    for _ in range(4):
+        long.tool_called("search", {"q": "A123"})
+        long.tool_responded("search", output="no result")
+    for i in range(140):
+        long.tool_called("lookup", {"order": f"A-{i}"})
+        long.tool_responded("lookup", output=f"order A-{i} shipped")
+    long.final_answer()
 dt.shutdown(timeout=5)
 provider.force_flush()
 result(
@@ -55,4 +63,5 @@ result(
     loop=loop.run_id,
     healthy=healthy.run_id,
     loop_signals=[(s.failure_type, s.severity) for s in loop.signals],
+    long_signals=sorted(s.failure_type for s in long.signals),
 )

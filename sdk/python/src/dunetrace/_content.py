@@ -114,14 +114,18 @@ def reduce_prompt(prompt: Any) -> Reduced:
     text = text_of(prompt)
     if not isinstance(prompt, (list, tuple)):
         return reduce(text, INPUT)
-    found: dict[str, None] = {}
+    found: set[str] = set()
     for message in prompt:
         body = message.get("content") if isinstance(message, (dict, Mapping)) else message
         part = body if isinstance(body, str) else text_of(body)
         if part:
-            found.update(dict.fromkeys(_labels(part)))
-    labels = tuple(label for label, _ in INJECTION_PATTERNS if label in found)  # the spec's order
-    return Reduced(sha256_text(text), len(text), labels, INPUT if labels else "")
+            labels = _labels(part)
+            if labels:
+                found.update(labels)
+    if not found:
+        return Reduced(sha256_text(text), len(text))
+    ordered = tuple(label for label, _ in INJECTION_PATTERNS if label in found)  # the spec's order
+    return Reduced(sha256_text(text), len(text), ordered, INPUT)
 
 
 @dataclass(frozen=True, slots=True)

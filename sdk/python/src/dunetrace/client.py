@@ -15,12 +15,13 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from opentelemetry.sdk.trace.export import SpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 
 from ._decisions import DecisionWatcher, decisions_target
 from ._detectors.policy_rules import DEFAULT_PRIORITY, Policy
 from ._detectors.prices import DEFAULT_MODEL_PRICES
 from ._engine import DetectionEngine
-from ._export import SCOPE, build_provider
+from ._export import SCOPE, StepSpans, build_provider
 from .context import _current_run
 from .policies import PolicyBook, RemotePolicies
 from .run_context import RunContext
@@ -116,8 +117,11 @@ class Dunetrace:
         self.endpoint = endpoint if endpoint is not None else os.environ.get("DUNETRACE_ENDPOINT") or None
         self._api_key = api_key or os.environ.get("DUNETRACE_API_KEY") or None
         self._emit_json = bool(emit_as_json)
-        self._provider, self._ids = build_provider(span_exporter, flush_interval_ms)
-        self._tracer = self._provider.get_tracer(SCOPE, __version__)
+        self._provider, self._ids, self._processors = build_provider(span_exporter, flush_interval_ms)
+        self._tracer = self._provider.get_tracer(SCOPE, __version__)  # the runs' root spans
+        self._steps = StepSpans(
+            self._processors, self._provider.resource, InstrumentationScope(SCOPE, __version__), self._ids
+        )
         # DunetraceOTelExporter (dunetrace.integrations.otel): runs also go to the user's provider.
         self._otel_exporter = otel_exporter
         if otel_exporter is not None:

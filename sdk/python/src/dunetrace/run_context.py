@@ -128,8 +128,9 @@ class RunContext:
             attributes=attributes,
             start_time=started_ns,
         )
-        self._root_context = trace.set_span_in_context(self._root)
-        self.otel_span_id = format(self._root.get_span_context().span_id, "016x")
+        self._root_context = trace.set_span_in_context(self._root)  # auto-instrumented spans' parent
+        self._root_span_context = self._root.get_span_context()
+        self.otel_span_id = format(self._root_span_context.span_id, "016x")
         injection = content.reduce(content.text_of(user_input), content.INPUT) if user_input else None
         self._record(
             ev.RUN_STARTED,
@@ -493,13 +494,9 @@ class RunContext:
         # Every step names its agent: the root arrives last, and the sidecar must know whose run
         # it is (its policies, its live decisions) while the run is still going.
         attributes = {**attributes, "gen_ai.agent.name": self.agent_id}
-        span = self._client._tracer.start_span(
-            name, context=self._root_context, kind=kind, attributes=attributes, start_time=start_ns
-        )
         if error_type:
-            span.set_attribute("error.type", error_type)
-            span.set_status(Status(StatusCode.ERROR))
-        span.end(end_time=end_ns)
+            attributes["error.type"] = error_type
+        self._client._steps.write(name, self._root_span_context, kind, start_ns, end_ns, attributes, bool(error_type))
 
     def _record(
         self, kind: str, ts_ns: int, call_id: str, payload: dict[str, Any], step: int, evaluate: bool = True
@@ -514,32 +511,44 @@ class RunContext:
         if kind in EVALUATED_KINDS and evaluate:
             return self._evaluate(ts_ns, step)
         if len(self._backlog) >= MAX_BACKLOG:
-            self._fold(False)
+            # the OTel exporter writes every signal of the run on its root: the detectors see every event
+            self._fold(self._client._otel_exporter is not None)
         return None
 
-    def _fold(self, signals_needed: bool) -> dict[str, Any]:
+    def _fold(self, detect: bool, only: frozenset[str] | None = None) -> dict[str, Any]:
         """Fold the events not yet seen into the detectors' view and the policies' state; the
-        values they changed (``signal``: the failure types fired so far, when one just fired)."""
+        values they changed (``signal``: the failure types fired so far, when one just fired).
+        ``detect``: ask the live detectors too (``only`` those of these failure types)."""
         observed: dict[str, Any] = {}
-        engine = self._client._engine
-        prices = self._client._prices
-        for event in self._backlog:
-            new_types: list[str] = []
-            if signals_needed:
-                found = engine.process(self._view, [event], now_ns=event.ts_ns, end=False)
-                self.signals.extend(found)
-                new_types = [s.failure_type for s in found]
-            else:
+        backlog = self._backlog
+        if not backlog:
+            return observed
+        new_types: list[str] = []
+        if detect:  # the detectors over the whole backlog at once, as the sidecar does per request
+            engine = self._client._engine
+            found = engine.process(self._view, backlog, now_ns=backlog[-1].ts_ns, end=False, failure_types=only)
+            self.signals.extend(found)
+            new_types = [s.failure_type for s in found]
+        else:
+            for event in backlog:
                 self._view.apply(event)
-            observed.update(observe(self._policy_state, event, new_types, prices))
-        self._backlog.clear()
+        prices = self._client._prices
+        last = len(backlog) - 1
+        for index, event in enumerate(backlog):
+            # the types that fired are seen with the last event: the policies are asked once, after it
+            observed.update(observe(self._policy_state, event, new_types if index == last else (), prices))
+        backlog.clear()
         return observed
 
     def _evaluate(self, ts_ns: int, step: int) -> PolicyViolation | None:
         policies = self._client._policy_book.for_agent(self.agent_id)
         if not policies:
             return None  # the events wait in the backlog for policies that may come
-        observed = self._fold(any(p.trigger == "signal" for p in policies))
+        named = frozenset(str(p.value) for p in policies if p.trigger == "signal")
+        # Only the detectors a signal policy names (the sidecar runs them all on the same events);
+        # all of them for the OTel exporter, which writes every signal on the run's root.
+        only = named if self._client._otel_exporter is None else None
+        observed = self._fold(bool(named), only)
         for policy, seen in list(due(policies, self._policy_state, observed)):
             violation = self._fire(policy, seen, ts_ns, step)
             if violation is not None:

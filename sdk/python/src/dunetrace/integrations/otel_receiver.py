@@ -53,9 +53,10 @@ from typing import TYPE_CHECKING, Any, cast
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import StatusCode
 
-from .._export import SCOPE, RunIdGenerator
+from .._export import SCOPE, RunIdGenerator, StepSpans
 from ..policies import PolicyViolation
 from ..run_context import RunContext
 from .otel import MIRROR_SCOPE, RECEIVER_SOURCE, SOURCE_ATTRIBUTE
@@ -100,10 +101,11 @@ class _ClientView:
     """The client as the receiver's runs see it: its policies, engine, exporter and decisions,
     but a tracer whose step spans borrow their source spans' ids (same span processors)."""
 
-    def __init__(self, client: Dunetrace, tracer: Any, ids: _BorrowedIds) -> None:
+    def __init__(self, client: Dunetrace, tracer: Any, ids: _BorrowedIds, steps: StepSpans) -> None:
         self._client_ = client
         self._tracer = tracer
         self._ids = ids
+        self._steps = steps
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client_, name)
@@ -131,11 +133,18 @@ class DunetraceOTelReceiver(SpanProcessor):
         provider = TracerProvider(
             resource=dt._provider.resource,
             shutdown_on_exit=False,
-            active_span_processor=dt._provider._active_span_processor,
+            active_span_processor=dt._processors,
             id_generator=self._ids,
         )
-        tracer = provider.get_tracer(SCOPE, __version__, attributes={SOURCE_ATTRIBUTE: RECEIVER_SOURCE})
-        self._client = _ClientView(dt, tracer, self._ids)
+        scope_attributes = {SOURCE_ATTRIBUTE: RECEIVER_SOURCE}
+        tracer = provider.get_tracer(SCOPE, __version__, attributes=scope_attributes)
+        steps = StepSpans(
+            dt._processors,
+            provider.resource,
+            InstrumentationScope(SCOPE, __version__, None, scope_attributes),
+            self._ids,
+        )
+        self._client = _ClientView(dt, tracer, self._ids, steps)
         self._lock = threading.RLock()
         self._traces: OrderedDict[int, _Trace] = OrderedDict()
         self._ended: OrderedDict[int, None] = OrderedDict()
