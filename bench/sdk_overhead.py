@@ -16,6 +16,11 @@ exporter pointed at a collector that accepts connections and never answers — t
 thread must not notice. Reported: the caller-thread µs per tracked call (the bare loop's time
 subtracted) and the process CPU µs per call (the export thread included); median and range over
 the rounds. The issue's target: under 50 µs per tracked call.
+
+Then an ``openai`` chat call through ``dt.auto_instrument()`` (the SDK's stacks venv,
+``.oursdkenv-stacks``; a fake OpenAI server in this process): the same call inside a run and
+outside one, interleaved — their difference is what tracking it costs, the OpenTelemetry
+instrumentations' own spans included — and before instrumenting.
 """
 
 from __future__ import annotations
@@ -33,13 +38,10 @@ RESULTS = ROOT / "bench" / "results"
 PROBE = ROOT / "bench" / "sdk_probe.py"
 
 
-def run_probe(calls: int, rounds: int) -> dict[str, Any]:
-    from tests.oursdk.env import ensure_oursdk_env
-
-    python = ensure_oursdk_env().python
+def _probe(python: Path, env: dict[str, str]) -> dict[str, Any]:
     done = subprocess.run(
         [str(python), str(PROBE)],
-        env={"PROBE_CALLS": str(calls), "PROBE_ROUNDS": str(rounds), "PATH": "/usr/bin:/bin"},
+        env={**env, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
         timeout=900,
@@ -49,6 +51,46 @@ def run_probe(calls: int, rounds: int) -> dict[str, Any]:
         raise SystemExit(f"the probe failed ({done.returncode}):\n{done.stderr[-4000:]}")
     probe: dict[str, Any] = json.loads(done.stdout)
     return probe
+
+
+def run_probe(calls: int, rounds: int) -> dict[str, Any]:
+    from tests.oursdk.env import ensure_oursdk_env
+
+    return _probe(ensure_oursdk_env().python, {"PROBE_CALLS": str(calls), "PROBE_ROUNDS": str(rounds)})
+
+
+def run_auto_probe(calls: int, rounds: int) -> dict[str, Any]:
+    """The auto-instrumented openai call, in the SDK's stacks venv, against a fake OpenAI server
+    in this process (so its work is not on the probe's clock)."""
+    from tests.fakes.llm_servers import FakeOpenAI, Reply
+    from tests.oursdk.env import ensure_oursdk_stacks_env
+
+    python = ensure_oursdk_stacks_env().python
+    replies = [Reply.answer("Your parcel is with the carrier and arrives tomorrow.")] * (calls * (3 * rounds + 1) + 2)
+    with FakeOpenAI(replies) as server:
+        env = {"PROBE_MODE": "auto", "PROBE_AUTO_CALLS": str(calls), "PROBE_ROUNDS": str(rounds)}
+        return _probe(python, {**env, "PROBE_OPENAI_BASE_URL": server.base_url})
+
+
+def summarize_auto(probe: dict[str, Any]) -> dict[str, Any]:
+    """Tracked minus untracked, round by round (the same instrumented call, interleaved); the
+    untracked call against the call before instrumenting (measured first, not interleaved)."""
+    results = probe["results"]
+    plain = [wall for wall, _ in results["openai / not instrumented"]]
+    outside = [wall for wall, _ in results["openai / auto, outside a run"]]
+    inside = [wall for wall, _ in results["openai / auto, inside a run"]]
+    tracked = [i - o for i, o in zip(inside, outside, strict=True)]
+    return {
+        "calls": probe["calls"],
+        "rounds": probe["rounds"],
+        "call_us": {name: _spread([w for w, _ in rounds]) for name, rounds in results.items()},
+        "tracked_minus_untracked_us": _spread(tracked),
+        "untracked_minus_plain_us": statistics.median(outside) - statistics.median(plain),
+    }
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def summarize(probe: dict[str, Any]) -> dict[str, Any]:
@@ -77,7 +119,7 @@ def report_rows(summary: dict[str, Any]) -> list[str]:
         "|---|---|---|",
     ]
     for name, values in summary.items():
-        if not isinstance(values, dict):
+        if not isinstance(values, dict) or "caller_us" not in values:
             continue
         c, p = values["caller_us"], values["process_cpu_us"]
         rows.append(
@@ -87,15 +129,37 @@ def report_rows(summary: dict[str, Any]) -> list[str]:
     return rows
 
 
+def auto_rows(auto: dict[str, Any]) -> list[str]:
+    t = auto["tracked_minus_untracked_us"]
+    rows = [
+        "",
+        f"An openai chat call through `dt.auto_instrument()`, {auto['calls']} calls × {auto['rounds']} rounds "
+        "(a fake OpenAI server on 127.0.0.1):",
+        "",
+        "| openai call | µs per call |",
+        "|---|---|",
+    ]
+    for name, spread in auto["call_us"].items():
+        rows.append(f"| {name} | {spread['median']:.0f} ({spread['min']:.0f}–{spread['max']:.0f}) |")
+    rows += [
+        "",
+        f"Tracked minus untracked (interleaved): {t['median']:.1f} µs ({t['min']:.1f}–{t['max']:.1f}); "
+        f"untracked minus not instrumented (sequential): {auto['untracked_minus_plain_us']:.1f} µs.",
+    ]
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=5000)
+    parser.add_argument("--auto-calls", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     summary = summarize(run_probe(args.calls, args.rounds))
+    summary["auto_instrumented"] = summarize_auto(run_auto_probe(args.auto_calls, args.rounds))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "sdk_overhead.json").write_text(json.dumps(summary, indent=2) + "\n")
-    print("\n".join(report_rows(summary)))
+    print("\n".join(report_rows(summary) + auto_rows(summary["auto_instrumented"])))
     return 0
 
 

@@ -147,5 +147,41 @@ def main() -> int:
     return 0
 
 
+def auto_main() -> int:
+    """``PROBE_MODE=auto`` (in the SDK's stacks venv, with ``PROBE_OPENAI_BASE_URL`` a fake OpenAI
+    server in another process): an ``openai`` chat call through ``dt.auto_instrument()``, inside
+    a run (tracked) and outside one (untracked: the instrumentation's cost alone), interleaved;
+    and the same call before ``auto_instrument`` (measured first: instrumenting cannot be undone)."""
+    from openai import OpenAI
+
+    calls = int(os.environ.get("PROBE_AUTO_CALLS", "500"))
+    openai = OpenAI(base_url=os.environ["PROBE_OPENAI_BASE_URL"], api_key="sk-bench", max_retries=0)
+
+    def call(i: int) -> None:
+        messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": f"{TURN} ({i})"}]
+        openai.chat.completions.create(model="gpt-4o-mini", messages=messages)  # type: ignore[arg-type]
+
+    def timed_calls() -> list[float]:
+        cpu0, wall0 = time.process_time(), time.perf_counter()
+        for i in range(calls):
+            call(i)
+        return [(time.perf_counter() - wall0) / calls * 1e6, (time.process_time() - cpu0) / calls * 1e6]
+
+    out: dict[str, list[list[float]]] = {}
+    call(0)  # the client's first request (connection setup, imports) is not measured
+    for _ in range(ROUNDS):
+        out.setdefault("openai / not instrumented", []).append(timed_calls())
+    dt = client(Discard(), False)
+    dt.auto_instrument(["openai", "httpx"])
+    call(0)
+    for _ in range(ROUNDS):
+        out.setdefault("openai / auto, outside a run", []).append(timed_calls())
+        with dt.run("probe-auto"):
+            out.setdefault("openai / auto, inside a run", []).append(timed_calls())
+    dt.shutdown(timeout=0.5)
+    json.dump({"calls": calls, "rounds": ROUNDS, "results": out}, sys.stdout)
+    return 0
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(auto_main() if os.environ.get("PROBE_MODE") == "auto" else main())
