@@ -7,7 +7,9 @@ The receiver scans content with these before it hashes it; only the matched labe
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 # (label, regex) in the order the spec lists them. Case-insensitive.
@@ -102,11 +104,45 @@ class InjectionMatch:
 
 def scan_injection(text: str) -> InjectionMatch | None:
     """Labels of the injection patterns found in ``text``, or None when there are none."""
+    labels = scanned_labels(text)
+    return InjectionMatch(matched_patterns=labels, input_length=len(text)) if labels else None
+
+
+def scan_messages(texts: Sequence[str]) -> InjectionMatch | None:
+    """The patterns found in any one of ``texts`` (a prompt's messages), each text scanned on its
+    own and once per process however many calls resend it; the input length is that of the
+    texts joined by newlines."""
+    found: set[str] = set()
+    for text in texts:
+        found.update(scanned_labels(text))
+    if not found:
+        return None
+    labels = tuple(label for label, _ in INJECTION_PATTERNS if label in found)
+    return InjectionMatch(matched_patterns=labels, input_length=sum(map(len, texts)) + max(0, len(texts) - 1))
+
+
+# Labels by the scanned text's (hash, length). An agent resends its conversation in every LLM
+# call, so the same messages and tool results come back again and again: each is scanned once per
+# process. Python's own string hash keys it (64 bits, salted per process, computed once per string
+# object), so no text is kept; a collision among the entries kept is out of reach.
+_SCANNED: dict[tuple[int, int], tuple[str, ...]] = {}
+MAX_SCANNED = 8192
+
+
+def scanned_labels(text: str) -> tuple[str, ...]:
+    """The labels ``text`` matches, in the spec's order (empty: none), scanned once per process."""
+    key = (hash(text), len(text))
+    labels = _SCANNED.get(key)
+    if labels is not None:
+        return labels
     if len(text) <= SCAN_WHOLE_LIMIT:
         found = set(_labels(text.lower()))
     else:
         found = set(_labels(text[:SCAN_EDGE].lower())) | set(_labels(text[-SCAN_EDGE:].lower()))
-    if not found:
-        return None
-    labels = tuple(label for label, _ in INJECTION_PATTERNS if label in found)
-    return InjectionMatch(matched_patterns=labels, input_length=len(text))
+    labels = tuple(label for label, _ in INJECTION_PATTERNS if label in found) if found else ()
+    if len(_SCANNED) >= MAX_SCANNED:
+        # The oldest entry: a bound on memory, not an LRU. Another thread may evict it first.
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+            del _SCANNED[next(iter(_SCANNED))]
+    _SCANNED[key] = labels
+    return labels

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.events import normalise_finish_reason
-from detectors.patterns import InjectionMatch, scan_injection
+from detectors.patterns import InjectionMatch, scan_injection, scan_messages
 
 
 class Hasher:
@@ -403,7 +403,7 @@ def prompt_features(messages: Iterable[Message], hasher: Hasher) -> PromptFeatur
             )
     if not any_content:
         return PromptFeatures(None, None, None, ())
-    user_input = injection_from(scan_injection("\n".join(scanned)), "input") if scanned else None
+    user_input = injection_from(scan_messages(scanned), "input") if scanned else None
     injection = merge_injections(user_input, *(r.injection for r in results))
     return PromptFeatures(hasher("\n".join(lines)), length, injection, tuple(results))
 

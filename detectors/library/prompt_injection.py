@@ -30,7 +30,8 @@ class PromptInjection(Detector[PromptInjectionConfig]):
     config_type = PromptInjectionConfig
     summary = (
         "User or system input, a tool result or a retrieved document matched known injection / jailbreak "
-        "patterns (scanned at the receiver, before hashing)."
+        "patterns (scanned at the receiver, before hashing, message by message: a pattern is found within one "
+        "message, and a message the agent resends in every call is scanned once)."
     )
 
     def check(self, run: RunView, event: RunEvent, config: PromptInjectionConfig) -> Finding | None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._detectors.events import normalise_finish_reason as normalise_finish_reason  # run_context reads it here
-from ._detectors.patterns import INJECTION_PATTERNS, scan_injection
+from ._detectors.patterns import INJECTION_PATTERNS, scanned_labels
 
 INPUT = "input"
 TOOL_RESULT = "tool_result"
@@ -81,29 +81,9 @@ class Reduced:
         }
 
 
-# Injection labels by the scanned text's (hash, length): an agent sends the same messages again in
-# every call (the history), and each is scanned once. Python's own string hash (64 bits, salted
-# per process, computed once per string) keys it: no text is kept, and a collision among the
-# 4,096 entries kept is out of reach.
-_SCANNED: dict[tuple[int, int], tuple[str, ...]] = {}
-MAX_SCANNED = 4096
-
-
-def _labels(text: str) -> tuple[str, ...]:
-    key = (hash(text), len(text))
-    labels = _SCANNED.get(key)
-    if labels is None:
-        found = scan_injection(text)
-        labels = found.matched_patterns if found else ()
-        if len(_SCANNED) >= MAX_SCANNED:
-            _SCANNED.pop(next(iter(_SCANNED)), None)  # the oldest: a bounded memory, not an LRU
-        _SCANNED[key] = labels
-    return labels
-
-
 def reduce(text: str, scan_source: str | None = None) -> Reduced:
     """Hash and length of ``text``; with ``scan_source``, also the injection patterns it matches."""
-    labels = _labels(text) if scan_source and text else ()
+    labels = scanned_labels(text) if scan_source and text else ()
     return Reduced(sha256_text(text), len(text), labels, (scan_source or "") if labels else "")
 
 
@@ -119,7 +99,7 @@ def reduce_prompt(prompt: Any) -> Reduced:
         body = message.get("content") if isinstance(message, (dict, Mapping)) else message
         part = body if isinstance(body, str) else text_of(body)
         if part:
-            labels = _labels(part)
+            labels = scanned_labels(part)
             if labels:
                 found.update(labels)
     if not found:
