@@ -6,6 +6,9 @@ For each transport and round (interleaved, so machine noise hits both alike) a f
 receiver and a fresh sidecar (empty DuckDB file) each take the same pre-encoded requests
 from several concurrent streams; a request counts once it is acknowledged (for the sidecar:
 translated, hashed and committed). Reports spans/s, server CPU µs/span and their ratio.
+Transports: OTLP over gRPC and over HTTP, and ``ingest``: the same runs as the published
+Dunetrace SDK's ``POST /v1/ingest`` batches on the API endpoint (bench/ingest_workload.py; two
+events per span, so its spans/s are the OTLP spans' equivalents and events/s are twice that).
 Traffic goes only to 127.0.0.1, bounded in count.
 """
 
@@ -26,14 +29,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
+from bench.ingest_workload import API_KEY, IngestPost, ingest_groups
 from bench.workload import build_requests
 
 ROOT = Path(__file__).resolve().parent.parent
 _LISTEN = re.compile(r"listening (\w+)=(\S+)")
 TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+TRANSPORTS = ("grpc", "http", "ingest")
+T = TypeVar("T")
 
 
 @dataclass
@@ -136,10 +143,38 @@ def send_http(address: str, requests: list[bytes], streams: int) -> None:
     _fan_out(worker, requests, streams)
 
 
-def _fan_out(worker: Callable[[list[bytes]], None], requests: list[bytes], streams: int) -> None:
+def send_ingest(address: str, groups: list[list[IngestPost]], streams: int) -> None:
+    """Each stream is one agent process's drain thread: its groups' posts in order, each on a
+    connection of its own (the SDK's urllib sends ``Connection: close``)."""
+    host, port = address.rsplit(":", 1)
+
+    def worker(chunk: list[list[IngestPost]]) -> None:
+        for group in chunk:
+            for post in group:
+                for _attempt in range(50):
+                    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+                    try:
+                        conn.request("POST", "/v1/ingest", body=post.body, headers=post.headers)
+                        response = conn.getresponse()
+                        answer = response.read()
+                    finally:
+                        conn.close()
+                    if response.status == 200:
+                        counts = json.loads(answer)
+                        if counts["accepted"] + counts["ignored"] != post.events:
+                            raise RuntimeError(f"{post.events} events sent, answer {counts}")
+                        break
+                    if response.status not in (429, 503):
+                        raise RuntimeError(f"HTTP {response.status}: {answer[:200]!r}")
+                    time.sleep(0.05)
+
+    _fan_out(worker, groups, streams)
+
+
+def _fan_out(worker: Callable[[list[T]], None], requests: list[T], streams: int) -> None:
     errors: list[BaseException] = []
 
-    def run(chunk: list[bytes]) -> None:
+    def run(chunk: list[T]) -> None:
         try:
             worker(chunk)
         except BaseException as exc:  # surfaced after join
@@ -154,17 +189,30 @@ def _fan_out(worker: Callable[[list[bytes]], None], requests: list[bytes], strea
         raise errors[0]
 
 
-def measure(kind: str, transport: str, requests: list[bytes], spans: int, streams: int) -> tuple[float, float, int]:
-    """(spans/s, server CPU µs per span, store bytes on disk) for one fresh server."""
-    server = start(kind)
+def measure(
+    kind: str,
+    transport: str,
+    requests: list[bytes],
+    spans: int,
+    streams: int,
+    ingest: list[list[IngestPost]] | None = None,
+) -> tuple[float, float, int]:
+    """(spans/s, server CPU µs per span, store bytes on disk) for one fresh server. For the
+    ``ingest`` transport, ``ingest`` is ``ingest_groups(requests)`` (built here when not given)."""
+    posts = (ingest or ingest_groups(requests)) if transport == "ingest" else []
+    server = start(kind, {"DUNETRACE_API_KEYS": API_KEY} if posts else None)
     try:
         if transport == "grpc":
             # Warm up the channel and the server's code paths with one request of its own.
             send_grpc(server.addresses["otlp_grpc"], requests[:1], 1)
+        elif posts:
+            send_ingest(server.addresses["api"], posts[:1], 1)  # likewise: the first request's runs
         cpu0, t0 = server.cpu_seconds(), time.perf_counter()
         body = requests[1:]
         if transport == "grpc":
             send_grpc(server.addresses["otlp_grpc"], body, streams)
+        elif posts:
+            send_ingest(server.addresses["api"], posts[1:], streams)
         else:
             send_http(server.addresses["otlp_http"], body, streams)
         elapsed = time.perf_counter() - t0
@@ -186,26 +234,31 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     n_requests = args.requests or (12 if args.quick else 40)
     requests, spans = build_requests(n_requests)
+    ingest = ingest_groups(requests)
+    posts = [post for group in ingest for post in group]
     print(
-        f"workload: {n_requests} requests, {spans} spans, {sum(map(len, requests)) / spans:.0f} bytes/span", flush=True
+        f"workload: {n_requests} requests, {spans} spans, {sum(map(len, requests)) / spans:.0f} bytes/span; "
+        f"ingest: {len(posts)} posts, {sum(p.events for p in posts)} events, "
+        f"{sum(len(p.body) for p in posts) / spans:.0f} bytes/span",
+        flush=True,
     )
 
     results: dict[str, dict[str, list[float]]] = {}
-    for transport in ("grpc", "http"):
+    for transport in TRANSPORTS:
         for _ in range(rounds):
             for kind in ("null", "sidecar"):
-                rate, cpu, _ = measure(kind, transport, requests, spans, args.streams)
+                rate, cpu, _ = measure(kind, transport, requests, spans, args.streams, ingest)
                 row = results.setdefault(f"{transport}/{kind}", {"spans_per_s": [], "cpu_us_per_span": []})
                 row["spans_per_s"].append(rate)
                 row["cpu_us_per_span"].append(cpu)
-                print(f"  {transport:4} {kind:7} {rate:9.0f} spans/s  {cpu:6.1f} µs/span", flush=True)
+                print(f"  {transport:6} {kind:7} {rate:9.0f} spans/s  {cpu:6.1f} µs/span", flush=True)
 
     print()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print("| transport | null spans/s | sidecar spans/s | ratio (median) | ratio min–max | sidecar CPU µs/span |")
     print("|---|---|---|---|---|---|")
     summary = {}
-    for transport in ("grpc", "http"):
+    for transport in TRANSPORTS:
         null = results[f"{transport}/null"]["spans_per_s"]
         side = results[f"{transport}/sidecar"]["spans_per_s"]
         ratios = [s / n for s, n in zip(side, null, strict=True)]
@@ -215,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {transport} | {statistics.median(null):.0f} | {statistics.median(side):.0f} | "
             f"{statistics.median(ratios):.2f} | {min(ratios):.2f}–{max(ratios):.2f} | {cpu:.0f} |"
         )
+    print("(ingest: spans/s are the OTLP spans' equivalents, 2 SDK events each; CPU per event is half)")
     if args.json:
         Path(args.json).write_text(json.dumps({"rounds": rounds, "spans": spans, "results": summary}, indent=2))
     return 0
