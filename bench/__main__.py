@@ -1,7 +1,8 @@
 """``python -m bench [--quick]`` (``make bench``): every benchmark in one run, as ratios and
 distributions measured side by side on this machine, written as Markdown and JSON.
 
-1. throughput: the sidecar's full path ÷ a null receiver (parses only), per transport;
+1. throughput: the sidecar's full path ÷ a null receiver (parses only), per transport (OTLP gRPC,
+   OTLP HTTP, and the Dunetrace SDK's POST /v1/ingest carrying the same runs);
 2. detection latency at ~50 % of the sidecar's maximum sustained load;
 3. memory: RSS per open run with 10,000 open runs, and RSS over a sustained run (flat?);
 4. storage: DuckDB bytes per 1,000 spans;
@@ -30,6 +31,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bench import dashboard, detection_latency, overload, run_length, throughput
+from bench.ingest_workload import ingest_groups
 from bench.workload import RunShape, build_requests, build_run
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -45,12 +47,13 @@ def fmt(s: dict[str, float], digits: int = 0) -> str:
 
 def bench_throughput(rounds: int, n_requests: int) -> dict[str, Any]:
     requests, spans = build_requests(n_requests)
+    ingest = ingest_groups(requests)
     out: dict[str, Any] = {"spans_per_round": spans, "bytes_per_span": sum(map(len, requests)) / spans}
-    for transport in ("grpc", "http"):
+    for transport in throughput.TRANSPORTS:
         null_rates, side_rates, ratios, cpu, stored = [], [], [], [], []
         for _ in range(rounds):
-            null_rate, _, _ = throughput.measure("null", transport, requests, spans, 4)
-            side_rate, side_cpu, side_bytes = throughput.measure("sidecar", transport, requests, spans, 4)
+            null_rate, _, _ = throughput.measure("null", transport, requests, spans, 4, ingest)
+            side_rate, side_cpu, side_bytes = throughput.measure("sidecar", transport, requests, spans, 4, ingest)
             null_rates.append(null_rate)
             side_rates.append(side_rate)
             ratios.append(side_rate / null_rate)
@@ -164,10 +167,11 @@ def report(results: dict[str, Any], command: str) -> str:
         "| measure | result | target |",
         "|---|---|---|",
     ]
-    for transport in ("grpc", "http"):
+    for transport in (name for name in throughput.TRANSPORTS if name in t):
         r = t[transport]
+        what = "ingest (the SDK's POST /v1/ingest, 2 events per span)" if transport == "ingest" else transport
         lines.append(
-            f"| throughput ratio, {transport} (sidecar ÷ null receiver) | {fmt(r['ratio'], 3)} "
+            f"| throughput ratio, {what} (sidecar ÷ null receiver) | {fmt(r['ratio'], 3)} "
             f"({fmt(r['sidecar_spans_per_s'])} vs {fmt(r['null_spans_per_s'])} spans/s; sidecar "
             f"{fmt(r['sidecar_cpu_us_per_span'])} µs CPU/span) | ≥ 0.5 on gRPC |"
         )
