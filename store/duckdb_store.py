@@ -367,7 +367,18 @@ class DuckStore:
                 self._queued_events -= size
 
     def _transaction(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch]) -> None:
-        """Write ``batches`` in one transaction; rolled back and raised on any failure."""
+        """Write ``batches`` in one transaction; rolled back and raised on any failure.
+
+        Signals are inserted, not upserted: a signal is new when it is raised, and an upsert costs
+        a few milliseconds more per transaction. One stored before (a client's retry of an export
+        whose commit it never heard of) breaks the insert, and the transaction is written again
+        with the upsert."""
+        try:
+            self._write_once(conn, batches, upsert_signals=False)
+        except duckdb.ConstraintException:
+            self._write_once(conn, batches, upsert_signals=True)
+
+    def _write_once(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch], upsert_signals: bool) -> None:
         now_ns = time.time_ns()
         runs: dict[str, RunRow] = {}
         for batch in batches:
@@ -402,10 +413,10 @@ class DuckStore:
                 for s in batch.signals
             ]
             if signals:
-                # Upsert: the id is derived from run and type, so a race can only rewrite the same signal.
-                signal_upsert = conn.appender("signals", action="upsert")
-                signal_upsert.append_rows(signals)
-                signal_upsert.flush()
+                # The id is derived from run and type: an upsert can only rewrite the same signal.
+                appender = conn.appender("signals", action="upsert") if upsert_signals else conn.appender("signals")
+                appender.append_rows(signals)
+                appender.flush()
             for batch in batches:
                 for run_id, agent_id in batch.relabels:
                     conn.execute("UPDATE signals SET agent_id = ? WHERE run_id = ?", [agent_id, run_id])

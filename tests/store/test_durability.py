@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -134,3 +135,31 @@ def test_signals_of_an_acknowledged_export_survive_kill_9_and_are_not_raised_twi
     assert run["status"] == "completed"
     assert [s["signal_id"] for s in run["signals"]] == [signal["signal_id"]]
     assert run["signals"][0]["detected_at"] == signal["detected_at"]  # the stored one, not a new one
+
+
+def test_a_signal_written_again_is_rewritten_not_refused(tmp_path: Path) -> None:
+    """Signals are inserted (they are new when raised); one stored before — a client's retry of an
+    export whose commit it never heard of — makes the writer upsert instead of failing the batch."""
+    import uuid
+
+    from detectors.base import Signal
+    from store.duckdb_store import DuckStore, WriteBatch
+
+    run_id = str(uuid.uuid4())
+
+    def signal(severity: str) -> Signal:
+        evidence = {"tool": "search"}
+        return Signal(f"sig-{run_id}", run_id, "agent", "TOOL_LOOP", severity, 0.9, 3, evidence, 1, "live", False)
+
+    store = DuckStore(str(tmp_path / "store.duckdb"))
+    store.open()
+    try:
+        store.submit(WriteBatch(signals=[signal("HIGH")])).result(timeout=30)
+        other = Signal(f"sig-{uuid.uuid4()}", run_id, "agent", "RETRY_STORM", "MEDIUM", 0.5, 4, {}, 2, "live", False)
+        store.submit(WriteBatch(signals=[signal("CRITICAL"), other])).result(timeout=30)
+        stored = sorted((s.signal_id, s.failure_type, s.severity) for s in store.run_signals(run_id))
+        assert stored == sorted(
+            [(f"sig-{run_id}", "TOOL_LOOP", "CRITICAL"), (other.signal_id, "RETRY_STORM", "MEDIUM")]
+        )
+    finally:
+        store.close()
