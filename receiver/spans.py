@@ -11,7 +11,6 @@ import json
 import logging
 import math
 import re
-import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import Enum
@@ -254,7 +253,10 @@ def as_name(value: Any) -> str | None:
 
 
 def run_id_from_trace_id(trace_id: bytes) -> str:
-    return str(uuid.UUID(bytes=trace_id))
+    """The run id: the 16-byte trace id as a UUID string (``str(uuid.UUID(bytes=…))``, without
+    building the UUID object, which cost 6 % of translating a span)."""
+    h = trace_id.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def check_ids(trace_id: bytes, span_id: bytes, parent_span_id: bytes) -> None:

@@ -615,3 +615,11 @@ def test_sdk_http_exporter_delivers_an_agent_run(sidecar: Sidecar) -> None:
     assert results == ["SUCCESS"] * 3
     assert_agent_run(sidecar.run(run_id), run_id, "e2e-http")
     assert_still_serves(sidecar)
+
+
+def test_the_run_id_is_the_trace_id_as_a_uuid() -> None:
+    from receiver.spans import run_id_from_trace_id
+
+    trace_id = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")  # the W3C trace-context example
+    assert run_id_from_trace_id(trace_id) == "0af76519-16cd-43dd-8448-eb211c80319c"
+    assert run_id_from_trace_id(bytes(15) + b"\x01") == "00000000-0000-0000-0000-000000000001"
