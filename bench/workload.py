@@ -82,6 +82,12 @@ def build_run(rng: random.Random, shape: RunShape, t0: int) -> list[Span]:
     spans: list[Span] = []
     t = t0 + 1_000
     tools = ["lookup_order", "get_weather", "search_kb", "fetch_report"]
+    # The tool the last LLM call asked for, with its arguments: the tool span that follows runs
+    # exactly that call, as an agent does. Arguments differ from call to call except in a loop.
+    # A healthy run goes round its four tools from a random one (no tool three times in five calls,
+    # which would be a loop); a looping run calls the first with the same arguments.
+    tool, arguments = tools[0], {"q": "A-1042"}
+    offset = rng.randrange(len(tools))
     for step in range(shape.steps):
         span_id = rng.randbytes(8)
         start, end = t, t + rng.randint(200_000, 2_000_000)
@@ -89,7 +95,8 @@ def build_run(rng: random.Random, shape: RunShape, t0: int) -> list[Span]:
         if step % 2 == 0:
             prompt = _text(rng, rng.randint(1000, 4000))
             completion = _text(rng, rng.randint(200, 1500))
-            tool = tools[0] if shape.loop else rng.choice(tools)
+            tool = tools[0] if shape.loop else tools[(offset + step // 2) % len(tools)]
+            arguments = {"q": "A-1042"} if shape.loop else {"q": f"A-{rng.randint(1000, 9999)}"}
             finish = "length" if shape.truncates and step >= shape.steps - 4 else "tool_calls"
             attrs = [
                 _kv("gen_ai.request.model", "gpt-4o-mini"),
@@ -121,7 +128,7 @@ def build_run(rng: random.Random, shape: RunShape, t0: int) -> list[Span]:
                         "role": "assistant",
                         "parts": [
                             {"type": "text", "content": completion},
-                            {"type": "tool_call", "id": f"call_{step}", "name": tool, "arguments": {"q": "A-1042"}},
+                            {"type": "tool_call", "id": f"call_{step}", "name": tool, "arguments": arguments},
                         ],
                         "finish_reason": finish,
                     }
@@ -144,14 +151,13 @@ def build_run(rng: random.Random, shape: RunShape, t0: int) -> list[Span]:
                 attributes=attrs,
             )
         else:
-            tool = tools[0] if shape.loop else rng.choice(tools)
             failed = shape.tool_fails and step >= shape.steps - 6
             attrs = [
                 _kv("traceloop.span.kind", "tool"),
                 _kv("traceloop.entity.name", tool),
                 _kv("gen_ai.tool.name", tool),
                 _kv("traceloop.workflow.name", "bench_agent"),
-                _kv("traceloop.entity.input", json.dumps({"args": [], "kwargs": {"q": "A-1042"}})),
+                _kv("traceloop.entity.input", json.dumps({"args": [], "kwargs": arguments})),
             ]
             if not failed:
                 attrs.append(_kv("traceloop.entity.output", _text(rng, rng.randint(1000, 4000))))
