@@ -83,6 +83,38 @@ def test_the_docs_langfuse_block_names_one_run_in_both_systems(
     assert [n for n in (marker, marker[2:18], marker[-16:]) if n.encode() in sent] == []
 
 
+def test_langfuse_listed_first_still_names_the_run(
+    oursdk_stacks_python: Path, oursdk_daemon: Sidecar, tee: TeeProxy
+) -> None:
+    """``callbacks=[lf_cb, dt_cb]``: Langfuse's handler starts its trace before ours runs; the run
+    takes that trace's id, so ``last_run_id`` still names the Langfuse trace."""
+    turn = [
+        Reply.tool_call("lookup_weather", {"city": "Paris"}, input_tokens=30, output_tokens=6),
+        Reply.answer("It is sunny in Paris.", input_tokens=40, output_tokens=7),
+    ]
+    with FakeLangfuse() as langfuse, FakeOpenAI(turn + turn) as fake:
+        env = {
+            "FAKE_OPENAI_BASE_URL": fake.base_url,
+            "LANGFUSE_PUBLIC_KEY": langfuse.public_key,
+            "LANGFUSE_SECRET_KEY": langfuse.secret_key,
+            "LANGFUSE_HOST": langfuse.base_url,
+            "LC_MARKER": f"zq{uuid.uuid4().hex}",
+            "LC_REVERSED": "1",
+            "OTEL_EXPORTER_OTLP_ENDPOINT": tee.url,
+        }
+        out = run_script(oursdk_stacks_python, "lc_docs_langfuse", oursdk_daemon, extra_env=env)
+        assert fake.remaining == 0 and fake.errors == []
+        received = langfuse.received_trace_ids
+    first, second = out.result, out.result["reversed"]
+    assert first["lf_trace_id"] == uuid.UUID(first["dt_run_id"]).hex
+    assert second["lf_trace_id"] == uuid.UUID(second["dt_run_id"]).hex  # the same UUID, no dashes
+    assert second["dt_run_id"] != first["dt_run_id"]
+    assert sorted(received) == sorted([first["lf_trace_id"], second["lf_trace_id"]])
+    run = Api(oursdk_daemon).wait_run(second["dt_run_id"], lambda x: x["status"] != "running")
+    assert (run["agent_id"], run["status"], run["exit_reason"]) == ("my-agent", "completed", "final_answer")
+    assert (run["llm_calls"], run["tool_calls"]) == (2, 1)
+
+
 def test_the_langfuse_script_holds_the_docs_block() -> None:
     text = DOCS.read_text().splitlines()
     start = text.index("from dunetrace.integrations.langchain import DunetraceCallbackHandler") - 1

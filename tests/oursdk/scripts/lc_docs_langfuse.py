@@ -4,6 +4,10 @@ LangGraph prebuilt ReAct agent on the real ``ChatOpenAI`` pointed at a fake Open
 (FAKE_OPENAI_BASE_URL), with our DunetraceCallbackHandler and Langfuse's real LangChain handler
 (LANGFUSE_* pointing at the fake Langfuse server).
 
+LC_REVERSED=1 first invokes the agent with Langfuse's handler listed first (before the docs' order:
+the handlers end in the order they are listed, so the context they restore leaks one of their spans
+into the caller's context, and a Langfuse-first trace must start from a clean one).
+
 LC_AUTO=1 turns on auto-instrumentation first (the docs' block makes its own client; what
 ``auto_instrument`` instruments is process-wide and records into whichever run is current), so
 the openai and httpx instrumentations see the same calls the handler records.
@@ -38,6 +42,21 @@ if env("LC_AUTO") == "1":
 
     auto_instrument()
 
+reversed_ids: dict[str, str | None] = {}
+if env("LC_REVERSED") == "1":  # first, the same with Langfuse's handler listed first
+    from dunetrace import Dunetrace
+    from dunetrace.integrations.langchain import DunetraceCallbackHandler
+    from langfuse import get_client
+    from langfuse.langchain import CallbackHandler
+
+    first_dt = Dunetrace()
+    first_cb = DunetraceCallbackHandler(first_dt, agent_id="my-agent", model="gpt-4o-mini")
+    first_lf = CallbackHandler()
+    agent.invoke({"messages": [("human", query)]}, config={"callbacks": [first_lf, first_cb]})
+    first_dt.shutdown(timeout=5)
+    get_client().flush()
+    reversed_ids = {"dt_run_id": first_cb.last_run_id, "lf_trace_id": first_lf.last_trace_id}
+
 # fmt: off
 # --- the docs, verbatim ---
 from dunetrace import Dunetrace
@@ -64,4 +83,5 @@ emit(
     lf_trace_id=lf_trace_id,
     answer=result["messages"][-1].content,
     tool_calls=calls,
+    reversed=reversed_ids,
 )

@@ -17,7 +17,9 @@ How an invocation becomes a run (``pip install 'dunetrace[langchain]'``):
 * **Langfuse names the same run.** While the root chain runs, the run's root span is the current
   OpenTelemetry span, so Langfuse's handler (``langfuse.langchain.CallbackHandler``, after ours in
   ``callbacks``) starts its trace under it: ``lf_cb.last_trace_id`` is ``dt_cb.last_run_id`` without
-  the dashes. Any other OpenTelemetry span started during the chain joins the run's trace too.
+  the dashes. Listed before ours, Langfuse's handler has started its trace already, and the run
+  takes that trace's id instead (unless the trace began under a span of the application's own).
+  Any other OpenTelemetry span started during the chain joins the run's trace too.
 * Chat-model and LLM calls (model, tokens, finish reason, the tools the model asked for), tool
   calls (arguments, result, errors) and retrievals are the run's steps; content is reduced in
   this process (hashes, lengths, injection labels), never sent.
@@ -185,7 +187,7 @@ class DunetraceCallbackHandler(BaseCallbackHandler):
                 model=self._model,
                 tools=self._tools,
                 agent_version=self._version,
-                run_id=root,
+                run_id=_trace_started_by_langfuse() or root,
             )
             invocation = _Invocation(run, owned=True)
             invocation.run_token = _current_run.set(run)
@@ -392,6 +394,24 @@ def _model_of(serialized: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -
         if isinstance(value, str) and value:
             return value
     return ""
+
+
+LANGFUSE_SCOPE = "langfuse-sdk"  # the tracer name of Langfuse's SDK (langfuse._client.constants)
+
+
+def _trace_started_by_langfuse() -> str | None:
+    """The run id when Langfuse's handler, listed before ours, has already started this chain's
+    trace: its root observation is the current span, and the run takes that trace's id, so that
+    ``last_run_id`` still names the Langfuse trace. Only a root observation: under a span of the
+    application's own the trace holds more than this invocation, and the run keeps its own id."""
+    span = trace.get_current_span()
+    context = span.get_span_context()
+    scope = getattr(span, "instrumentation_scope", None)
+    if not context.is_valid or not span.is_recording() or getattr(span, "parent", True) is not None:
+        return None  # no span, one that has ended (left in the context by an earlier chain), or not a root
+    if scope is None or getattr(scope, "name", None) != LANGFUSE_SCOPE:
+        return None
+    return str(uuid.UUID(int=context.trace_id))
 
 
 def _provider_of(serialized: Mapping[str, Any] | None) -> str | None:
