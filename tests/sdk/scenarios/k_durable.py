@@ -6,6 +6,8 @@ One run, manual hooks: an LLM call, three tool calls with different arguments, a
 Prints: {"scenario": "k_durable", "run_id", "agent_id"}.
 """
 
+import time
+
 from _common import client_kwargs, emit_result, setup_logging
 from dunetrace import Dunetrace
 
@@ -24,5 +26,12 @@ with dt.run(AGENT_ID, user_input="check three warehouses", model="gpt-4o", tools
     )
     run.final_answer()
 
+# The SDK fetches the agent's policies on a background thread started with the run; on a loaded
+# machine this short process could exit before that GET is made (the stub test expects it). Wait
+# for the fetch to be over, bounded.
+engine = dt._policy_engine
+deadline = time.monotonic() + 15
+while time.monotonic() < deadline and (engine.needs_fetch(AGENT_ID) or AGENT_ID in engine._fetch_in_flight):
+    time.sleep(0.05)
 emit_result("k_durable", run_id=run.run_id, agent_id=AGENT_ID)
 dt.shutdown(timeout=10)
