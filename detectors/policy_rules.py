@@ -226,15 +226,37 @@ def matches(operator: str, observed: Any, value: Any, trigger: str) -> bool:
 
 @dataclass(slots=True)
 class PolicyRunState:
-    """What policies observe of one run, kept alongside its detectors' view."""
+    """What policies observe of one run, kept alongside its detectors' view.
+
+    One per open run (the sidecar holds thousands): its sets and map exist only once something
+    is put in them; reading ``fired_types``, ``fired_policies`` or ``pending_models`` makes them."""
 
     tool_calls: int = 0
     steps: int = 0
     errors: int = 0
     cost_usd: float = 0.0
-    fired_types: set[str] = field(default_factory=set)
-    fired_policies: set[int] = field(default_factory=set)
-    pending_models: dict[str, tuple[str | None, int]] = field(default_factory=dict)
+    _fired_types: set[str] | None = field(default=None, repr=False)
+    _fired_policies: set[int] | None = field(default=None, repr=False)
+    # LLM calls not answered yet: call id → (model, prompt tokens)
+    _pending_models: dict[str, tuple[str | None, int]] | None = field(default=None, repr=False)
+
+    @property
+    def fired_types(self) -> set[str]:
+        if self._fired_types is None:
+            self._fired_types = set()
+        return self._fired_types
+
+    @property
+    def fired_policies(self) -> set[int]:
+        if self._fired_policies is None:
+            self._fired_policies = set()
+        return self._fired_policies
+
+    @property
+    def pending_models(self) -> dict[str, tuple[str | None, int]]:
+        if self._pending_models is None:
+            self._pending_models = {}
+        return self._pending_models
 
     def observe(self, event: RunEvent, prices: Prices) -> dict[str, Any]:
         """Fold the event in; the values this event changed (a log policy fires once per change)."""
@@ -244,9 +266,10 @@ class PolicyRunState:
             self.steps += 1
             observed["step_count"] = self.steps
         if event.kind == LLM_CALLED:
-            self.pending_models[event.call_id] = (p.get("model"), int(p.get("prompt_tokens") or 0))
-            if len(self.pending_models) > 64:
-                self.pending_models.pop(next(iter(self.pending_models)))
+            pending = self.pending_models
+            pending[event.call_id] = (p.get("model"), int(p.get("prompt_tokens") or 0))
+            if len(pending) > 64:
+                pending.pop(next(iter(pending)))
         elif event.kind == TOOL_CALLED:
             self.tool_calls += 1
             observed["tool_call_count"] = self.tool_calls
@@ -255,7 +278,11 @@ class PolicyRunState:
                 self.errors += 1
                 observed["error_count"] = self.errors
         elif event.kind == LLM_RESPONDED:
-            model, prompt_tokens = self.pending_models.pop(event.call_id, (None, 0))
+            model, prompt_tokens = (None, 0)
+            if self._pending_models is not None:
+                model, prompt_tokens = self._pending_models.pop(event.call_id, (None, 0))
+                if not self._pending_models:
+                    self._pending_models = None  # an emptied dict keeps its table: drop it
             self.cost_usd += cost_usd(model, prompt_tokens, int(p.get("completion_tokens") or 0), prices)
             observed["cost_usd"] = round(self.cost_usd, 6)
             observed["finish_reason"] = p.get("finish_reason")

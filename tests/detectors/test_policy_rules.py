@@ -122,3 +122,33 @@ def test_the_detectors_package_imports_itself_only_relatively() -> None:
     absolute = re.compile(r"^\s*(from|import)\s+detectors\b", re.MULTILINE)
     offenders = [str(p.relative_to(root)) for p in root.rglob("*.py") if absolute.search(p.read_text())]
     assert offenders == []
+
+
+def test_a_runs_policy_state_holds_collections_only_while_it_needs_them() -> None:
+    """The sidecar keeps one state per open run: no set or map is made before it is used, and the
+    map of unanswered LLM calls goes once they are all answered — the cost still uses its model."""
+    state = PolicyRunState()
+    assert (state._fired_types, state._fired_policies, state._pending_models) == (None, None, None)
+    observe(state, event(TOOL_CALLED, "t1", tool_name="lookup"), [], DEFAULT_MODEL_PRICES)
+    assert (state._fired_types, state._fired_policies, state._pending_models) == (None, None, None)
+    observe(state, event(LLM_CALLED, "c1", model="gpt-4o", prompt_tokens=200_000), [], DEFAULT_MODEL_PRICES)
+    observe(state, event(LLM_CALLED, "c2", model="gpt-4o-mini", prompt_tokens=100_000), [], DEFAULT_MODEL_PRICES)
+    assert state._pending_models == {"c1": ("gpt-4o", 200_000), "c2": ("gpt-4o-mini", 100_000)}
+    observed = observe(state, event(LLM_RESPONDED, "c1", completion_tokens=0), [], DEFAULT_MODEL_PRICES)
+    assert observed["cost_usd"] == pytest.approx(0.5)
+    assert state._pending_models == {"c2": ("gpt-4o-mini", 100_000)}
+    observed = observe(state, event(LLM_RESPONDED, "c2", completion_tokens=0), [], DEFAULT_MODEL_PRICES)
+    assert observed["cost_usd"] == pytest.approx(0.5 + 0.015)
+    assert state._pending_models is None
+    # The SDK writes the map directly (a call it tracks itself): made on first use, as before.
+    state.pending_models["c3"] = ("gpt-4o", 1_000_000)
+    observed = observe(state, event(LLM_RESPONDED, "c3", completion_tokens=0), [], DEFAULT_MODEL_PRICES)
+    assert observed["cost_usd"] == pytest.approx(0.515 + 2.5)
+    # A failure type that fires, and a policy that fires, make their sets (kept from then on).
+    observed = observe(state, event(TOOL_CALLED, "t2", tool_name="lookup"), ["TOOL_LOOP"], DEFAULT_MODEL_PRICES)
+    assert observed["signal"] == frozenset({"TOOL_LOOP"}) and state.fired_types is state.fired_types
+    stop = parse_policy(DOCS_EXAMPLES[0], 1)  # tool calls > 5
+    for i in range(3, 7):
+        fired = list(due([stop], state, observe(state, event(TOOL_CALLED, f"t{i}"), [], DEFAULT_MODEL_PRICES)))
+    assert [p.id for p, _ in fired] == [1] and state.fired_policies == {1}
+    assert list(due([stop], state, observe(state, event(TOOL_CALLED, "t7"), [], DEFAULT_MODEL_PRICES))) == []
