@@ -2,7 +2,9 @@
 
 Constant memory per run: recent tool calls in a bounded window, recent LLM calls in a bounded
 map, counters, and a few first/last values. Nothing is rescanned per event beyond that window,
-so a 1,000-step run costs per event what a 10-step run does.
+so a 1,000-step run costs per event what a 10-step run does. The sidecar keeps one view per
+open run (thousands): a collection the run has not needed yet is not allocated, and repeated
+names (tools, retrieval indexes) are interned.
 
 Each ``*.called`` opens a step, numbered by its start time among the calls seen so far (spec
 §1), so parallel calls exported as they end still get their timestamp order.
@@ -11,9 +13,10 @@ Each ``*.called`` opens a step, numbered by its start time among the calls seen 
 from __future__ import annotations
 
 import bisect
-from collections import OrderedDict
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterable, Iterator, Mapping, MutableSet, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from . import events as ev
@@ -22,6 +25,46 @@ from .events import RunEvent
 
 RECENT_LLM_CALLS = 32  # LLM calls whose answers may still be amended (content arriving late)
 TOKEN_SEQUENCE_EDGE = 10  # context-bloat evidence keeps the first and last this many values
+_NO_TOOL_COUNTS: Mapping[str, int] = MappingProxyType({})
+
+
+def _name(value: Any) -> Any:
+    """A name many runs repeat (a tool's, an index's), shared between them rather than copied."""
+    return sys.intern(value) if type(value) is str else value
+
+
+class FailureTypes(MutableSet[str]):
+    """The failure types that fired in a run: a set of at most a few dozen names, kept in a
+    tuple (an empty one is shared), 40 bytes per run where an empty ``set`` takes 216."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[str] = ()) -> None:
+        self._items: tuple[str, ...] = tuple(dict.fromkeys(items))
+
+    def __contains__(self, item: object) -> bool:
+        return item in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"FailureTypes({set(self._items)!r})"
+
+    def add(self, value: str) -> None:
+        if value not in self._items:
+            self._items += (value,)
+
+    def discard(self, value: str) -> None:
+        if value in self._items:
+            self._items = tuple(item for item in self._items if item != value)
+
+    def update(self, values: Iterable[str]) -> None:
+        for value in values:
+            self.add(value)
 
 
 @dataclass(slots=True)
@@ -61,10 +104,12 @@ class RunView:
     llm_calls: int = 0
     tool_calls: int = 0
     retrievals: int = 0
-    # Bounded lists, not deques: a deque costs 760 bytes even when nearly empty (open runs add up).
-    tools: list[ToolCall] = field(default_factory=list)  # the most recent tool calls, at most MAX_WINDOW
-    tool_counts: dict[str, int] = field(default_factory=dict)
-    llm: OrderedDict[str, LlmCall] = field(default_factory=OrderedDict)
+    # Bounded lists, not deques: a deque costs 760 bytes even when nearly empty (open runs add up);
+    # None until the run's first tool call (read through ``tools``, ``tool_counts``).
+    _tools: list[ToolCall] | None = None  # the most recent tool calls, at most MAX_WINDOW
+    _tool_counts: dict[str, int] | None = None
+    # the recent LLM calls by call id, oldest first (a dict: an OrderedDict is twice the size)
+    llm: dict[str, LlmCall] = field(default_factory=dict)
     # start times of the latest LLM calls (sorted, at most MAX_WINDOW) and of the latest-starting
     # tool call: "LLM calls after the last tool call" by time, whatever order spans arrive in
     llm_starts: list[int] = field(default_factory=list)
@@ -78,12 +123,12 @@ class RunView:
     first_tokens: int | None = None
     last_tokens: int | None = None
     token_head: list[int] = field(default_factory=list)
-    token_tail: list[int] = field(default_factory=list)  # at most TOKEN_SEQUENCE_EDGE
-    retrieval_log: list[Retrieval] = field(default_factory=list)  # at most MAX_WINDOW
+    _token_tail: list[int] | None = None  # at most TOKEN_SEQUENCE_EDGE, once the head is full
+    _retrieval_log: list[Retrieval] | None = None  # at most MAX_WINDOW (read through retrieval_log)
     available_tools: tuple[str, ...] = ()
     outcome: str | None = None  # completed | errored | stalled
     final_answer: bool = False
-    fired: set[str] = field(default_factory=set)
+    _fired: FailureTypes = field(default_factory=FailureTypes)  # read and set through ``fired``
     # P75 step count of the agent's recent completed runs, or None while there are too few
     baseline_p75: float | None = None
     # the step of the event just applied (a response shares its call's step)
@@ -91,6 +136,30 @@ class RunView:
     # start times of the most recent calls, sorted, and how many calls came before them
     recent_starts: list[int] = field(default_factory=list)
     older_calls: int = 0
+
+    @property
+    def fired(self) -> FailureTypes:
+        """The failure types that fired in the run (each fires at most once)."""
+        return self._fired
+
+    @fired.setter
+    def fired(self, types: Iterable[str]) -> None:
+        self._fired = FailureTypes(types)
+
+    @property
+    def tools(self) -> Sequence[ToolCall]:
+        """The most recent tool calls (at most MAX_WINDOW), oldest first."""
+        return self._tools or ()
+
+    @property
+    def tool_counts(self) -> Mapping[str, int]:
+        """Tool calls per tool name, over the whole run."""
+        return self._tool_counts or _NO_TOOL_COUNTS
+
+    @property
+    def retrieval_log(self) -> Sequence[Retrieval]:
+        """The most recent retrievals (at most MAX_WINDOW), oldest first."""
+        return self._retrieval_log or ()
 
     def apply(self, event: RunEvent) -> list[RunEvent]:
         """Fold one event in; returns the events detectors should look at (an ``llm.content``
@@ -103,23 +172,25 @@ class RunView:
         elif kind not in ev.RESPONDED_KINDS and kind != ev.LLM_CONTENT:
             self.event_step = self.step
         if kind == ev.TOOL_CALLED:
-            name = payload.get("tool_name")
-            self.tools.append(ToolCall(event.call_id, name, payload.get("args_hash"), self.event_step))
-            if len(self.tools) > MAX_WINDOW:
-                del self.tools[0]
+            name = _name(payload.get("tool_name"))
+            if self._tools is None:
+                self._tools = []
+            self._tools.append(ToolCall(event.call_id, name, payload.get("args_hash"), self.event_step))
+            if len(self._tools) > MAX_WINDOW:
+                del self._tools[0]
             if name is not None:
-                self.tool_counts[name] = self.tool_counts.get(name, 0) + 1
+                self._count_tool(name)
             self.tool_calls += 1
             self.last_tool_start_ns = max(self.last_tool_start_ns, event.ts_ns)
         elif kind == ev.TOOL_CONTENT:
             # A tool call counted without its name learns it: judged again as that tool's call.
             tool = self._tool(event.call_id)
-            name = payload.get("tool_name")
+            name = _name(payload.get("tool_name"))
             if tool is None or tool.name is not None or name is None:
                 return [event]
             tool.name = name
             tool.args_hash = payload.get("args_hash")
-            self.tool_counts[name] = self.tool_counts.get(name, 0) + 1
+            self._count_tool(name)
             self.event_step = tool.step
             named = RunEvent(event.run_id, event.event_id, ev.TOOL_CALLED, event.ts_ns, event.call_id, dict(payload))
             return [event, named]
@@ -136,7 +207,7 @@ class RunView:
                 del self.llm_starts[0]
             self.llm[event.call_id] = LlmCall(self.event_step)
             while len(self.llm) > RECENT_LLM_CALLS:
-                self.llm.popitem(last=False)
+                del self.llm[next(iter(self.llm))]
             tokens = payload.get("prompt_tokens")
             if isinstance(tokens, int) and tokens > 0:
                 self._tokens(tokens)
@@ -160,11 +231,15 @@ class RunView:
             self.retrievals += 1
         elif kind == ev.RETRIEVAL_RESPONDED:
             self.event_step = self.step
-            self.retrieval_log.append(
-                Retrieval(payload.get("index_name"), payload.get("result_count"), payload.get("top_score"), self.step)
+            if self._retrieval_log is None:
+                self._retrieval_log = []
+            self._retrieval_log.append(
+                Retrieval(
+                    _name(payload.get("index_name")), payload.get("result_count"), payload.get("top_score"), self.step
+                )
             )
-            if len(self.retrieval_log) > MAX_WINDOW:
-                del self.retrieval_log[0]
+            if len(self._retrieval_log) > MAX_WINDOW:
+                del self._retrieval_log[0]
         elif kind == ev.RUN_STARTED:
             self.available_tools = tuple(payload.get("tools") or ())
         elif kind == ev.RUN_COMPLETED:
@@ -189,6 +264,11 @@ class RunView:
             position -= 1
         return self.older_calls + position + 1
 
+    def _count_tool(self, name: str) -> None:
+        if self._tool_counts is None:
+            self._tool_counts = {}
+        self._tool_counts[name] = self._tool_counts.get(name, 0) + 1
+
     def _tool(self, call_id: str) -> ToolCall | None:
         for call in reversed(self.tools):
             if call.call_id == call_id:
@@ -203,12 +283,14 @@ class RunView:
         if len(self.token_head) < TOKEN_SEQUENCE_EDGE:
             self.token_head.append(tokens)
         else:
-            self.token_tail.append(tokens)
-            if len(self.token_tail) > TOKEN_SEQUENCE_EDGE:
-                del self.token_tail[0]
+            if self._token_tail is None:
+                self._token_tail = []
+            self._token_tail.append(tokens)
+            if len(self._token_tail) > TOKEN_SEQUENCE_EDGE:
+                del self._token_tail[0]
 
     def token_sequence(self) -> list[int]:
-        return [*self.token_head, *self.token_tail]
+        return [*self.token_head, *(self._token_tail or ())]
 
     def _answer(self, call: LlmCall, payload: Mapping[str, Any]) -> None:
         """Record (or amend) an LLM answer, keeping the run's counters exact."""
@@ -234,7 +316,10 @@ class RunView:
 
     def recent_tools(self, n: int) -> list[ToolCall]:
         """The last ``n`` tool calls, oldest first."""
-        return self.tools[-n:] if n < len(self.tools) else list(self.tools)
+        tools = self._tools
+        if tools is None:
+            return []
+        return tools[-n:] if n < len(tools) else list(tools)
 
     def tool_of(self, event: RunEvent) -> ToolCall | None:
         """The recent tool call an event is about."""
