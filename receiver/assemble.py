@@ -11,16 +11,21 @@ into the events of ../shared/spec/detectors.md §1–2, exactly once:
 - the root span starts and ends the run; a run that goes quiet without one is stalled.
 
 The state can be rebuilt from stored events (``RunState.restore``) after a restart.
+
+The sidecar holds one ``RunState`` per open run (tens of thousands): a map, set or list is
+made only when the run first puts something in it, and names many runs repeat (agents, tools,
+models) are interned, so a run pays for what it has, not for what some runs need.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from detectors import events as ev
 from detectors.events import RunEvent, RunRow
@@ -53,17 +58,43 @@ TWIN_SEARCH = 8  # sibling LLM spans searched for the other view of one provider
 
 
 @dataclass(slots=True)
+class _LlmSpan:
+    span_id: str
+    parent_id: str
+    start_ns: int
+    end_ns: int
+    native: bool
+    finish_reason: str | None = None
+    requests: int = 0  # how many tool calls its response asked for (registered in index order)
+    unnamed: _Request | None = None  # the one a "tool_calls" finish reason stood for, none being visible
+
+
+@dataclass(slots=True, eq=False)
 class _Request:
-    key: str  # "<llm span id>:<index>", or "<llm span id>:?" for an unnamed one
+    """A tool call an LLM response asked for; its time and place are the response's."""
+
+    llm: _LlmSpan
+    index: int | None  # among the response's requests; None: the unnamed one
     call_id: str | None
     name: str | None  # None: the response said "tool_calls" but its content was not sent (yet)
     args_hash: str | None
     args_length: int | None
-    ts_ns: int
-    parent_id: str
     matched: bool = False  # a tool span answers it, or (unnamed) its content arrived in time
     emitted: bool = False  # turned into a tool call of its own
     named: bool = False  # (unnamed) the response's content arrived and named it
+
+    @property
+    def key(self) -> str:
+        """``<llm span id>:<index>``, or ``<llm span id>:?`` for an unnamed one."""
+        return f"{self.llm.span_id}:{UNNAMED if self.index is None else self.index}"
+
+    @property
+    def ts_ns(self) -> int:
+        return self.llm.end_ns
+
+    @property
+    def parent_id(self) -> str:
+        return self.llm.parent_id
 
 
 @dataclass(slots=True)
@@ -73,13 +104,24 @@ class _ToolSpan:
 
 
 @dataclass(slots=True)
-class _LlmSpan:
-    span_id: str
-    parent_id: str
-    start_ns: int
-    end_ns: int
-    native: bool
-    finish_reason: str | None = None
+class _SdkCalls:
+    """What pairing the Dunetrace SDK's events needs (POST /v1/ingest): their ids seen, and the
+    calls still open (LLM calls by the SDK's call index, in order; tool calls per tool name, in
+    order). Made with a run's first SDK event: runs sent as spans have none."""
+
+    seen: set[str] = field(default_factory=set)
+    llm_open: list[str] = field(default_factory=list)
+    llm_answered: set[str] = field(default_factory=set)
+    llm_tokens: dict[str, tuple[int, bool]] = field(default_factory=dict)  # call → prompt tokens, exact?
+    calls_open: dict[str, list[str]] = field(default_factory=dict)  # tool name / retrieval:<index> → calls
+
+
+_V = TypeVar("_V")
+
+
+def _interned(value: _V) -> _V:
+    """A name many runs repeat (agent, tool, model, finish reason): one copy for all of them."""
+    return cast(_V, sys.intern(cast(str, value))) if type(value) is str else value
 
 
 def _drop_none(payload: dict[str, Any]) -> dict[str, Any]:
@@ -120,37 +162,33 @@ class RunState:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     first_model: str | None = None
-    available_tools: dict[str, None] = field(default_factory=dict)
+    available_tools: dict[str, None] | None = None  # in the order first offered
     # (end_ns, finish_reason, requested tools) of the latest-ending LLM response
     last_llm: tuple[int, str | None, bool] | None = None
-    seen_spans: set[str] = field(default_factory=set)
-    call_by_response: dict[str, _LlmSpan] = field(default_factory=dict)
-    llm_by_id: dict[str, _LlmSpan] = field(default_factory=dict)
-    llm_by_parent: dict[str, list[_LlmSpan]] = field(default_factory=dict)
+    # Every span seen (so a re-delivered one is dropped) → its LLM call, None for other spans;
+    # the LLM calls in the order they were recorded (a call's entry moves to the end then).
+    spans: dict[str, _LlmSpan | None] = field(default_factory=dict)
+    call_by_response: dict[str, _LlmSpan] | None = None
+    # LLM calls by parent span: made when the first native SDK span comes (only twins need it)
+    llm_by_parent: dict[str, list[_LlmSpan]] | None = None
     has_native: bool = False
-    # Tool-call pairing, O(1) per span: requests by key and call id, and per tool name the
-    # requests and tool spans not matched yet, in order (matched ones are dropped lazily).
-    requests_by_key: dict[str, _Request] = field(default_factory=dict)
-    requests_by_call_id: dict[str, _Request] = field(default_factory=dict)
-    open_requests: dict[str, list[_Request]] = field(default_factory=dict)
-    pending: list[_Request] = field(default_factory=list)
-    open_tool_spans: dict[str, list[_ToolSpan]] = field(default_factory=dict)  # by tool name
-    open_tool_spans_by_call_id: dict[str, _ToolSpan] = field(default_factory=dict)
-    open_tool_spans_any: list[_ToolSpan] = field(default_factory=list)  # for unnamed requests
-    open_unnamed: list[_Request] = field(default_factory=list)
-    replay_emitted: set[str] = field(default_factory=set)  # while restoring: request keys already emitted
-    replay_calls: dict[str, tuple[str, int, bool]] = field(default_factory=dict)  # restoring: call → parent, start, sdk
-    log_stash: dict[str, LogContent] = field(default_factory=dict)
-    content_events: set[str] = field(default_factory=set)
+    # Tool-call pairing, O(1) per span: requests by call id (None once matched), and per tool
+    # name the requests and tool spans not matched yet, in order (matched ones are dropped from
+    # the head). Each is None until the run has one.
+    requests_by_call_id: dict[str, _Request | None] | None = None
+    open_requests: dict[str, list[_Request]] | None = None
+    pending: list[_Request] | None = None  # requests no tool span answered yet (None: none)
+    open_tool_spans: dict[str, list[_ToolSpan]] | None = None  # by tool name
+    open_tool_spans_by_call_id: dict[str, _ToolSpan] | None = None
+    open_tool_spans_any: list[_ToolSpan] | None = None  # for unnamed requests
+    open_unnamed: list[_Request] | None = None
+    replay_emitted: set[str] | None = None  # while restoring: request keys already emitted
+    replay_calls: dict[str, tuple[str, int, bool]] | None = None  # restoring: call → parent, start, sdk
+    log_stash: dict[str, LogContent] | None = None
+    content_events: set[str] | None = None
     touched_at: float = field(default_factory=time.monotonic)
-    # Events of the Dunetrace SDK (POST /v1/ingest): their ids seen, and the calls still open
-    # (LLM calls by the SDK's call index, in order; tool calls per tool name, in order).
     source: str = "otlp"
-    sdk_seen: set[str] = field(default_factory=set)
-    sdk_llm_open: list[str] = field(default_factory=list)
-    sdk_llm_answered: set[str] = field(default_factory=set)
-    sdk_llm_tokens: dict[str, tuple[int, bool]] = field(default_factory=dict)  # call → prompt tokens, exact?
-    sdk_calls_open: dict[str, list[str]] = field(default_factory=dict)  # tool name / retrieval:<index> → calls
+    sdk: _SdkCalls | None = None  # the Dunetrace SDK's events (POST /v1/ingest), once one came
 
     # --- summary ---------------------------------------------------------------------
 
@@ -184,8 +222,8 @@ class RunState:
             self.status = STATUS_RUNNING  # it was only quiet
         fresh = []
         for span in spans:
-            if span.span_id not in self.seen_spans:
-                self.seen_spans.add(span.span_id)
+            if span.span_id not in self.spans:
+                self.spans[span.span_id] = None
                 fresh.append(span)
                 if span.from_our_sdk:
                     self.source = "sdk"  # an SDK opened it: a run from its start, steps or not
@@ -193,8 +231,8 @@ class RunState:
         if roots:  # run.started names the model and tools of the whole batch it arrives with
             for span in fresh:
                 if span.llm is not None:
-                    self.first_model = self.first_model or span.llm.model
-                    self.available_tools.update(dict.fromkeys(span.llm.tools_available))
+                    self.first_model = self.first_model or _interned(span.llm.model)
+                    self._offer_tools(span.llm.tools_available)
         for root in roots:  # the root opens the run before its children and closes it after them
             self._identity(root)
             self._start(root, out)
@@ -225,10 +263,9 @@ class RunState:
         self.touched_at = time.monotonic()
         payload = _content_payload(content, source="otlp_logs")
         event_id = f"{content.span_id}:{ev.LLM_CONTENT}:{_content_digest(payload)}"
-        if event_id in self.content_events:
+        if not self._new_content_event(event_id):
             return []
-        self.content_events.add(event_id)
-        llm = self.llm_by_id.get(content.span_id)
+        llm = self.spans.get(content.span_id)
         ts_ns = llm.end_ns if llm is not None else content.ts_ns
         out = [self._event(event_id, ev.LLM_CONTENT, ts_ns, content.span_id, payload)]
         if llm is not None:
@@ -236,9 +273,42 @@ class RunState:
                 self._apply_amendment(llm, payload.get("finish_reason"), content.output.tool_requests, out)
             if self.status != STATUS_RUNNING:
                 self._flush_pending(None, out)  # the run is over: no later call will settle them
-        elif content.span_id not in self.seen_spans and len(self.log_stash) < MAX_STASHED_LOG_CONTENT:
-            self.log_stash[content.span_id] = _merge_log_content(self.log_stash.get(content.span_id), content)
+        elif content.span_id not in self.spans and len(self.log_stash or ()) < MAX_STASHED_LOG_CONTENT:
+            self._stash(content)
         return out
+
+    def _new_content_event(self, event_id: str) -> bool:
+        """Record an ``llm.content`` event's id; False if it was recorded before."""
+        if self.content_events is None:
+            self.content_events = set()
+        elif event_id in self.content_events:
+            return False
+        self.content_events.add(event_id)
+        return True
+
+    def _stash(self, content: LogContent) -> None:
+        """Keep log content for an LLM span not seen yet."""
+        if self.log_stash is None:
+            self.log_stash = {}
+        self.log_stash[content.span_id] = _merge_log_content(self.log_stash.get(content.span_id), content)
+
+    def _unstash(self, span_id: str) -> LogContent | None:
+        if self.log_stash is None:
+            return None
+        stashed = self.log_stash.pop(span_id, None)
+        if not self.log_stash:
+            self.log_stash = None
+        return stashed
+
+    def _offer_tools(self, names: Iterable[Any]) -> None:
+        """Tools an LLM call (or the SDK's run start) was offered: the run's, in first-offered order."""
+        offered = dict.fromkeys(map(_interned, names))
+        if not offered:
+            return
+        if self.available_tools is None:
+            self.available_tools = offered
+        else:
+            self.available_tools.update(offered)
 
     # --- the Dunetrace SDK's events (POST /v1/ingest) -------------------------------------
 
@@ -254,17 +324,23 @@ class RunState:
         if self.status == STATUS_STALLED:
             self.status = STATUS_RUNNING  # it was only quiet
         self.source = "sdk"
+        sdk = self._sdk()
         for event in sorted(events, key=lambda e: e.ts_ns):
-            if event.event_id in self.sdk_seen:
+            if event.event_id in sdk.seen:
                 continue
-            self.sdk_seen.add(event.event_id)
+            sdk.seen.add(event.event_id)
             if event.agent_id and self.agent_rank > AGENT_RESOURCE:  # every SDK event names its agent
-                self.agent_id, self.agent_rank = event.agent_id, AGENT_RESOURCE
+                self.agent_id, self.agent_rank = _interned(event.agent_id), AGENT_RESOURCE
             self.agent_settled = True
-            self._sdk_event(event, out)
+            self._sdk_event(event, sdk, out)
         return out
 
-    def _sdk_event(self, event: SdkEvent, out: list[RunEvent]) -> None:
+    def _sdk(self) -> _SdkCalls:
+        if self.sdk is None:
+            self.sdk = _SdkCalls()
+        return self.sdk
+
+    def _sdk_event(self, event: SdkEvent, sdk: _SdkCalls, out: list[RunEvent]) -> None:
         p = dict(event.payload)
         event_id = SDK_PREFIX + event.event_id
         kind, ts_ns = event.kind, event.ts_ns
@@ -272,39 +348,39 @@ class RunState:
         if kind == ev.RUN_STARTED:
             self.root_seen = True
             self.started_ns = ts_ns
-            self.first_model = self.first_model or p.get("model")
-            self.available_tools.update(dict.fromkeys(p.get("tools", ())))
+            self.first_model = self.first_model or _interned(p.get("model"))
+            self._offer_tools(p.get("tools", ()))
         elif kind == ev.LLM_CALLED:
             call_id = self._sdk_llm_call(p.pop("sdk_call", None)) or event_id
-            counted, exact = self.sdk_llm_tokens.get(call_id, (0, False))
+            counted, exact = sdk.llm_tokens.get(call_id, (0, False))
             if not exact:  # the response's exact count, when it came first, stands
                 self.prompt_tokens += (p.get("prompt_tokens") or 0) - counted
-                self.sdk_llm_tokens[call_id] = (p.get("prompt_tokens") or 0, False)
-            if call_id not in self.sdk_llm_answered:
-                self.sdk_llm_open.append(call_id)
+                sdk.llm_tokens[call_id] = (p.get("prompt_tokens") or 0, False)
+            if call_id not in sdk.llm_answered:
+                sdk.llm_open.append(call_id)
             self.llm_calls += 1
-            self.first_model = self.first_model or p.get("model")
+            self.first_model = self.first_model or _interned(p.get("model"))
             p["call_id"] = call_id
             self.steps += 1
         elif kind == ev.LLM_RESPONDED:
             index = p.pop("sdk_call", None)
-            call_id = self._sdk_llm_call(index) or (self.sdk_llm_open[-1] if self.sdk_llm_open else event_id)
-            if call_id in self.sdk_llm_open:
-                self.sdk_llm_open.remove(call_id)
-            self.sdk_llm_answered.add(call_id)
+            call_id = self._sdk_llm_call(index) or (sdk.llm_open[-1] if sdk.llm_open else event_id)
+            if call_id in sdk.llm_open:
+                sdk.llm_open.remove(call_id)
+            sdk.llm_answered.add(call_id)
             if p.get("prompt_tokens") is not None:
-                counted, _ = self.sdk_llm_tokens.get(call_id, (0, False))
+                counted, _ = sdk.llm_tokens.get(call_id, (0, False))
                 self.prompt_tokens += p["prompt_tokens"] - counted
-                self.sdk_llm_tokens[call_id] = (p["prompt_tokens"], True)
+                sdk.llm_tokens[call_id] = (p["prompt_tokens"], True)
             self.completion_tokens += p.get("completion_tokens") or 0
             if p.get("error_type"):
                 self.errors += 1
-            finish = p.get("finish_reason")
+            finish = _interned(p.get("finish_reason"))
             if self.last_llm is None or ts_ns >= self.last_llm[0]:
                 self.last_llm = (ts_ns, finish, finish == "tool_calls")
         elif kind in (ev.TOOL_CALLED, ev.RETRIEVAL_CALLED):
             name = p.get("tool_name") if kind == ev.TOOL_CALLED else f"retrieval:{p.get('index_name') or ''}"
-            self.sdk_calls_open.setdefault(str(name), []).append(call_id)
+            sdk.calls_open.setdefault(_interned(str(name)), []).append(call_id)
             p["call_id"] = call_id
             self.steps += 1
             if kind == ev.TOOL_CALLED:
@@ -313,9 +389,9 @@ class RunState:
                 self.retrievals += 1
         elif kind in (ev.TOOL_RESPONDED, ev.RETRIEVAL_RESPONDED):
             name = p.get("tool_name") if kind == ev.TOOL_RESPONDED else f"retrieval:{p.get('index_name') or ''}"
-            open_calls = self.sdk_calls_open.get(str(name))
+            open_calls = sdk.calls_open.get(str(name))
             if not open_calls and kind == ev.RETRIEVAL_RESPONDED:  # LangChain's answers name no index
-                open_calls = next((q for n, q in self.sdk_calls_open.items() if n.startswith("retrieval:") and q), None)
+                open_calls = next((q for n, q in sdk.calls_open.items() if n.startswith("retrieval:") and q), None)
             if open_calls:
                 call_id = open_calls.pop()
             if p.get("success") is False or (kind == ev.RETRIEVAL_RESPONDED and p.get("error_type")):
@@ -337,30 +413,32 @@ class RunState:
     def _replay_sdk(self, event: RunEvent) -> None:
         """Restoring: what later SDK events of the run need (ids seen, calls still open)."""
         self.source = "sdk"
-        self.sdk_seen.add(event.event_id[len(SDK_PREFIX) :])
+        sdk = self._sdk()
+        sdk.seen.add(event.event_id[len(SDK_PREFIX) :])
         p = event.payload
         if event.kind == ev.RUN_STARTED:
             self.root_seen = True
             self.agent_settled = True
-            self.available_tools.update(dict.fromkeys(p.get("tools", ())))
+            self._offer_tools(p.get("tools", ()))
         elif event.kind == ev.LLM_CALLED:
-            if event.call_id not in self.sdk_llm_answered:
-                self.sdk_llm_open.append(event.call_id)
-            if not self.sdk_llm_tokens.get(event.call_id, (0, False))[1]:
-                self.sdk_llm_tokens[event.call_id] = (p.get("prompt_tokens") or 0, False)
+            if event.call_id not in sdk.llm_answered:
+                sdk.llm_open.append(event.call_id)
+            if not sdk.llm_tokens.get(event.call_id, (0, False))[1]:
+                sdk.llm_tokens[event.call_id] = (p.get("prompt_tokens") or 0, False)
         elif event.kind == ev.LLM_RESPONDED:
-            if event.call_id in self.sdk_llm_open:
-                self.sdk_llm_open.remove(event.call_id)
-            self.sdk_llm_answered.add(event.call_id)
+            if event.call_id in sdk.llm_open:
+                sdk.llm_open.remove(event.call_id)
+            sdk.llm_answered.add(event.call_id)
             if p.get("prompt_tokens") is not None:
-                self.sdk_llm_tokens[event.call_id] = (p["prompt_tokens"], True)
+                sdk.llm_tokens[event.call_id] = (p["prompt_tokens"], True)
             if self.last_llm is None or event.ts_ns >= self.last_llm[0]:
-                self.last_llm = (event.ts_ns, p.get("finish_reason"), p.get("finish_reason") == "tool_calls")
+                finish = _interned(p.get("finish_reason"))
+                self.last_llm = (event.ts_ns, finish, finish == "tool_calls")
         elif event.kind in (ev.TOOL_CALLED, ev.RETRIEVAL_CALLED):
             name = p.get("tool_name") if event.kind == ev.TOOL_CALLED else f"retrieval:{p.get('index_name') or ''}"
-            self.sdk_calls_open.setdefault(str(name), []).append(event.call_id)
+            sdk.calls_open.setdefault(_interned(str(name)), []).append(event.call_id)
         elif event.kind in (ev.TOOL_RESPONDED, ev.RETRIEVAL_RESPONDED):
-            for calls in self.sdk_calls_open.values():
+            for calls in sdk.calls_open.values():
                 if event.call_id in calls:
                     calls.remove(event.call_id)
 
@@ -377,11 +455,11 @@ class RunState:
     def _identity(self, span: SpanFacts) -> None:
         """The agent a run belongs to, from the strongest name seen so far (README, "Agent ids")."""
         if span.service_name and not self.service_name:
-            self.service_name = span.service_name
+            self.service_name = _interned(span.service_name)
         for rank, name in _agent_candidates(span):
             outer = rank == AGENT_SPAN and rank == self.agent_rank and span.start_ns < self.agent_start_ns
             if rank < self.agent_rank or outer:
-                self.agent_id, self.agent_rank, self.agent_start_ns = name, rank, span.start_ns
+                self.agent_id, self.agent_rank, self.agent_start_ns = _interned(name), rank, span.start_ns
             break  # a span's weaker names never beat its strongest
         if self.agent_rank == AGENT_RESOURCE or span.is_root:
             self.agent_settled = True
@@ -397,7 +475,7 @@ class RunState:
         payload = _drop_none(
             {
                 "model": self.first_model or llm_model,
-                "tools": list(self.available_tools),
+                "tools": list(self.available_tools or ()),
                 "input_hash": root.input_hash if root else None,
                 "input_length": root.input_length if root else None,
                 "injection": _injection(root.injection) if root else None,
@@ -460,7 +538,7 @@ class RunState:
     def _llm(self, span: SpanFacts, out: list[RunEvent]) -> None:
         llm = span.llm
         assert llm is not None
-        known = self.call_by_response.get(llm.response_id) if llm.response_id else None
+        known = self.call_by_response.get(llm.response_id) if llm.response_id and self.call_by_response else None
         known = known or self._same_call_as_known(span, llm.native_sdk_span)
         if known is not None:
             if known.native and not llm.native_sdk_span:
@@ -468,7 +546,7 @@ class RunState:
             elif known.finish_reason is None and llm.finish_reason is not None:
                 self._finish_from_twin(known, span, llm.finish_reason, out)
             return
-        stashed = self.log_stash.pop(span.span_id, None)
+        stashed = self._unstash(span.span_id)
         if stashed is not None:
             llm = replace(
                 llm,
@@ -478,25 +556,21 @@ class RunState:
             if llm.finish_reason is None and llm.output.finish_reason:
                 llm = replace(llm, finish_reason=normalise_finish_reason(llm.output.finish_reason))
         record = _LlmSpan(
-            span.span_id, span.parent_id, span.start_ns, span.end_ns, llm.native_sdk_span, llm.finish_reason
+            span.span_id, span.parent_id, span.start_ns, span.end_ns, llm.native_sdk_span, _interned(llm.finish_reason)
         )
-        if llm.response_id:
-            self.call_by_response[llm.response_id] = record
-        self.llm_by_id[span.span_id] = record
-        self.llm_by_parent.setdefault(span.parent_id, []).append(record)
-        self.has_native = self.has_native or llm.native_sdk_span
+        self._record_llm(record, llm.response_id)
 
         self._resolve_pending(span, llm.prompt, out)
         self.llm_calls += 1
         self.prompt_tokens += llm.prompt_tokens or 0
         self.completion_tokens += llm.completion_tokens or 0
-        self.first_model = self.first_model or llm.model
-        self.available_tools.update(dict.fromkeys(llm.tools_available))
+        self.first_model = self.first_model or _interned(llm.model)
+        self._offer_tools(llm.tools_available)
         if span.is_error:
             self.errors += 1
         requests = llm.output.tool_requests
         if self.last_llm is None or span.end_ns >= self.last_llm[0]:
-            self.last_llm = (span.end_ns, llm.finish_reason, bool(requests))
+            self.last_llm = (span.end_ns, record.finish_reason, bool(requests))
             if self.status == STATUS_COMPLETED:  # a call that reached us after the root
                 self.exit_reason = self._exit_reason()
         called = _drop_none(
@@ -534,6 +608,29 @@ class RunState:
         )
         self._add_requests(record, requests, llm.finish_reason, out)
 
+    def _record_llm(self, record: _LlmSpan, response_id: str | None) -> None:
+        """A new LLM call: found by span id (moved to the end of ``spans``: the calls stay in
+        the order they were recorded), response id and (once kept) parent span."""
+        self.spans.pop(record.span_id, None)
+        self.spans[record.span_id] = record
+        if response_id:
+            if self.call_by_response is None:
+                self.call_by_response = {}
+            self.call_by_response[response_id] = record
+        if self.llm_by_parent is not None:
+            self.llm_by_parent.setdefault(record.parent_id, []).append(record)
+        self.has_native = self.has_native or record.native
+
+    def _by_parent(self) -> dict[str, list[_LlmSpan]]:
+        """The LLM calls by parent span, each parent's in the order they were recorded: kept
+        from the first native SDK span on (only a twin search needs it), built then from ``spans``."""
+        if self.llm_by_parent is None:
+            self.llm_by_parent = {}
+            for record in self.spans.values():
+                if record is not None:
+                    self.llm_by_parent.setdefault(record.parent_id, []).append(record)
+        return self.llm_by_parent
+
     def _same_call_as_known(self, span: SpanFacts, native: bool) -> _LlmSpan | None:
         """The known LLM call this span is a second view of, if any (no shared response id).
 
@@ -542,11 +639,12 @@ class RunState:
         """
         if not (native or self.has_native):
             return None
-        parent = self.llm_by_id.get(span.parent_id)
+        parent = self.spans.get(span.parent_id)
         if parent is not None and parent.native != native:
             return parent
+        by_parent = self._by_parent()
         # The twin is close in time: look at the latest few siblings, not the whole run.
-        for sibling in self.llm_by_parent.get(span.parent_id, [])[-TWIN_SEARCH:]:
+        for sibling in by_parent.get(span.parent_id, [])[-TWIN_SEARCH:]:
             if sibling.native == native:
                 continue
             outer_start, outer_end, inner_start, inner_end = (
@@ -557,7 +655,7 @@ class RunState:
             if outer_start <= inner_start and inner_end <= outer_end:
                 return sibling
         if not native:
-            for child in self.llm_by_parent.get(span.span_id, ()):
+            for child in by_parent.get(span.span_id, ()):
                 if child.native:
                     return child
         return None
@@ -568,13 +666,13 @@ class RunState:
         llm = span.llm
         assert llm is not None
         known.native = False  # now as rich as it gets: later views are plain duplicates
-        self.available_tools.update(dict.fromkeys(llm.tools_available))
+        self._offer_tools(llm.tools_available)
         content = LogContent(self.run_id, known.span_id, known.end_ns, llm.prompt, llm.output)
         payload = _content_payload(content, source="span")
         if llm.finish_reason:
             payload["finish_reason"] = llm.finish_reason
         event_id = f"{known.span_id}:{ev.LLM_CONTENT}:{span.span_id}"
-        self.content_events.add(event_id)
+        self._new_content_event(event_id)
         out.append(self._event(event_id, ev.LLM_CONTENT, known.end_ns, known.span_id, payload))
         self._apply_amendment(known, payload.get("finish_reason"), llm.output.tool_requests, out)
 
@@ -583,9 +681,8 @@ class RunState:
         LangChain span writes ``""`` where the Anthropic SDK's own span has ``stop_reason``)."""
         payload = {"source": "span", "finish_reason": finish_reason}
         event_id = f"{known.span_id}:{ev.LLM_CONTENT}:{span.span_id}"
-        if event_id in self.content_events:
+        if not self._new_content_event(event_id):
             return
-        self.content_events.add(event_id)
         out.append(self._event(event_id, ev.LLM_CONTENT, known.end_ns, known.span_id, payload))
         self._apply_amendment(known, finish_reason, (), out)
 
@@ -596,7 +693,7 @@ class RunState:
         requests: Sequence[ToolRequest],
         out: list[RunEvent] | None,
     ) -> None:
-        record.finish_reason = record.finish_reason or finish_reason
+        record.finish_reason = record.finish_reason or _interned(finish_reason)
         if self.last_llm is not None and self.last_llm[0] == record.end_ns:
             self.last_llm = (record.end_ns, finish_reason or self.last_llm[1], self.last_llm[2] or bool(requests))
             if self.status == STATUS_COMPLETED:
@@ -615,24 +712,15 @@ class RunState:
         """Register the tool calls a response asked for. With no request visible but a
         ``tool_calls`` finish reason, one unnamed call stands for them until content names it.
         ``out`` is None while replaying stored events (nothing is emitted then)."""
-        unnamed = self.requests_by_key.get(f"{llm.span_id}:{UNNAMED}")
+        unnamed = llm.unnamed
         if not requests:
-            named_before = f"{llm.span_id}:0" in self.requests_by_key
-            if finish_reason == "tool_calls" and unnamed is None and not named_before:
-                self._register(_Request(f"{llm.span_id}:{UNNAMED}", None, None, None, None, llm.end_ns, llm.parent_id))
+            if finish_reason == "tool_calls" and unnamed is None and not llm.requests:
+                self._register(_Request(llm, None, None, None, None, None))
             return
         for index, req in enumerate(requests):
-            request = _Request(
-                key=f"{llm.span_id}:{index}",
-                call_id=req.call_id,
-                name=req.name,
-                args_hash=req.args_hash,
-                args_length=req.args_length,
-                ts_ns=llm.end_ns,
-                parent_id=llm.parent_id,
-            )
-            if request.key in self.requests_by_key:
+            if index < llm.requests:
                 continue  # the same response's requests, seen again through log content
+            request = _Request(llm, index, req.call_id, _interned(req.name), req.args_hash, req.args_length)
             if index == 0 and unnamed is not None and not unnamed.named:
                 # The unnamed call stood for this one: drop it, or name the call it became.
                 unnamed.named = True
@@ -644,31 +732,79 @@ class RunState:
                     request.matched = True  # a tool span already answered it
                 else:
                     unnamed.matched = True
-                    if unnamed in self.pending:
-                        self.pending.remove(unnamed)
+                    self._settle(unnamed)
             self._register(request)
 
+    def _settle(self, request: _Request) -> None:
+        """The request is matched: it no longer waits for a tool span (if it did), and leaves
+        its queue now rather than at the next lookup (a run whose calls all paired keeps none)."""
+        if self.pending is not None and request in self.pending:
+            self._unpend(request)
+        self._forget_call_id(request)
+        if request.name is None:
+            _first_open(self.open_unnamed)
+            self.open_unnamed = self.open_unnamed or None
+        elif self.open_requests is not None:
+            self.open_requests = _trim(self.open_requests, request.name)
+
+    def _forget_call_id(self, request: _Request) -> None:
+        """A matched request's call id maps to None: only "matched" is asked of it from now on."""
+        calls = self.requests_by_call_id
+        if request.call_id and calls is not None and calls.get(request.call_id) is request:
+            calls[request.call_id] = None
+
+    def _tool_span_answered(self, tool_span: _ToolSpan, name: str | None) -> None:
+        """A tool span a request (of tool ``name``) matched leaves the queues it heads."""
+        tool_span.matched = True
+        if tool_span.call_id and self.open_tool_spans_by_call_id is not None:
+            if self.open_tool_spans_by_call_id.get(tool_span.call_id) is tool_span:
+                del self.open_tool_spans_by_call_id[tool_span.call_id]
+            self.open_tool_spans_by_call_id = self.open_tool_spans_by_call_id or None
+        _first_open(self.open_tool_spans_any)
+        self.open_tool_spans_any = self.open_tool_spans_any or None
+        if name is not None and self.open_tool_spans is not None:
+            self.open_tool_spans = _trim(self.open_tool_spans, name)
+
+    def _unpend(self, request: _Request) -> None:
+        assert self.pending is not None
+        self.pending.remove(request)
+        if not self.pending:
+            self.pending = None
+
     def _register(self, request: _Request) -> None:
-        self.requests_by_key[request.key] = request
+        llm = request.llm
+        if request.index is None:
+            llm.unnamed = request
+        else:
+            llm.requests += 1  # index == llm.requests: in order
         # Restoring: its tool call is stored already; a tool span may still answer it later.
-        request.emitted = request.emitted or request.key in self.replay_emitted
+        request.emitted = request.emitted or bool(self.replay_emitted and request.key in self.replay_emitted)
         if request.matched:
             return
         if request.call_id:
+            if self.requests_by_call_id is None:
+                self.requests_by_call_id = {}
             self.requests_by_call_id[request.call_id] = request
         tool_span = self._unmatched_tool_span(request.name, request.call_id)
         if tool_span is not None:
-            tool_span.matched = True
+            self._tool_span_answered(tool_span, request.name)
             request.matched = True
+            self._forget_call_id(request)
             return
         if request.name is None:
+            if self.open_unnamed is None:
+                self.open_unnamed = []
             self.open_unnamed.append(request)
         else:
+            if self.open_requests is None:
+                self.open_requests = {}
             self.open_requests.setdefault(request.name, []).append(request)
         if not request.emitted:
+            if self.pending is None:
+                self.pending = []
             self.pending.append(request)
 
-    def _name_emitted(self, unnamed: _Request, request: _Request) -> RunEvent:
+    def _name_emitted(self, unnamed: _Request, request: _Request | ToolRequest) -> RunEvent:
         """The unnamed call already counted learns its name and arguments."""
         call_id = SYNTHETIC_PREFIX + unnamed.key
         payload = _drop_none(
@@ -688,38 +824,48 @@ class RunState:
 
     def _unmatched_tool_span(self, name: str | None, call_id: str | None) -> _ToolSpan | None:
         """The tool span that answers a request, seen before it."""
-        if call_id:
+        if call_id and self.open_tool_spans_by_call_id is not None:
             tool_span = self.open_tool_spans_by_call_id.pop(call_id, None)
             if tool_span is not None and not tool_span.matched:
                 return tool_span
         if name is None:
             return _first_open(self.open_tool_spans_any)
+        if self.open_tool_spans is None:
+            return None
         return _first_open_where(self.open_tool_spans.get(name), lambda t: not call_id or t.call_id is None)
 
     def _matching_request(self, name: str, call_id: str | None) -> _Request | None:
         """The request a tool span answers: same call id, else the oldest one of that tool that
         the rule allows, else the oldest unnamed one."""
-        if call_id and call_id in self.requests_by_call_id:
+        if call_id and self.requests_by_call_id is not None and call_id in self.requests_by_call_id:
             request = self.requests_by_call_id[call_id]
-            return None if request.matched else request
-        named = _first_open_where(self.open_requests.get(name), lambda r: not call_id or r.call_id is None)
+            return None if request is None or request.matched else request
+        named = None
+        if self.open_requests is not None:
+            named = _first_open_where(self.open_requests.get(name), lambda r: not call_id or r.call_id is None)
         return named or _first_open(self.open_unnamed)
 
     def _open_tool_span(self, name: str, call_id: str | None) -> None:
         tool_span = _ToolSpan(call_id)
         if call_id:
+            if self.open_tool_spans_by_call_id is None:
+                self.open_tool_spans_by_call_id = {}
             self.open_tool_spans_by_call_id[call_id] = tool_span
+        if self.open_tool_spans is None:
+            self.open_tool_spans = {}
         self.open_tool_spans.setdefault(name, []).append(tool_span)
+        if self.open_tool_spans_any is None:
+            self.open_tool_spans_any = []
         self.open_tool_spans_any.append(tool_span)
 
     def _tool(self, span: SpanFacts, out: list[RunEvent]) -> None:
         tool = span.tool
         assert tool is not None
-        request = self._matching_request(tool.name, tool.call_id)
+        name = _interned(tool.name)
+        request = self._matching_request(name, tool.call_id)
         if request is not None:
             request.matched = True
-            if request in self.pending:
-                self.pending.remove(request)
+            self._settle(request)
             if request.emitted:
                 # Counted from the LLM's request before this span came (the run ended first):
                 # the span still says how the call went.
@@ -727,7 +873,7 @@ class RunState:
                     self.errors += 1
                 if request.name is None and not request.named:  # and names it, if nothing had
                     request.named = True
-                    seen = _Request(request.key, tool.call_id, tool.name, tool.args_hash, tool.args_length, 0, "")
+                    seen = ToolRequest(tool.call_id, name, tool.args_hash, tool.args_length)
                     out.append(self._name_emitted(request, seen))
                 out.append(
                     self._event(
@@ -740,13 +886,13 @@ class RunState:
                 )
                 return
         else:
-            self._open_tool_span(tool.name, tool.call_id)
+            self._open_tool_span(name, tool.call_id)
         self.tool_calls += 1
         if span.is_error:
             self.errors += 1
         called = _drop_none(
             {
-                "tool_name": tool.name,
+                "tool_name": name,
                 # The arguments the model asked for, when a request is known: the span's own
                 # input is shaped by each framework (envelopes, per-step metadata).
                 "args_hash": (request.args_hash if request else None) or tool.args_hash,
@@ -796,13 +942,13 @@ class RunState:
             self._emit_request(request, result, llm_span.start_ns, out)
 
     def _flush_pending(self, result: ToolResultSeen | None, out: list[RunEvent]) -> None:
-        for request in list(self.pending):
+        for request in list(self.pending or ()):
             self._emit_request(request, result, None, out)
 
     def _emit_request(
         self, request: _Request, result: ToolResultSeen | None, result_ns: int | None, out: list[RunEvent]
     ) -> None:
-        self.pending.remove(request)
+        self._unpend(request)
         request.emitted = True
         self.tool_calls += 1
         self.steps += 1
@@ -914,8 +1060,8 @@ class RunState:
         }
         for event in ordered:
             state._replay(event)
-        state.replay_emitted = set()
-        state.replay_calls = {}
+        state.replay_emitted = None
+        state.replay_calls = None
         if state.status == STATUS_STALLED:
             state.status = STATUS_RUNNING  # it is alive again: new spans arrived
         return state
@@ -926,56 +1072,55 @@ class RunState:
             self._replay_sdk(event)
             return
         if event.kind == ev.LLM_CONTENT:
-            self.content_events.add(event.event_id)
+            self._new_content_event(event.event_id)
             content = _content_from_payload(self.run_id, event)
-            if event.call_id in self.llm_by_id:
-                record = self.llm_by_id[event.call_id]
+            record = self.spans.get(event.call_id)
+            if record is not None:
                 record.native = False
                 amended = content.output.tool_requests if content.output is not None else ()
                 self._apply_amendment(record, payload.get("finish_reason"), amended, None)
-            elif event.call_id not in self.seen_spans:
-                self.log_stash[event.call_id] = _merge_log_content(self.log_stash.get(event.call_id), content)
+            elif event.call_id not in self.spans:
+                self._stash(content)
             return
         if not event.call_id.startswith(SYNTHETIC_PREFIX):
-            self.seen_spans.add(event.call_id)
-            self.log_stash.pop(event.call_id, None)
+            self.spans.setdefault(event.call_id, None)
+            self._unstash(event.call_id)
         if event.kind == ev.RUN_STARTED:
             self.root_seen = True
             self.agent_settled = True
         elif event.kind in (ev.RUN_COMPLETED, ev.RUN_ERRORED) and payload.get("exit_reason") == POLICY_VIOLATION:
             self.declared_exit = POLICY_VIOLATION  # our SDK's root said so: no later span changes it
         elif event.kind == ev.LLM_CALLED:
-            self.first_model = self.first_model or payload.get("model")
+            self.first_model = self.first_model or _interned(payload.get("model"))
+            if self.replay_calls is None:
+                self.replay_calls = {}
             self.replay_calls[event.call_id] = (
                 payload.get("parent_span_id") or "",
                 event.ts_ns,
                 bool(payload.get("sdk_span")),
             )
         elif event.kind == ev.LLM_RESPONDED:
-            parent, start_ns, native = self.replay_calls.pop(event.call_id, ("", event.ts_ns, False))
-            record = _LlmSpan(event.call_id, parent, start_ns, event.ts_ns, native, payload.get("finish_reason"))
-            self.llm_by_parent.setdefault(parent, []).append(record)
-            self.has_native = self.has_native or native
-            if payload.get("response_id"):
-                self.call_by_response[payload["response_id"]] = record
-            self.llm_by_id[event.call_id] = record
+            calls = self.replay_calls or {}
+            parent, start_ns, native = calls.pop(event.call_id, ("", event.ts_ns, False))
+            finish = _interned(payload.get("finish_reason"))
+            record = _LlmSpan(event.call_id, parent, start_ns, event.ts_ns, native, finish)
+            self._record_llm(record, payload.get("response_id"))
             requests = [
                 ToolRequest(r.get("call_id"), r["name"], r.get("args_hash"), r.get("args_length"))
                 for r in payload.get("tool_requests", ())
             ]
             if self.last_llm is None or event.ts_ns >= self.last_llm[0]:
-                self.last_llm = (event.ts_ns, payload.get("finish_reason"), bool(requests))
+                self.last_llm = (event.ts_ns, finish, bool(requests))
             self._add_requests(record, requests, payload.get("finish_reason"), None)
         elif event.kind == ev.TOOL_CALLED:
-            name = payload.get("tool_name", "unknown")
+            name = _interned(payload.get("tool_name", "unknown"))
             if event.call_id.startswith(SYNTHETIC_PREFIX):
                 pass  # its request is marked emitted when registered (replay_emitted)
             else:
                 answered = self._matching_request(name, payload.get("tool_call_id"))
                 if answered is not None:
                     answered.matched = True
-                    if answered in self.pending:
-                        self.pending.remove(answered)
+                    self._settle(answered)
                 else:
                     self._open_tool_span(name, payload.get("tool_call_id"))
 
@@ -1021,6 +1166,15 @@ def _first_open(queue: list[M] | None) -> M | None:
             return queue[0]
         del queue[0]
     return None
+
+
+def _trim(queues: dict[str, list[M]], name: str) -> dict[str, list[M]] | None:
+    """``queues`` with the matched items at the head of ``name``'s queue dropped (and the queue,
+    if that empties it); None if no queue is left."""
+    queue = queues.get(name)
+    if queue is not None and _first_open(queue) is None:
+        del queues[name]
+    return queues or None
 
 
 def _first_open_where(queue: list[M] | None, allowed: Callable[[M], bool]) -> M | None:
