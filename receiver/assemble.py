@@ -302,6 +302,8 @@ class RunState:
 
     def _offer_tools(self, names: Iterable[Any]) -> None:
         """Tools an LLM call (or the SDK's run start) was offered: the run's, in first-offered order."""
+        if not names:  # most calls: a tuple or list, and empty
+            return
         offered = dict.fromkeys(map(_interned, names))
         if not offered:
             return
