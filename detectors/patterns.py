@@ -7,8 +7,8 @@ The receiver scans content with these before it hashes it; only the matched labe
 
 from __future__ import annotations
 
-import contextlib
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -125,7 +125,7 @@ def scan_messages(texts: Sequence[str]) -> InjectionMatch | None:
 # call, so the same messages and tool results come back again and again: each is scanned once per
 # process. Python's own string hash keys it (64 bits, salted per process, computed once per string
 # object), so no text is kept; a collision among the entries kept is out of reach.
-_SCANNED: dict[tuple[int, int], tuple[str, ...]] = {}
+_SCANNED: OrderedDict[tuple[int, int], tuple[str, ...]] = OrderedDict()
 MAX_SCANNED = 8192
 
 
@@ -141,8 +141,6 @@ def scanned_labels(text: str) -> tuple[str, ...]:
         found = set(_labels(text[:SCAN_EDGE].lower())) | set(_labels(text[-SCAN_EDGE:].lower()))
     labels = tuple(label for label, _ in INJECTION_PATTERNS if label in found) if found else ()
     if len(_SCANNED) >= MAX_SCANNED:
-        # The oldest entry: a bound on memory, not an LRU. Another thread may evict it first.
-        with contextlib.suppress(KeyError, RuntimeError, StopIteration):
-            del _SCANNED[next(iter(_SCANNED))]
+        _SCANNED.popitem(last=False)  # the oldest (one C call, safe between threads): a bound, not an LRU
     _SCANNED[key] = labels
     return labels
