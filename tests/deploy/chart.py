@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -48,6 +49,14 @@ def scenario_values(name: str) -> dict[str, Any]:
     values = yaml.safe_load((CI / name).read_text())
     assert isinstance(values, dict)
     return values
+
+
+def with_dependency(example: Path, into: Path) -> Path:
+    """A copy of an example chart with our chart in its charts/, as `helm dependency update` leaves it."""
+    app = into / example.name
+    shutil.copytree(example, app)
+    shutil.copytree(CHART, app / "charts" / "dunetrace-sidecar")
+    return app
 
 
 def render(values: Mapping[str, Any] | None = None, chart: Path = CHART) -> dict[str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +30,7 @@ from tests.deploy.chart import (
     manifests,
     render,
     validate_config,
+    with_dependency,
 )
 from tests.deploy.test_chart import YAMLLINT_CONFIG
 
@@ -52,10 +52,7 @@ Docs = list[dict[str, Any]]
 @pytest.fixture(scope="module")
 def fleet_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example with its dependency in charts/, as `helm dependency update` leaves it."""
-    app = tmp_path_factory.mktemp("fleet") / "fleet"
-    shutil.copytree(FLEET, app)
-    shutil.copytree(CHART, app / "charts" / "dunetrace-sidecar")
-    return app
+    return with_dependency(FLEET, tmp_path_factory.mktemp("fleet"))
 
 
 @pytest.fixture(scope="module")

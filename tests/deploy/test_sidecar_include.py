@@ -5,7 +5,6 @@ validated against the Kubernetes schemas, and kept identical to the README's cop
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from tests.deploy.chart import (
     render,
     scenario_values,
     validate_config,
+    with_dependency,
 )
 
 README = CHART.parent / "README.md"
@@ -37,10 +37,7 @@ FULLNAME = f"{RELEASE}-dunetrace-sidecar"
 @pytest.fixture(scope="module")
 def app_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example chart with its dependency in charts/, as `helm dependency update` leaves it."""
-    app = tmp_path_factory.mktemp("app") / "support-agent"
-    shutil.copytree(EXAMPLE_APP, app)
-    shutil.copytree(CHART, app / "charts" / "dunetrace-sidecar")
-    return app
+    return with_dependency(EXAMPLE_APP, tmp_path_factory.mktemp("app"))
 
 
 def render_app(app_chart: Path, values: dict[str, Any] | None = None) -> dict[str, str]:

@@ -115,16 +115,22 @@ def kinds(events: list[RunEvent]) -> list[str]:
     return [e.kind for e in events]
 
 
-def test_a_run_whose_calls_pair_keeps_no_pairing_queue() -> None:
-    trace = uuid.uuid4().bytes
+def one_call(trace: bytes, requested: str, ran: str) -> tuple[RunState, list[RunEvent]]:
+    """A new run, and the events of an LLM call asking for ``requested`` then a span of tool ``ran``."""
     state = new_run(trace)
     events = state.apply_spans(
         facts(
             trace,
-            llm_span("1000000000000001", T0, "lookup_order", "call_1"),
-            tool_span("2000000000000001", T0 + 2_000_000, "lookup_order"),
+            llm_span("1000000000000001", T0, requested, "call_1"),
+            tool_span("2000000000000001", T0 + 2_000_000, ran),
         )
     )
+    return state, events
+
+
+def test_a_run_whose_calls_pair_keeps_no_pairing_queue() -> None:
+    trace = uuid.uuid4().bytes
+    state, events = one_call(trace, "lookup_order", "lookup_order")
     assert kinds(events) == [ev.LLM_CALLED, ev.LLM_RESPONDED, ev.TOOL_CALLED, ev.TOOL_RESPONDED]
     assert events[2].payload["tool_call_id"] == "call_1"  # the span answered the request
     assert state.requests_by_call_id == {"call_1": None}  # matched: only that is asked of it
@@ -146,15 +152,7 @@ def test_a_run_whose_calls_pair_keeps_no_pairing_queue() -> None:
 
 
 def test_unanswered_requests_and_tool_spans_wait_and_a_stalled_run_counts_the_requests() -> None:
-    trace = uuid.uuid4().bytes
-    state = new_run(trace)
-    state.apply_spans(
-        facts(
-            trace,
-            llm_span("1000000000000001", T0, "get_weather", "call_1"),
-            tool_span("2000000000000001", T0 + 2_000_000, "search_kb"),
-        )
-    )
+    state, _ = one_call(uuid.uuid4().bytes, "get_weather", "search_kb")
     assert state.open_requests is not None and [r.name for r in state.open_requests["get_weather"]] == ["get_weather"]
     assert state.pending is not None and len(state.pending) == 1
     assert state.open_tool_spans is not None and list(state.open_tool_spans) == ["search_kb"]
@@ -219,14 +217,7 @@ def test_names_many_runs_repeat_are_one_object() -> None:
 
 def test_restoring_a_run_leaves_no_replay_state_behind() -> None:
     trace = uuid.uuid4().bytes
-    state = new_run(trace)
-    stored = state.apply_spans(
-        facts(
-            trace,
-            llm_span("1000000000000001", T0, "get_weather", "call_1"),
-            tool_span("2000000000000001", T0 + 2_000_000, "get_weather"),
-        )
-    )
+    state, stored = one_call(trace, "get_weather", "get_weather")
     restored = RunState.restore(state.row(), stored, "default-agent")
     assert (restored.replay_emitted, restored.replay_calls) == (None, None)
     assert restored.row() == state.row()
