@@ -129,6 +129,20 @@ def send_not_found(handler: BaseHTTPRequestHandler, path: str) -> None:
     send_json(handler, 404, {"error": {"type": "not_found", "message": f"no route {path}"}})
 
 
+def send_sse(handler: BaseHTTPRequestHandler, events: list[bytes]) -> None:
+    """A server-sent-events answer, one chunk of the chunked body per event."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
+    handler.send_header("Cache-Control", "no-cache")
+    handler.send_header("Transfer-Encoding", "chunked")
+    handler.end_headers()
+    for data in events:
+        handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        handler.wfile.flush()
+    handler.wfile.write(b"0\r\n\r\n")
+    handler.wfile.flush()
+
+
 def _chunks(text: str, size: int) -> Iterator[str]:
     for start in range(0, len(text), size):
         yield text[start : start + size]
@@ -251,25 +265,12 @@ class FakeOpenAI(FakeLLMServer):
         if usage is not None:
             events.append(chunk([], usage))
 
-        handler.send_response(200)
-        handler.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        handler.send_header("Cache-Control", "no-cache")
-        handler.send_header("Transfer-Encoding", "chunked")
-        handler.end_headers()
-
-        def write(data: bytes) -> None:
-            handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            handler.wfile.flush()
-
-        for event in events:
-            write(f"data: {json.dumps(event)}\n\n".encode())
-        write(b"data: [DONE]\n\n")
-        handler.wfile.write(b"0\r\n\r\n")
-        handler.wfile.flush()
+        send_sse(handler, [f"data: {json.dumps(event)}\n\n".encode() for event in events] + [b"data: [DONE]\n\n"])
 
 
 class FakeAnthropic(FakeLLMServer):
-    """``POST /v1/messages`` (non-streaming). Accepts either auth header and any ``anthropic-version``."""
+    """``POST /v1/messages``, plain JSON or Anthropic's server-sent events when the request says
+    ``stream: true``. Accepts either auth header and any ``anthropic-version``."""
 
     provider = "anthropic"
     model = "claude-haiku-4-5-20251001"
@@ -282,11 +283,10 @@ class FakeAnthropic(FakeLLMServer):
         if path != "/v1/messages":
             send_not_found(handler, path)
             return
-        if body.get("stream"):
-            error = {"type": "invalid_request_error", "message": "this fake does not stream"}
-            send_json(handler, 400, {"type": "error", "error": error})
-            return
         reply, n = self._next(Recorded(path, dict(handler.headers.items()), body))
+        if body.get("stream"):
+            self._stream(handler, reply, n)
+            return
         if reply.tool is not None:
             content: list[dict[str, Any]] = [
                 {"type": "tool_use", "id": f"toolu_{self.tag}{n:03d}", "name": reply.tool, "input": reply.arguments}
@@ -314,3 +314,35 @@ class FakeAnthropic(FakeLLMServer):
                 },
             },
         )
+
+    def _stream(self, handler: BaseHTTPRequestHandler, reply: Reply, n: int) -> None:
+        """The Messages API's event sequence: message_start (input tokens), one content block in
+        deltas, message_delta (stop reason, output tokens), message_stop."""
+        message: dict[str, Any] = {
+            "id": f"msg_{self.tag}{n:03d}",
+            "type": "message",
+            "role": "assistant",
+            "model": self.model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": reply.input_tokens, "output_tokens": 1},
+        }
+        events: list[tuple[str, dict[str, Any]]] = [("message_start", {"type": "message_start", "message": message})]
+        if reply.tool is not None:
+            block = {"type": "tool_use", "id": f"toolu_{self.tag}{n:03d}", "name": reply.tool, "input": {}}
+            parts = _chunks(json.dumps(reply.arguments), 7)
+            deltas = [{"type": "input_json_delta", "partial_json": part} for part in parts]
+            stop_reason = "tool_use"
+        else:
+            block = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": part} for part in _chunks(reply.text or "", 6)]
+            stop_reason = "end_turn"
+        events.append(("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block}))
+        events += [("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": d}) for d in deltas]
+        events.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+        delta = {"stop_reason": stop_reason, "stop_sequence": None}
+        usage = {"output_tokens": reply.output_tokens}
+        events.append(("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}))
+        events.append(("message_stop", {"type": "message_stop"}))
+        send_sse(handler, [f"event: {name}\ndata: {json.dumps(data)}\n\n".encode() for name, data in events])

@@ -188,3 +188,37 @@ def test_policies_act_on_auto_instrumented_calls(
     fired = [(p["policy_name"], p["action_type"]) for p in _events(run, "policy.triggered")]
     assert fired == [("cost cap", "switch_model"), ("three steps", "stop")]
     assert [p["model"] for p in _events(run, "llm.called")] == ["gpt-4o", "gpt-4o-mini", "gpt-4o-mini"]
+
+
+@pytest.mark.parametrize("mode", ["llm", "http"])
+def test_streamed_anthropic_calls_are_counted_with_their_tokens(
+    mode: str, oursdk_stacks_python: Path, oursdk_daemon: Sidecar
+) -> None:
+    """``stream=True`` on the real anthropic client, through OpenLLMetry's instrumentation (``llm``)
+    or read from the wire (``http``): each call counted once, with its tokens and finish reason."""
+    marker = f"zq{uuid.uuid4().hex}"
+    script = [
+        Reply.tool_call("lookup_weather", {"city": "Paris"}, input_tokens=31, output_tokens=9),
+        Reply.answer(f"It is sunny in Paris. {marker}", input_tokens=42, output_tokens=11),
+    ]
+    with FakeAnthropic(script) as fake:
+        env = {
+            "AUTO_MODE": mode,
+            "AUTO_AGENT": f"auto-stream-{mode}-{uuid.uuid4().hex[:8]}",
+            "AUTO_MARKER": marker,
+            "FAKE_ANTHROPIC_BASE_URL": fake.base_url,
+        }
+        out = run_script(oursdk_stacks_python, "auto_anthropic_stream", oursdk_daemon, extra_env=env)
+        assert fake.remaining == 0 and fake.errors == []
+        assert [r.body.get("stream") for r in fake.requests] == [True, True]
+    assert out.result["read"] == ["tool_use", "tool_use", f"It is sunny in Paris. {marker}"]
+    run = Api(oursdk_daemon).wait_run(out.result["run_id"], lambda r: r["status"] != "running")
+    assert (run["status"], run["exit_reason"]) == ("completed", "final_answer")
+    assert run["llm_calls"] == 2
+    # message_delta's output_tokens is the call's running total (the Messages API's streaming docs);
+    # OpenLLMetry's anthropic instrumentation adds message_start's count (1) to it, once per call
+    quirk = 2 if mode == "llm" else 0
+    assert (run["prompt_tokens"], run["completion_tokens"]) == (31 + 42, 9 + 11 + quirk)
+    assert [p["finish_reason"] for p in _events(run, "llm.responded")] == ["tool_calls", "stop"]
+    assert [p.get("tool_calls_requested") or [] for p in _events(run, "llm.responded")] == [["lookup_weather"], []]
+    assert all(p.get("output_length") for p in _events(run, "llm.responded")[1:])  # the streamed answer was read
