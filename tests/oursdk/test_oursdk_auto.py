@@ -222,3 +222,26 @@ def test_streamed_anthropic_calls_are_counted_with_their_tokens(
     assert [p["finish_reason"] for p in _events(run, "llm.responded")] == ["tool_calls", "stop"]
     assert [p.get("tool_calls_requested") or [] for p in _events(run, "llm.responded")] == [["lookup_weather"], []]
     assert all(p.get("output_length") for p in _events(run, "llm.responded")[1:])  # the streamed answer was read
+
+
+def test_a_streamed_raw_requests_call_is_counted_with_its_tokens(
+    oursdk_stacks_python: Path, oursdk_daemon: Sidecar
+) -> None:
+    """``requests.post(..., stream=True)`` to an LLM path: the body is read as the agent reads it,
+    so the call has the tokens and finish reason its server-sent events carry."""
+    marker = f"zq{uuid.uuid4().hex}"
+    with FakeOpenAI([Reply.answer(f"It is sunny. {marker}", input_tokens=17, output_tokens=6)]) as fake:
+        env = {
+            "AUTO_AGENT": f"auto-requests-stream-{uuid.uuid4().hex[:8]}",
+            "AUTO_MARKER": marker,
+            "FAKE_OPENAI_BASE_URL": fake.base_url,
+        }
+        out = run_script(oursdk_stacks_python, "auto_requests_stream", oursdk_daemon, extra_env=env)
+        assert fake.remaining == 0 and fake.errors == []
+    assert out.result["text"] == f"It is sunny. {marker}"
+    run = Api(oursdk_daemon).wait_run(out.result["run_id"], lambda r: r["status"] != "running")
+    assert (run["status"], run["llm_calls"], run["tool_calls"]) == ("completed", 1, 0)
+    assert (run["prompt_tokens"], run["completion_tokens"]) == (17, 6)
+    [responded] = _events(run, "llm.responded")
+    assert responded["finish_reason"] == "stop"
+    assert responded.get("output_length") == len(f"It is sunny. {marker}")

@@ -318,7 +318,21 @@ def _tee_class(cls: type) -> type:
         return sub
     methods: dict[str, Any] = {}
     base: Any = cls
-    if hasattr(cls, "__iter__"):
+    if hasattr(cls, "stream"):
+        # urllib3's response (requests' ``raw``): requests reads it through ``stream()``, and its
+        # ``__iter__`` reads through ``stream()`` too, so only ``stream()`` is kept (once).
+
+        def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
+            buffer = self._dunetrace_buffer
+            try:
+                for chunk in base.stream(self, *args, **kwargs):
+                    buffer.feed(chunk)
+                    yield chunk
+            finally:
+                buffer.finish()
+
+        methods["stream"] = stream
+    elif hasattr(cls, "__iter__"):
 
         def __iter__(self: Any) -> Any:
             buffer = self._dunetrace_buffer

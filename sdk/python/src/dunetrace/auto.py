@@ -707,9 +707,9 @@ class _State:
                 return
             body = response.content if getattr(response, "_content_consumed", False) else None
             headers = {"content-type": response.headers.get("content-type", "")}  # already decoded
-            state.http_response(pending, int(response.status_code), None, headers, body if body is not None else b"")
-            if body is None and pending.wire is not None:
-                pending.wire.response_read = False  # streamed: not read here
+            # stream=True: the body is read as the caller reads it (requests decodes it through ``raw.stream``)
+            stream = response.raw if body is None else None
+            state.http_response(pending, int(response.status_code), stream, headers, body)
 
         return {"request_hook": on_request, "response_hook": on_response}
 
