@@ -6,7 +6,7 @@ distributions measured side by side on this machine, written as Markdown and JSO
 2. detection latency at ~50 % of the sidecar's maximum sustained load;
 3. memory: RSS per open run with 10,000 open runs, and RSS over a sustained run (flat?);
 4. storage: DuckDB bytes per 1,000 spans;
-5. cost growth: per-span CPU at runs of 10, 100 and 1,000 steps;
+5. cost growth: per-span CPU at runs of 10, 100, 1,000 and 10,000 steps;
 6. overload: 1x, 4x, 16x, 64x max_inflight_requests concurrent exporters (``bench/overload.py``):
    refusals, /healthz latency, peak RSS, throughput ÷ the 1x level's, every acknowledged span stored;
 7. dashboard: each page's render time in headless Chromium with 10,000 runs in the store ÷ with
@@ -98,12 +98,22 @@ def bench_memory(open_runs: int, soak_seconds: float) -> dict[str, Any]:
         server.stop()
     per_run = (after - before) * 1024 / open_runs
     print(f"  memory: {open_runs} open runs: {before} → {after} KB RSS, {per_run:.0f} B/run", flush=True)
+    return {
+        "open_runs": open_runs,
+        "rss_before_kb": before,
+        "rss_after_kb": after,
+        "bytes_per_open_run": per_run,
+        **bench_soak(soak_seconds),
+    }
 
-    # Soak: steady load of complete runs; a short stall timeout so runs are evicted within the soak,
-    # and a small DuckDB memory limit so its buffer cache (which grows to the limit by design)
-    # reaches its plateau within the soak too.
-    server = throughput.start("sidecar", {"DUNETRACE_STALL_TIMEOUT": "5", "DUNETRACE_STORE_MEMORY_LIMIT": "64MB"})
-    samples: list[tuple[float, int]] = []
+
+def bench_soak(soak_seconds: float, memory_limit: str = "64MB") -> dict[str, Any]:
+    """Steady load of complete runs, sampling RSS and what DuckDB accounts for itself. A short
+    stall timeout so runs are evicted within the soak, and a small DuckDB memory limit so its
+    buffer cache (which grows to the limit by design) reaches its plateau within the soak too."""
+    env = {"DUNETRACE_STALL_TIMEOUT": "5", "DUNETRACE_STORE_MEMORY_LIMIT": memory_limit}
+    server = throughput.start("sidecar", env)
+    samples: list[tuple[float, int, int]] = []  # seconds, RSS KB, DuckDB KB
     try:
         target = server.addresses["otlp_grpc"]
         pool, _ = build_requests(60, spans_per_request=128, seed=int(uuid.uuid4().int % 1000))
@@ -120,22 +130,29 @@ def bench_memory(open_runs: int, soak_seconds: float) -> dict[str, Any]:
             throughput.send_grpc(target, [request.SerializeToString()], 1)
             i += 1
             if not samples or time.monotonic() - samples[-1][0] - t0 >= max(soak_seconds / 20, 1.0):
-                samples.append((time.monotonic() - t0, server.rss_kb()))
+                store_kb = int(server.gauge("dunetrace_store_memory_bytes") // 1024)
+                samples.append((time.monotonic() - t0, server.rss_kb(), store_kb))
             time.sleep(0.05)
-        samples.append((time.monotonic() - t0, server.rss_kb()))
+        samples.append(
+            (time.monotonic() - t0, server.rss_kb(), int(server.gauge("dunetrace_store_memory_bytes") // 1024))
+        )
     finally:
         server.stop()
-    warm = [kb for t, kb in samples if t >= soak_seconds * 0.25] or [samples[-1][1]]
-    growth = warm[-1] - warm[0]
-    print(f"  soak {soak_seconds:.0f}s: RSS {warm[0]} → {warm[-1]} KB after warm-up ({growth:+d} KB)", flush=True)
+    warm = [(kb, store) for t, kb, store in samples if t >= soak_seconds * 0.25] or [samples[-1][1:]]
+    growth = warm[-1][0] - warm[0][0]
+    store_growth = warm[-1][1] - warm[0][1]
+    print(
+        f"  soak {soak_seconds:.0f}s: RSS {warm[0][0]} → {warm[-1][0]} KB after warm-up ({growth:+d} KB; "
+        f"DuckDB's own {store_growth:+d} KB), {i} exports",
+        flush=True,
+    )
     return {
-        "open_runs": open_runs,
-        "rss_before_kb": before,
-        "rss_after_kb": after,
-        "bytes_per_open_run": per_run,
         "soak_seconds": soak_seconds,
+        "soak_memory_limit": memory_limit,
+        "soak_exports": i,
         "soak_rss_kb": samples,
         "soak_growth_after_warmup_kb": growth,
+        "soak_store_growth_after_warmup_kb": store_growth,
     }
 
 
@@ -149,10 +166,11 @@ def bench_cost(quick: bool) -> dict[str, Any]:
     out = {}
     for loop in (False, True):
         costs = [
-            run_length.cpu_per_span(n, loop, repeats=(1 if quick else 3) if n == 1000 else (3 if quick else 7))
-            for n in (10, 100, 1000)
+            run_length.cpu_per_span(n, loop, repeats=run_length.repeats_for(n, quick)) for n in run_length.RUN_LENGTHS
         ]
-        out["one tool repeated" if loop else "mixed tools"] = dict(zip(("10", "100", "1000"), costs, strict=True))
+        out["one tool repeated" if loop else "mixed tools"] = dict(
+            zip(map(str, run_length.RUN_LENGTHS), costs, strict=True)
+        )
     return out
 
 
@@ -194,8 +212,8 @@ def report(results: dict[str, Any], command: str) -> str:
     lines.append(f"| DuckDB bytes per 1,000 spans | {fmt(store)} | — |")
     for shape, costs in results["cost"].items():
         lines.append(
-            f"| per-span CPU at 10 / 100 / 1,000 steps ({shape}) | "
-            f"{costs['10']:.0f} / {costs['100']:.0f} / {costs['1000']:.0f} µs | flat |"
+            f"| per-span CPU at 10 / 100 / 1,000 / 10,000 steps ({shape}) | "
+            f"{costs['10']:.0f} / {costs['100']:.0f} / {costs['1000']:.0f} / {costs['10000']:.0f} µs | flat |"
         )
     if "overload" in results:
         lines += overload.report_rows(results["overload"])

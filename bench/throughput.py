@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,14 @@ class Server:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         return 0
+
+    def gauge(self, name: str) -> float:
+        """One unlabelled gauge from the daemon's /metrics."""
+        with urllib.request.urlopen(f"http://{self.addresses['api']}/metrics", timeout=10) as answer:
+            for line in answer.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+        raise KeyError(name)
 
     def stop(self) -> int:
         """Stop gracefully (the store checkpoints); returns the store's size on disk in bytes."""

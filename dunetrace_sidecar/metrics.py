@@ -84,6 +84,11 @@ class Metrics:
             registry=r,
         )
         self.store_queue = Gauge(f"{PREFIX}_store_queue_events", "Events waiting for the store writer.", registry=r)
+        self.store_memory = Gauge(
+            f"{PREFIX}_store_memory_bytes",
+            "Memory DuckDB holds by its own accounting (buffer cache, indexes), bounded by store.memory_limit.",
+            registry=r,
+        )
         self.alerts = Counter(
             f"{PREFIX}_alerts",
             "Alert delivery attempts by destination and outcome (sent, failed, retried).",

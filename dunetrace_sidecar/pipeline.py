@@ -116,6 +116,7 @@ class Pipeline:
         self._translator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="translate")
         metrics.runs_open.set_function(lambda: len(self._runs))
         metrics.store_queue.set_function(lambda: store.queued_events)
+        metrics.store_memory.set_function(store.memory_bytes)
 
     # --- Ingest protocol ------------------------------------------------------------------
 

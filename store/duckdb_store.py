@@ -537,6 +537,15 @@ class DuckStore:
                 self._cursors.append(cursor)
         return cursor
 
+    def memory_bytes(self) -> int:
+        """What DuckDB holds in memory by its own accounting (buffer cache, indexes); bounded by
+        store.memory_limit. 0 when the store cannot answer."""
+        try:
+            row = self._cursor().execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()").fetchone()
+        except (duckdb.Error, StoreUnavailable):
+            return 0
+        return int(row[0]) if row else 0
+
     def ping(self) -> bool:
         """Ready: open, answering, and its last write did not fail for the store's own reasons
         (a full disk, I/O errors) — readiness follows what exports are being answered."""

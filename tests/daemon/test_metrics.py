@@ -213,6 +213,8 @@ def test_gauges(workload: Workload) -> None:
     assert samples["dunetrace_runs_open"] == {(): 3.0}
     # every export was answered after its commit: nothing waits for the writer
     assert samples["dunetrace_store_queue_events"] == {(): 0.0}
+    # the store holds the committed runs' blocks in its buffer cache, under its limit (256MB)
+    assert 0 < samples["dunetrace_store_memory_bytes"][()] <= 256 * 2**20
 
 
 def test_names_and_label_values(workload: Workload) -> None:
