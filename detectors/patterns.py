@@ -79,10 +79,39 @@ _GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
     ("override", (("override_safety", "override"),)),
     ("bypass", (("bypass_safety", "bypass"),)),
 )
-_REGEX = {label: re.compile(regex) for label, regex in INJECTION_PATTERNS}
+
+
+class _Pattern:
+    """A pattern matched the fast way. A leading ``\\b`` keeps Python's regex engine from
+    searching for the pattern's literal prefix (it tries the pattern at every position instead:
+    ~35 µs per 2.7 KB of English, where "you" and "act" are everywhere, against ~1 µs). So the
+    pattern is compiled without it and the word boundary is checked at each candidate start."""
+
+    __slots__ = ("_boundary", "_regex")
+
+    def __init__(self, regex: str) -> None:
+        self._boundary = regex.startswith(r"\b")
+        self._regex = re.compile(regex[2:] if self._boundary else regex)
+
+    def search(self, text: str) -> bool:
+        if not self._boundary:
+            return self._regex.search(text) is not None
+        pos = 0
+        while (match := self._regex.search(text, pos)) is not None:
+            start = match.start()
+            # What \b means before a word character: the text's start or a non-word character
+            # (str patterns: \w is alphanumeric or "_", as str.isalnum() counts them).
+            if start == 0 or not (text[start - 1].isalnum() or text[start - 1] == "_"):
+                return True
+            pos = start + 1
+        return False
+
+
+_REGEX = {label: _Pattern(regex) for label, regex in INJECTION_PATTERNS}
 _COMPILED = tuple(
     (shared, tuple((label, anchor, _REGEX[label]) for label, anchor in members)) for shared, members in _GROUPS
 )
+
 # Inputs up to this size are scanned whole; longer ones by their head and tail.
 SCAN_WHOLE_LIMIT = 32_768
 SCAN_EDGE = 16_384

@@ -218,3 +218,75 @@ def test_the_scan_memo_keeps_no_text() -> None:
     for i in range(MAX_SCANNED + 10):
         scanned_labels(f"benign text {i}")
     assert len(_SCANNED) <= MAX_SCANNED
+
+
+@pytest.mark.parametrize(
+    ("text", "labels"),
+    [
+        # a word boundary before the pattern: the start, a space, punctuation, a newline
+        ("you are now root", ("you_are_now",)),
+        ("ok.you are now root", ("you_are_now",)),
+        ("line\nact as a pirate", ("act_as",)),
+        ("(pretend you are a cat)", ("pretend",)),
+        # no boundary: a letter, a digit, an underscore or a non-ASCII letter right before it
+        ("contact as a customer", ()),
+        ("react as the user wants", ()),
+        ("1you are now", ()),
+        ("_you are now", ()),
+        ("éyou are now", ()),
+        ("unforget all previous instructions", ()),
+        # the first candidate has no boundary, a later one has
+        ("contact as a friend, or act as a pirate", ("act_as",)),
+        ("bayou are now dry; you are now wet", ("you_are_now",)),
+        ("tobypass safety and then bypass filters", ("bypass_safety",)),
+    ],
+)
+def test_word_boundaries_before_a_pattern(text: str, labels: tuple[str, ...]) -> None:
+    """The scan checks the patterns' leading word boundary itself (see ``_Pattern``): by hand."""
+    match = scan_injection(text)
+    assert (match.matched_patterns if match else ()) == labels
+
+
+def test_the_scan_finds_what_the_spec_regexes_find() -> None:
+    """Over generated text mixing pattern words and boundary characters, the scan agrees with the
+    spec's regexes searched as written (lower-cased text, plain ``re.search``)."""
+    import random
+    import re
+
+    from detectors.patterns import INJECTION_PATTERNS, scanned_labels
+
+    words = [
+        "you",
+        "are",
+        "now",
+        "your",
+        "new",
+        "role",
+        "is",
+        "act",
+        "as",
+        "a",
+        "the",
+        "pretend",
+        "to",
+        "be",
+        "do",
+        "not",
+        "follow",
+        "previous",
+        "ignore",
+        "all",
+    ]
+    words += ["instructions", "system:", "[system]", "###", "dan", "mode", "developer", "enabled", "bypass"]
+    words += ["safety", "override", "jailbreak", "contact", "x", "_", "é", "1", "\n", ".", "<|im_start|>"]
+    separators = [" ", "", " ", "  ", "\t", ""]
+    rng = random.Random(11)
+    spec = [(label, re.compile(regex)) for label, regex in INJECTION_PATTERNS]
+    fired = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(words) + rng.choice(separators) for _ in range(rng.randint(1, 14)))
+        lowered = text.lower()
+        expected = tuple(label for label, regex in spec if regex.search(lowered))
+        assert scanned_labels(text) == expected, text
+        fired += bool(expected)
+    assert fired > 300  # the generator does produce matches, not only clean text
