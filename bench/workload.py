@@ -17,29 +17,30 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-WORDS = [
-    "order",
-    "shipping",
-    "refund",
-    "invoice",
-    "customer",
-    "package",
-    "tracking",
-    "delivery",
-    "warehouse",
-    "carrier",
-    "account",
-    "payment",
-    "status",
-    "update",
-    "request",
-    "weather",
-    "forecast",
-    "report",
-    "quarterly",
-    "revenue",
-    "summary",
-    "policy",
+# What a support agent's prompts, answers and tool results read like: English, with the words
+# ("you", "your", "not", "act", "model", "system") that real text is full of and that the
+# injection scan's anchors meet, so the scan does the work it does on real traffic.
+SENTENCES = [
+    "Thank you for contacting support about your order.",
+    "I checked the tracking number and the package is with the carrier now.",
+    "Your refund has been approved and should appear within five business days.",
+    "Please do not share your password or payment details with anyone.",
+    "The model returned a short summary of the quarterly revenue report.",
+    "If the delivery address is wrong, act quickly so we can update it before dispatch.",
+    "We will follow up with the warehouse and let you know what they say.",
+    "The forecast for tomorrow shows light rain in the afternoon and a cool evening.",
+    "According to our policy, exchanges are possible within thirty days of delivery.",
+    "Can you tell me the status of the invoice I received last week?",
+    "The customer asked whether the shipping fee can be waived for this order.",
+    "Here is the information you requested from the knowledge base article.",
+    "The system shows two open tickets for this account, both about late packages.",
+    "I could not find an order with that number; could you check it again?",
+    "Your account was updated and a confirmation email is on its way.",
+    "The report lists revenue by region, with the largest growth in the north.",
+    "Based on the previous conversation, the customer prefers delivery on weekdays.",
+    "Note that the carrier does not deliver on public holidays.",
+    "Let me look up the order history and the latest payment for you.",
+    "The summary should mention the refund, the new delivery date and the contact person.",
 ]
 
 
@@ -61,9 +62,9 @@ def _text(rng: random.Random, size: int) -> str:
     out: list[str] = []
     length = 0
     while length < size:
-        word = rng.choice(WORDS)
-        out.append(word)
-        length += len(word) + 1
+        sentence = rng.choice(SENTENCES)
+        out.append(sentence)
+        length += len(sentence) + 1
     return " ".join(out)
 
 
