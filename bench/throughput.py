@@ -9,6 +9,9 @@ translated, hashed and committed). Reports spans/s, server CPU µs/span and thei
 Transports: OTLP over gRPC and over HTTP, and ``ingest``: the same runs as the published
 Dunetrace SDK's ``POST /v1/ingest`` batches on the API endpoint (bench/ingest_workload.py; two
 events per span, so its spans/s are the OTLP spans' equivalents and events/s are twice that).
+A fourth row, ``captures``, is OTLP/gRPC again carrying the real agent stacks' captured runs
+(tests/testdata/stacks, replayed by bench/captures_workload.py) instead of the bench's own mix;
+every row is measured in each round, one round after the other.
 Traffic goes only to 127.0.0.1, bounded in count.
 """
 
@@ -34,13 +37,18 @@ from typing import TypeVar
 
 import grpc
 
+from bench.captures_workload import build_capture_workload
 from bench.ingest_workload import API_KEY, IngestPost, ingest_groups
 from bench.workload import build_requests
 
 ROOT = Path(__file__).resolve().parent.parent
 _LISTEN = re.compile(r"listening (\w+)=(\S+)")
 TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-TRANSPORTS = ("grpc", "http", "ingest")
+TRANSPORTS = ("grpc", "http", "ingest")  # the bench's own workload (bench/workload.py)
+# Every row of this benchmark: ``captures`` is OTLP/gRPC carrying bench/captures_workload.py's
+# requests; measure() takes it like ``grpc``, with whichever requests it is given.
+ROWS = (*TRANSPORTS, "captures")
+GRPC_ROWS = ("grpc", "captures")
 T = TypeVar("T")
 
 
@@ -207,18 +215,19 @@ def measure(
     ingest: list[list[IngestPost]] | None = None,
 ) -> tuple[float, float, int]:
     """(spans/s, server CPU µs per span, store bytes on disk) for one fresh server. For the
-    ``ingest`` transport, ``ingest`` is ``ingest_groups(requests)`` (built here when not given)."""
+    ``ingest`` transport, ``ingest`` is ``ingest_groups(requests)`` (built here when not given);
+    ``captures`` is sent as ``grpc`` is (pass it the captures workload's requests)."""
     posts = (ingest or ingest_groups(requests)) if transport == "ingest" else []
     server = start(kind, {"DUNETRACE_API_KEYS": API_KEY} if posts else None)
     try:
-        if transport == "grpc":
+        if transport in GRPC_ROWS:
             # Warm up the channel and the server's code paths with one request of its own.
             send_grpc(server.addresses["otlp_grpc"], requests[:1], 1)
         elif posts:
             send_ingest(server.addresses["api"], posts[:1], 1)  # likewise: the first request's runs
         cpu0, t0 = server.cpu_seconds(), time.perf_counter()
         body = requests[1:]
-        if transport == "grpc":
+        if transport in GRPC_ROWS:
             send_grpc(server.addresses["otlp_grpc"], body, streams)
         elif posts:
             send_ingest(server.addresses["api"], posts[1:], streams)
@@ -245,18 +254,23 @@ def main(argv: list[str] | None = None) -> int:
     requests, spans = build_requests(n_requests)
     ingest = ingest_groups(requests)
     posts = [post for group in ingest for post in group]
+    captures = build_capture_workload(n_requests)
     print(
         f"workload: {n_requests} requests, {spans} spans, {sum(map(len, requests)) / spans:.0f} bytes/span; "
         f"ingest: {len(posts)} posts, {sum(p.events for p in posts)} events, "
         f"{sum(len(p.body) for p in posts) / spans:.0f} bytes/span",
         flush=True,
     )
+    print(captures.summary(), flush=True)
+    workloads = {transport: (requests, spans) for transport in TRANSPORTS}
+    workloads["captures"] = (captures.requests, captures.spans)
 
     results: dict[str, dict[str, list[float]]] = {}
-    for transport in TRANSPORTS:
-        for _ in range(rounds):
+    for _ in range(rounds):
+        for transport in ROWS:
+            row_requests, row_spans = workloads[transport]
             for kind in ("null", "sidecar"):
-                rate, cpu, _ = measure(kind, transport, requests, spans, args.streams, ingest)
+                rate, cpu, _ = measure(kind, transport, row_requests, row_spans, args.streams, ingest)
                 row = results.setdefault(f"{transport}/{kind}", {"spans_per_s": [], "cpu_us_per_span": []})
                 row["spans_per_s"].append(rate)
                 row["cpu_us_per_span"].append(cpu)
@@ -267,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| transport | null spans/s | sidecar spans/s | ratio (median) | ratio min–max | sidecar CPU µs/span |")
     print("|---|---|---|---|---|---|")
     summary = {}
-    for transport in TRANSPORTS:
+    for transport in ROWS:
         null = results[f"{transport}/null"]["spans_per_s"]
         side = results[f"{transport}/sidecar"]["spans_per_s"]
         ratios = [s / n for s, n in zip(side, null, strict=True)]
@@ -278,8 +292,18 @@ def main(argv: list[str] | None = None) -> int:
             f"{statistics.median(ratios):.2f} | {min(ratios):.2f}–{max(ratios):.2f} | {cpu:.0f} |"
         )
     print("(ingest: spans/s are the OTLP spans' equivalents, 2 SDK events each; CPU per event is half)")
+    print("(captures: OTLP/gRPC carrying the real agent stacks' runs, tests/testdata/stacks)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rounds": rounds, "spans": spans, "results": summary}, indent=2))
+        captured = {
+            "requests": len(captures.requests),
+            "spans": captures.spans,
+            "bytes_per_span": sum(map(len, captures.requests)) / captures.spans,
+            "runs": sum(captures.runs.values()),
+            "stacks": captures.stacks,
+            "runs_per_capture": dict(sorted(captures.runs.items())),
+        }
+        document = {"rounds": rounds, "spans": spans, "captures_workload": captured, "results": summary}
+        Path(args.json).write_text(json.dumps(document, indent=2))
     return 0
 
 
