@@ -31,6 +31,7 @@ from typing import Any
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from bench import dashboard, detection_latency, overload, run_length, throughput
+from bench.captures_workload import build_capture_workload
 from bench.ingest_workload import ingest_groups
 from bench.workload import RunShape, build_requests, build_run
 
@@ -46,10 +47,17 @@ def fmt(s: dict[str, float], digits: int = 0) -> str:
 
 
 def bench_throughput(rounds: int, n_requests: int) -> dict[str, Any]:
-    requests, spans = build_requests(n_requests)
-    ingest = ingest_groups(requests)
-    out: dict[str, Any] = {"spans_per_round": spans, "bytes_per_span": sum(map(len, requests)) / spans}
-    for transport in throughput.TRANSPORTS:
+    own, own_spans = build_requests(n_requests)
+    ingest = ingest_groups(own)
+    captures = build_capture_workload(n_requests)
+    out: dict[str, Any] = {
+        "spans_per_round": own_spans,
+        "bytes_per_span": sum(map(len, own)) / own_spans,
+        "captures_workload": captures.summary(),
+    }
+    for transport in throughput.ROWS:
+        # "captures": the real stacks' runs (bench/captures_workload.py) over OTLP/gRPC
+        requests, spans = (captures.requests, captures.spans) if transport == "captures" else (own, own_spans)
         null_rates, side_rates, ratios, cpu, stored = [], [], [], [], []
         for _ in range(rounds):
             null_rate, _, _ = throughput.measure("null", transport, requests, spans, 4, ingest)
@@ -196,9 +204,12 @@ def report(results: dict[str, Any], command: str) -> str:
         "| measure | result | target |",
         "|---|---|---|",
     ]
-    for transport in (name for name in throughput.TRANSPORTS if name in t):
+    for transport in (name for name in throughput.ROWS if name in t):
         r = t[transport]
-        what = "ingest (the SDK's POST /v1/ingest, 2 events per span)" if transport == "ingest" else transport
+        what = {
+            "ingest": "ingest (the SDK's POST /v1/ingest, 2 events per span)",
+            "captures": "captures (the real stacks' runs over OTLP/gRPC)",
+        }.get(transport, transport)
         lines.append(
             f"| throughput ratio, {what} (sidecar ÷ null receiver) | {fmt(r['ratio'], 3)} "
             f"({fmt(r['sidecar_spans_per_s'])} vs {fmt(r['null_spans_per_s'])} spans/s; sidecar "
