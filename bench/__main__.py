@@ -30,7 +30,7 @@ from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from bench import dashboard, detection_latency, overload, run_length, throughput
+from bench import api_latency, dashboard, detection_latency, overload, run_length, throughput
 from bench.captures_workload import build_capture_workload
 from bench.ingest_workload import ingest_groups
 from bench.workload import RunShape, build_requests, build_run
@@ -181,6 +181,15 @@ def bench_latency(quick: bool) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
+def bench_api(quick: bool) -> dict[str, Any]:
+    """API read latency over a store of 100,000 runs and 1,000,000 events (10,000 and 100,000
+    quick), idle and under ingest load (bench/api_latency.py)."""
+    path = RESULTS / ".api.json"
+    runs = ["--runs", "10000", "--samples", "100", "--load-samples", "100"] if quick else []
+    api_latency.main(["--json", str(path), *runs])
+    return json.loads(path.read_text())
+
+
 def bench_cost(quick: bool) -> dict[str, Any]:
     out = {}
     for loop in (False, True):
@@ -242,9 +251,28 @@ def report(results: dict[str, Any], command: str) -> str:
         )
     if "overload" in results:
         lines += overload.report_rows(results["overload"])
+    if "api" in results:
+        lines += api_rows(results["api"])
     if "dashboard" in results:
         lines.append(dashboard.summary_row(results["dashboard"]))
     return "\n".join(lines)
+
+
+def api_rows(api: dict[str, Any]) -> list[str]:
+    store = api["store"]
+    rows = []
+    for phase, label in (
+        ("idle", "idle"),
+        ("under_load", f"under {api['ingest']['target_spans_per_s']} spans/s of ingest"),
+    ):
+        routes = {name: r for name, r in api[phase].items() if name.startswith(("GET /v1/runs", "GET /v1/signals"))}
+        worst = max(routes.items(), key=lambda item: item[1]["p99_ms"])
+        rows.append(
+            f"| API reads, {label}, {store['runs']:,} runs and {store['events']:,} events stored: worst p99 over "
+            f"{len(routes)} `/v1/runs` and `/v1/signals` routes | {worst[1]['p99_ms']:.1f} ms (`{worst[0]}`) "
+            "| p99 < 50 ms |"
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
     results["cost"] = bench_cost(quick)
     print("overload…", flush=True)
     results["overload"] = overload.bench(quick)
+    print("API reads…", flush=True)
+    results["api"] = bench_api(quick)
     print("dashboard…", flush=True)
     results["dashboard"] = dashboard.run(2_000 if quick else 10_000, 1 if quick else 5)
     table = report(results, command)
