@@ -741,7 +741,9 @@ def _read_store(db_path: Path) -> tuple[Counter[tuple[str, str]], dict[str, Stor
             events[(run_id, event_id)] = n
         runs = {
             r[0]: StoredRun(r[1], r[2], r[3], r[4])
-            for r in conn.execute("SELECT run_id::VARCHAR, llm_calls, tool_calls, errors, status FROM runs").fetchall()
+            for r in conn.execute(
+                "SELECT run_id::VARCHAR, llm_calls, tool_calls, errors, status FROM runs_now"
+            ).fetchall()
         }
         signals = {(r[0], r[1]) for r in conn.execute("SELECT run_id::VARCHAR, failure_type FROM signals").fetchall()}
     finally:

@@ -49,6 +49,13 @@ RUN_COLUMNS = (
     "source",
 )
 RUN_SELECT = ", ".join(c for c in RUN_COLUMNS if c != "updated_ns")  # a RunRow's fields, in order
+# Run rows are appended to run_journal and folded into runs by the first write after the oldest
+# unfolded row is this old, or once the journal is this long; readers see both through runs_now.
+FOLD_INTERVAL_S = 1.0
+FOLD_ROWS = 5_000
+# Up to this many rows a table takes one INSERT ... VALUES; more, an appender. An appender costs
+# ~0.5 ms to open and flush whatever it holds; VALUES costs more per row.
+SMALL_INSERT_ROWS = 4
 
 
 class StoreUnavailable(RuntimeError):
@@ -232,6 +239,9 @@ class DuckStore:
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._thread: threading.Thread | None = None
         self._healthy = False
+        self._journal_seq = 0  # the last run_journal seq written
+        self._journal_rows = 0  # rows in run_journal since the last fold
+        self._journal_since = 0.0  # when the first of them was written (monotonic)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -250,6 +260,7 @@ class DuckStore:
         )
         self._migrate(self._conn)
         self._read_back(self._conn)
+        self._fold(self._conn)  # what the last process journaled (a kill -9 leaves it there)
         self._thread = threading.Thread(target=self._writer, name="duckdb-writer", daemon=True)
         self._thread.start()
         self._healthy = True
@@ -267,6 +278,7 @@ class DuckStore:
                 with contextlib.suppress(duckdb.Error):
                     cursor.close()
             try:
+                self._fold(self._conn)
                 self._conn.execute("CHECKPOINT")
             except duckdb.Error as exc:  # not fatal: the write-ahead log is replayed on the next open
                 log.warning("store checkpoint at close skipped: %s", exc)
@@ -363,6 +375,7 @@ class DuckStore:
                 log.exception("store writer: unexpected failure")
                 for batch in batches:
                     _settle(batch.future, StoreUnavailable("store write failed"))
+            self._maybe_fold(conn)  # after the batches were answered: it delays no acknowledgement
             with self._lock:
                 self._queued_events -= size
 
@@ -391,10 +404,7 @@ class DuckStore:
                 for batch in batches
                 for e in batch.events
             ]
-            if events:
-                appender = conn.appender("events")
-                appender.append_rows(events)
-                appender.flush()
+            _insert(conn, "events", events)
             signals = [
                 (
                     s.signal_id,
@@ -454,10 +464,13 @@ class DuckStore:
                         ],
                     )
             if runs:
-                upsert = conn.appender("runs", action="upsert")
-                upsert.append_rows(
+                seq = self._journal_seq + 1
+                _insert(
+                    conn,
+                    "run_journal",
                     [
                         (
+                            seq,
                             r.run_id,
                             r.agent_id,
                             r.service_name,
@@ -477,14 +490,47 @@ class DuckStore:
                             r.source,
                         )
                         for r in runs.values()
-                    ]
+                    ],
                 )
-                upsert.flush()
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 conn.execute("ROLLBACK")
             raise
+        if runs:
+            self._journal_seq += 1
+            if not self._journal_rows:
+                self._journal_since = time.monotonic()
+            self._journal_rows += len(runs)
+
+    def _fold(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Journaled run rows into ``runs`` (each run's latest), and the journal emptied, in one
+        transaction: readers see the same rows through ``runs_now`` before and after."""
+        columns = ", ".join(RUN_COLUMNS)
+        try:
+            conn.execute("BEGIN")
+            conn.execute(
+                f"INSERT OR REPLACE INTO runs ({columns}) SELECT {columns} FROM run_journal"
+                " QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY seq DESC) = 1"
+            )
+            conn.execute("DELETE FROM run_journal")
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("ROLLBACK")
+            raise
+        self._journal_rows = 0
+
+    def _maybe_fold(self, conn: duckdb.DuckDBPyConnection) -> None:
+        if not self._journal_rows:
+            return
+        if self._journal_rows < FOLD_ROWS and time.monotonic() - self._journal_since < FOLD_INTERVAL_S:
+            return
+        try:
+            self._fold(conn)
+        except duckdb.Error as exc:  # readers still see every row through runs_now; tried again later
+            log.warning("store: folding the run journal failed (%s); will retry", type(exc).__name__)
+            self._journal_since = time.monotonic()
 
     def _write(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch]) -> None:
         """Group commit; when the group fails, each batch is committed on its own, so a batch
@@ -566,7 +612,7 @@ class DuckStore:
         if flt.status is not None:
             where.append("status = ?")
             params.append(flt.status)
-        rows = self._page(f"SELECT {RUN_SELECT} FROM runs", where, params, "started_ns", "run_id::VARCHAR", flt)
+        rows = self._page(f"SELECT {RUN_SELECT} FROM runs_now", where, params, "started_ns", "run_id::VARCHAR", flt)
         return [_run_row(r) for r in rows]
 
     def _page(
@@ -600,7 +646,7 @@ class DuckStore:
         ids = list(run_ids)
         if not ids:
             return []
-        sql = f"SELECT {RUN_SELECT} FROM runs WHERE run_id IN (SELECT unnest(?::UUID[]))"
+        sql = f"SELECT {RUN_SELECT} FROM runs_now WHERE run_id IN (SELECT unnest(?::UUID[]))"
         return [_run_row(r) for r in self._cursor().execute(sql, [ids]).fetchall()]
 
     def run_events(self, run_id: str) -> list[RunEvent]:
@@ -629,7 +675,7 @@ class DuckStore:
                 "             max(last_event_ns) AS last_seen_ns,"
                 "             count(*) FILTER (WHERE status = 'running') AS running,"
                 "             count(*) FILTER (WHERE started_ns >= $since AND (status = 'errored'"
-                "                 OR run_id IN (SELECT run_id FROM signals WHERE NOT shadow))) AS failed FROM runs"
+                "                 OR run_id IN (SELECT run_id FROM signals WHERE NOT shadow))) AS failed FROM runs_now"
                 "             WHERE step_count > 0 OR source = 'sdk'"
                 "             GROUP BY agent_id),"
                 "     s AS (SELECT agent_id, count(*) AS signal_count FROM signals"
@@ -663,7 +709,7 @@ class DuckStore:
         rows = (
             self._cursor()
             .execute(
-                "SELECT step_count FROM runs WHERE agent_id = ? AND status = 'completed' AND step_count > 0"
+                "SELECT step_count FROM runs_now WHERE agent_id = ? AND status = 'completed' AND step_count > 0"
                 " ORDER BY ended_ns DESC LIMIT ?",
                 [agent_id, limit],
             )
@@ -724,7 +770,7 @@ class DuckStore:
             .execute(
                 """
                 WITH after AS (
-                    SELECT run_id FROM runs WHERE agent_id = ? AND started_ns >= ?
+                    SELECT run_id FROM runs_now WHERE agent_id = ? AND started_ns >= ?
                 )
                 SELECT
                     (SELECT count(*) FROM after),
@@ -761,6 +807,19 @@ def _signal(r: Sequence[Any]) -> Signal:
         mode=r[9],
         shadow=r[10],
     )
+
+
+def _insert(conn: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Rows appended to ``table``: a few by one INSERT ... VALUES, more by an appender."""
+    if not rows:
+        return
+    if len(rows) <= SMALL_INSERT_ROWS:
+        values = "(" + ", ".join("?" * len(rows[0])) + ")"
+        conn.execute(f"INSERT INTO {table} VALUES " + ", ".join([values] * len(rows)), [v for r in rows for v in r])
+        return
+    appender = conn.appender(table)
+    appender.append_rows(rows)
+    appender.flush()
 
 
 def _settle(future: Future[None], error: Exception | None = None) -> None:

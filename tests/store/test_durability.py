@@ -37,6 +37,29 @@ def test_kill_9_right_after_acknowledged_http_and_grpc_exports(make_sidecar: Cal
     assert (errors["status"], errors["llm_calls"], errors["tool_calls"], errors["errors"]) == ("errored", 4, 1, 2)
 
 
+def test_run_rows_journaled_before_a_kill_9_are_folded_at_the_next_start(make_sidecar: Callable[..., Sidecar]) -> None:
+    """A transaction appends its run rows to run_journal; the writer folds them into runs about
+    once a second. Killed before the fold, the file holds the row in the journal (readers see it
+    through runs_now) and the next start folds it."""
+    daemon = make_sidecar()
+    body, ids = _fresh("openllmetry-openai-toolloop.pb")
+    [run_id] = ids.values()
+    assert daemon.post_otlp(body).status == 200
+    daemon.kill()  # within the second: no fold yet, no checkpoint
+    query = "SELECT status, llm_calls, tool_calls FROM {} WHERE run_id = ?::UUID"
+    with duckdb.connect(str(daemon.db_path), read_only=True) as conn:
+        assert conn.execute(query.format("runs"), [run_id]).fetchall() == []
+        assert conn.execute(query.format("runs_now"), [run_id]).fetchall() == [("completed", 4, 4)]
+        journaled = conn.execute("SELECT count(*) FROM run_journal WHERE run_id = ?::UUID", [run_id]).fetchone()
+        assert journaled is not None and journaled[0] >= 1
+    _restart(daemon)
+    assert (daemon.run(run_id)["status"], daemon.run(run_id)["llm_calls"]) == ("completed", 4)
+    assert daemon.stop() == 0
+    with duckdb.connect(str(daemon.db_path), read_only=True) as conn:
+        assert conn.execute(query.format("runs"), [run_id]).fetchall() == [("completed", 4, 4)]
+        assert conn.execute("SELECT count(*) FROM run_journal").fetchone() == (0,)
+
+
 def test_many_acknowledged_exports_then_kill_9(make_sidecar: Callable[..., Sidecar]) -> None:
     daemon = make_sidecar()
     acknowledged = []
@@ -111,7 +134,7 @@ def test_graceful_stop_checkpoints_and_reopens(make_sidecar: Callable[..., Sidec
         rows: list[Any] = conn.execute("SELECT status, llm_calls FROM runs").fetchall()
         assert rows == [("errored", 4)]
         version = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-        assert version == (6,)  # every migration in store/migrations.py applied
+        assert version == (7,)  # every migration in store/migrations.py applied
     _restart(daemon)
     assert daemon.run(next(iter(ids.values())))["llm_calls"] == 4
 
@@ -161,5 +184,45 @@ def test_a_signal_written_again_is_rewritten_not_refused(tmp_path: Path) -> None
         assert stored == sorted(
             [(f"sig-{run_id}", "TOOL_LOOP", "CRITICAL"), (other.signal_id, "RETRY_STORM", "MEDIUM")]
         )
+    finally:
+        store.close()
+
+
+def test_journaled_run_rows_are_read_at_once_and_folded_by_a_later_write(tmp_path: Path) -> None:
+    """Readers see a run's latest row as soon as its batch is committed (runs_now); a write a
+    second after the first journaled row folds the journal into runs."""
+    import time
+    import uuid
+
+    from detectors.events import RunRow
+    from store.duckdb_store import FOLD_INTERVAL_S, DuckStore, RunFilter, WriteBatch
+
+    def row(run_id: str, steps: int, status: str = "running") -> RunRow:
+        return RunRow(run_id, "agent", None, status, 1, None, 2, steps, steps, 0, 0, 0, 10, 5, None)
+
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    store = DuckStore(str(tmp_path / "store.duckdb"))
+    store.open()
+    try:
+        store.submit(WriteBatch(runs=[row(first, 1)])).result(timeout=30)
+        store.submit(WriteBatch(runs=[row(first, 2), row(second, 1)])).result(timeout=30)
+        assert [(r.run_id, r.step_count) for r in store.get_runs([first, second])] in (
+            [(first, 2), (second, 1)],
+            [(second, 1), (first, 2)],
+        )
+        table = store._cursor().execute("SELECT count(*) FROM runs").fetchone()
+        journal = store._cursor().execute("SELECT count(*) FROM run_journal").fetchone()
+        assert (table, journal) == ((0,), (3,))
+
+        time.sleep(FOLD_INTERVAL_S + 0.2)
+        store.submit(WriteBatch(runs=[row(first, 3, "completed")])).result(timeout=30)
+        deadline = time.monotonic() + 10  # the fold runs on the writer thread after the answer
+        while store._cursor().execute("SELECT count(*) FROM run_journal").fetchone() != (0,):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        stored = store._cursor().execute("SELECT run_id::VARCHAR, step_count, status FROM runs").fetchall()
+        assert sorted(stored) == sorted([(first, 3, "completed"), (second, 1, "running")])
+        [listed] = [r for r in store.list_runs(RunFilter()) if r.run_id == first]
+        assert (listed.step_count, listed.status) == (3, "completed")
     finally:
         store.close()
