@@ -147,28 +147,8 @@ MIGRATIONS += (
             # Run rows as each transaction leaves them, appended (an upsert into ``runs`` cost
             # ~3 ms of CPU per transaction, most of a small export's cost); folded into ``runs``
             # by the writer about once a second, at open and at close. ``seq`` orders them.
-            """
-            CREATE TABLE run_journal (
-                seq BIGINT NOT NULL,
-                run_id UUID NOT NULL,
-                agent_id VARCHAR NOT NULL,
-                service_name VARCHAR,
-                status VARCHAR NOT NULL,
-                started_ns BIGINT NOT NULL,
-                ended_ns BIGINT,
-                last_event_ns BIGINT NOT NULL,
-                step_count INTEGER NOT NULL,
-                llm_calls INTEGER NOT NULL,
-                tool_calls INTEGER NOT NULL,
-                retrievals INTEGER NOT NULL,
-                errors INTEGER NOT NULL,
-                prompt_tokens BIGINT NOT NULL,
-                completion_tokens BIGINT NOT NULL,
-                exit_reason VARCHAR,
-                updated_ns BIGINT NOT NULL,
-                source VARCHAR
-            )
-            """,
+            # The columns of runs (no constraints: rows come from runs being written), and seq.
+            "CREATE TABLE run_journal AS SELECT CAST(0 AS BIGINT) AS seq, * FROM runs LIMIT 0",
             # What readers see: each run's latest row, from the journal if it is there.
             """
             CREATE VIEW runs_now AS
