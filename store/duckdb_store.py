@@ -56,6 +56,8 @@ FOLD_ROWS = 5_000
 # Up to this many rows a table takes one INSERT ... VALUES; more, an appender. An appender costs
 # ~0.5 ms to open and flush whatever it holds; VALUES costs more per row.
 SMALL_INSERT_ROWS = 4
+# Time windows a page of runs or signals is first asked for (see DuckStore._page).
+PAGE_WINDOWS_NS = (3_600 * 10**9, 86_400 * 10**9, 24 * 86_400 * 10**9)
 
 
 class StoreUnavailable(RuntimeError):
@@ -612,19 +614,26 @@ class DuckStore:
         if flt.status is not None:
             where.append("status = ?")
             params.append(flt.status)
-        rows = self._page(f"SELECT {RUN_SELECT} FROM runs_now", where, params, "started_ns", "run_id::VARCHAR", flt)
+        rows = self._page(RUN_SELECT, "runs_now", where, params, "started_ns", "run_id::VARCHAR", flt)
         return [_run_row(r) for r in rows]
 
     def _page(
         self,
-        select: str,
+        columns: str,
+        source: str,
         where: list[str],
         params: list[Any],
         time_column: str,
         id_column: str,
         flt: RunFilter | SignalFilter,
     ) -> list[Any]:
-        """Newest first by ``time_column``, a keyset page after ``flt.after`` = (time, id)."""
+        """Newest first by ``time_column``, a keyset page after ``flt.after`` = (time, id).
+
+        Newest first is a top-N over every matching row unless the scan can skip rows: they are
+        stored about in time order, so a lower time bound lets DuckDB skip all but the newest
+        row groups (~2 ms instead of ~12 over 100,000 runs). The page is asked for within the
+        last hour, day and 24 days before its upper end, then without a bound; a bounded answer
+        with a full page is the page (every row outside the bound is older than all in it)."""
         if flt.since_ns is not None:
             where.append(f"{time_column} >= ?")
             params.append(flt.since_ns)
@@ -634,9 +643,23 @@ class DuckStore:
         if flt.after is not None:
             where.append(f"({time_column}, {id_column}) < (?, ?)")
             params.extend(flt.after)
-        sql = select + (" WHERE " + " AND ".join(where) if where else "")
-        sql += f" ORDER BY {time_column} DESC, {id_column} DESC LIMIT ?"
-        return self._cursor().execute(sql, [*params, flt.limit]).fetchall()
+        cursor = self._cursor()
+        upper = flt.after[0] if flt.after is not None else flt.until_ns
+        if upper is None:
+            row = cursor.execute(f"SELECT max({time_column}) FROM {source}").fetchone()
+            upper = row[0] if row else None
+        order = f" ORDER BY {time_column} DESC, {id_column} DESC LIMIT ?"
+        for window in (*PAGE_WINDOWS_NS, None):
+            lower = upper - window if window is not None and upper is not None else None
+            if lower is not None and flt.since_ns is not None and flt.since_ns >= lower:
+                continue  # since bounds it as tightly
+            conditions = where if lower is None else [*where, f"{time_column} >= ?"]
+            sql = f"SELECT {columns} FROM {source}" + (" WHERE " + " AND ".join(conditions) if conditions else "")
+            args = params if lower is None else [*params, lower]
+            rows = cursor.execute(sql + order, [*args, flt.limit]).fetchall()
+            if lower is None or len(rows) >= flt.limit:
+                return rows
+        raise AssertionError("the unbounded try always answers")
 
     def get_run(self, run_id: str) -> RunRow | None:
         rows = self.get_runs([run_id])
@@ -733,8 +756,8 @@ class DuckStore:
             params.append(flt.run_id)
         if not flt.include_shadow:
             where.append("NOT shadow")
-        sql = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals"
-        return [_signal(r) for r in self._page(sql, where, params, "detected_ns", "signal_id", flt)]
+        rows = self._page(", ".join(SIGNAL_COLUMNS), "signals", where, params, "detected_ns", "signal_id", flt)
+        return [_signal(r) for r in rows]
 
     def get_signal(self, signal_id: str) -> Signal | None:
         sql = f"SELECT {', '.join(SIGNAL_COLUMNS)} FROM signals WHERE signal_id = ?"

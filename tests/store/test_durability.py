@@ -226,3 +226,67 @@ def test_journaled_run_rows_are_read_at_once_and_folded_by_a_later_write(tmp_pat
         assert (listed.step_count, listed.status) == (3, "completed")
     finally:
         store.close()
+
+
+def test_pages_of_runs_and_signals_are_the_same_whatever_time_window_answers(tmp_path: Path) -> None:
+    """A page is first asked for within the last hour, day and 24 days before its upper end: over
+    runs and signals spread from a minute to 90 days back, paging with every filter gives exactly
+    the newest-first order of what was written, whichever window answered."""
+    import random
+    import uuid
+
+    from detectors.base import Signal
+    from detectors.events import RunRow
+    from store.duckdb_store import DuckStore, RunFilter, SignalFilter, WriteBatch
+
+    rng = random.Random(5)
+    now = 1_800_000_000 * 10**9
+    hour = 3_600 * 10**9
+    # dense in the last hour, sparse further back: every window both fills and misses a page
+    ages = [rng.randrange(hour) for _ in range(70)] + [rng.randrange(hour, 90 * 24 * hour) for _ in range(90)]
+    ages += [ages[0]] * 4  # ties on time: the id orders them
+    runs = [
+        RunRow(str(uuid.uuid4()), rng.choice(["a", "b"]), None, rng.choice(["running", "errored"]), now - age,
+               None, now - age, 3, 1, 1, 0, 0, 1, 1, None)
+        for age in ages
+    ]  # fmt: skip
+    signals = [
+        Signal(f"sig-{r.run_id}", r.run_id, r.agent_id, "TOOL_LOOP", "HIGH", 0.9, 2, {}, r.started_ns, "live", False)
+        for r in runs
+    ]
+    store = DuckStore(str(tmp_path / "store.duckdb"))
+    store.open()
+    try:
+        store.submit(WriteBatch(runs=runs, signals=signals)).result(timeout=30)
+
+        def expected(rows: list[tuple[int, str]]) -> list[str]:
+            return [i for _, i in sorted(rows, reverse=True)]
+
+        for agent, status, since in ((None, None, None), ("a", None, None), (None, "errored", now - 30 * 24 * hour)):
+            flt = RunFilter(agent_id=agent, status=status, since_ns=since, limit=17)
+            paged: list[str] = []
+            while True:
+                page = store.list_runs(flt)
+                paged += [r.run_id for r in page]
+                if len(page) < flt.limit:
+                    break
+                flt = RunFilter(agent_id=agent, status=status, since_ns=since, limit=17,
+                                after=(page[-1].started_ns, page[-1].run_id))  # fmt: skip
+            wanted = [
+                (r.started_ns, r.run_id) for r in runs
+                if (agent is None or r.agent_id == agent) and (status is None or r.status == status)
+                and (since is None or r.started_ns >= since)
+            ]  # fmt: skip
+            assert paged == expected(wanted), (agent, status, since)
+
+        sflt = SignalFilter(agent_id="b", limit=13)
+        spaged: list[str] = []
+        while True:
+            spage = store.list_signals(sflt)
+            spaged += [s.signal_id for s in spage]
+            if len(spage) < sflt.limit:
+                break
+            sflt = SignalFilter(agent_id="b", limit=13, after=(spage[-1].detected_ns, spage[-1].signal_id))
+        assert spaged == expected([(s.detected_ns, s.signal_id) for s in signals if s.agent_id == "b"])
+    finally:
+        store.close()
