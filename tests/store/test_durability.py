@@ -235,6 +235,7 @@ def test_pages_of_runs_and_signals_are_the_same_whatever_time_window_answers(tmp
     written, whichever window answered."""
     import random
     import uuid
+    from dataclasses import replace
 
     from detectors.base import Signal
     from detectors.events import RunRow
@@ -263,16 +264,27 @@ def test_pages_of_runs_and_signals_are_the_same_whatever_time_window_answers(tmp
         def expected(rows: list[tuple[int, str]]) -> list[str]:
             return [i for _, i in sorted(rows, reverse=True)]
 
-        for agent, status, since in ((None, None, None), ("a", None, None), (None, "errored", now - 30 * 24 * hour)):
-            flt = RunFilter(agent_id=agent, status=status, since_ns=since, limit=17)
-            paged: list[str] = []
+        def page_through(
+            fetch: Callable[[Any], list[Any]], flt: Any, key: Callable[[Any], tuple[int, str]]
+        ) -> list[str]:
+            """Every page, each after the last row of the one before, as a client pages."""
+            out: list[str] = []
             while True:
-                page = store.list_runs(flt)
-                paged += [r.run_id for r in page]
+                page = fetch(flt)
+                out += [key(row)[1] for row in page]
                 if len(page) < flt.limit:
-                    break
-                flt = RunFilter(agent_id=agent, status=status, since_ns=since, limit=17,
-                                after=(page[-1].started_ns, page[-1].run_id))  # fmt: skip
+                    return out
+                flt = replace(flt, after=key(page[-1]))
+
+        month_ago = now - 30 * 24 * hour
+        for agent, status, since in (
+            (None, None, None),
+            (None, None, month_ago),
+            ("a", None, None),
+            (None, "errored", month_ago),
+        ):
+            flt = RunFilter(agent_id=agent, status=status, since_ns=since, limit=17)
+            paged = page_through(store.list_runs, flt, lambda r: (r.started_ns, r.run_id))
             wanted = [
                 (r.started_ns, r.run_id) for r in runs
                 if (agent is None or r.agent_id == agent) and (status is None or r.status == status)
@@ -280,14 +292,10 @@ def test_pages_of_runs_and_signals_are_the_same_whatever_time_window_answers(tmp
             ]  # fmt: skip
             assert paged == expected(wanted), (agent, status, since)
 
-        sflt = SignalFilter(agent_id="b", limit=13)
-        spaged: list[str] = []
-        while True:
-            spage = store.list_signals(sflt)
-            spaged += [s.signal_id for s in spage]
-            if len(spage) < sflt.limit:
-                break
-            sflt = SignalFilter(agent_id="b", limit=13, after=(spage[-1].detected_ns, spage[-1].signal_id))
-        assert spaged == expected([(s.detected_ns, s.signal_id) for s in signals if s.agent_id == "b"])
+        for agent in (None, "b"):
+            paged = page_through(
+                store.list_signals, SignalFilter(agent_id=agent, limit=13), lambda s: (s.detected_ns, s.signal_id)
+            )
+            assert paged == expected([(s.detected_ns, s.signal_id) for s in signals if agent in (None, s.agent_id)])
     finally:
         store.close()
