@@ -646,8 +646,9 @@ class DuckStore:
             where.append(f"({time_column}, {id_column}) < (?, ?)")
             params.extend(flt.after)
         cursor = self._cursor()
-        stats = cursor.execute(f"SELECT count(*), min({time_column}), max({time_column}) FROM {source}").fetchone()
-        count, oldest, newest = stats if stats and windowed else (0, None, None)
+        stats_sql = f"SELECT count(*), min({time_column}), max({time_column}) FROM {source}"
+        stats = cursor.execute(stats_sql).fetchone() if windowed else None
+        count, oldest, newest = stats if stats else (0, None, None)
         upper = flt.after[0] if flt.after is not None else flt.until_ns if flt.until_ns is not None else newest
         windows: list[int | None] = [None]
         if count and oldest is not None and newest is not None and upper is not None:
