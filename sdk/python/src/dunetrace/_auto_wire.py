@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -311,6 +311,21 @@ class _Buffer:
         self.on_done(body)
 
 
+def _teed(read: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+    """``read`` (a response's chunk generator method) with each chunk kept as it passes."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:
+        buffer = self._dunetrace_buffer
+        try:
+            for chunk in read(self, *args, **kwargs):
+                buffer.feed(chunk)
+                yield chunk
+        finally:
+            buffer.finish()
+
+    return method
+
+
 def _tee_class(cls: type) -> type:
     """A subclass of the transport's response stream class that keeps what passes through it."""
     sub = _TEE_CLASSES.get(cls)
@@ -318,32 +333,11 @@ def _tee_class(cls: type) -> type:
         return sub
     methods: dict[str, Any] = {}
     base: Any = cls
-    if hasattr(cls, "stream"):
-        # urllib3's response (requests' ``raw``): requests reads it through ``stream()``, and its
-        # ``__iter__`` reads through ``stream()`` too, so only ``stream()`` is kept (once).
-
-        def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
-            buffer = self._dunetrace_buffer
-            try:
-                for chunk in base.stream(self, *args, **kwargs):
-                    buffer.feed(chunk)
-                    yield chunk
-            finally:
-                buffer.finish()
-
-        methods["stream"] = stream
-    elif hasattr(cls, "__iter__"):
-
-        def __iter__(self: Any) -> Any:
-            buffer = self._dunetrace_buffer
-            try:
-                for chunk in base.__iter__(self):
-                    buffer.feed(chunk)
-                    yield chunk
-            finally:
-                buffer.finish()
-
-        methods["__iter__"] = __iter__
+    # urllib3's response (requests' ``raw``) is read through ``stream()``, and its ``__iter__``
+    # reads through ``stream()`` too, so only ``stream()`` is teed (once); others by ``__iter__``.
+    reader = "stream" if hasattr(cls, "stream") else "__iter__" if hasattr(cls, "__iter__") else None
+    if reader is not None:
+        methods[reader] = _teed(getattr(cls, reader))
     if hasattr(cls, "__aiter__"):
 
         async def __aiter__(self: Any) -> Any:
