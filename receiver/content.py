@@ -15,6 +15,7 @@ from typing import Any
 
 from detectors.events import normalise_finish_reason
 from detectors.patterns import InjectionMatch, scan_injection, scan_messages
+from receiver.pickling import pickled_by_fields
 
 
 class Hasher:
@@ -35,6 +36,7 @@ class Hasher:
 # --- a convention-neutral view of a message ----------------------------------------------
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class RequestedToolCall:
     """A tool call an LLM response asked for. ``arguments`` is canonical JSON (or raw text)."""
@@ -304,6 +306,7 @@ def messages_from_openinference(attrs: Mapping[str, Any], prefix: str) -> list[M
 # --- features ---------------------------------------------------------------------------
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Injection:
     matched_patterns: tuple[str, ...]
@@ -337,6 +340,7 @@ def merge_injections(*found: Injection | None) -> Injection | None:
     return Injection(tuple(labels), max(i.input_length for i in present), first.source)
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ToolResultSeen:
     """A tool result fed back to the model in an LLM request."""
@@ -347,6 +351,7 @@ class ToolResultSeen:
     injection: Injection | None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ToolRequest:
     """A tool call an LLM response requested, reduced to hashes (our SDK's spans send the
@@ -358,6 +363,7 @@ class ToolRequest:
     args_length: int | None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class PromptFeatures:
     prompt_hash: str | None
@@ -366,6 +372,7 @@ class PromptFeatures:
     tool_results: tuple[ToolResultSeen, ...]
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class OutputFeatures:
     output_hash: str | None

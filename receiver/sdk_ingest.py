@@ -24,6 +24,7 @@ from typing import Any
 
 from detectors.patterns import scan_injection
 from receiver.content import Hasher, bounded_json_int, injection_from, merge_injections, normalise_finish_reason
+from receiver.pickling import pickled_by_fields
 from receiver.spans import MAX_TIME_NS, as_count, as_name, as_number, policy_value
 
 MAX_EVENTS = 20_000  # per batch: the SDK sends at most 100, or its whole buffer (10,000) at shutdown
@@ -51,6 +52,7 @@ class BatchInvalid(ValueError):
     """The body can never be accepted: not JSON, not an object, no events list."""
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class SdkEvent:
     """One SDK event, its content reduced. ``payload`` holds names, numbers and hashes only."""
@@ -63,6 +65,7 @@ class SdkEvent:
     payload: dict[str, Any]
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class SdkBatch:
     events: list[SdkEvent] = field(default_factory=list)

@@ -45,6 +45,7 @@ from receiver.content import (
     system_instructions,
     unwrap_tool_input,
 )
+from receiver.pickling import pickled_by_fields
 
 STATUS_ERROR = pb_trace.Status.STATUS_CODE_ERROR
 log = logging.getLogger("dunetrace.receiver")
@@ -58,6 +59,7 @@ class SpanRole(Enum):
     NONE = "none"  # not a GenAI span
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class LlmFacts:
     model: str | None
@@ -74,6 +76,7 @@ class LlmFacts:
     prompt_version: int | None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ToolFacts:
     name: str
@@ -85,6 +88,7 @@ class ToolFacts:
     injection: Injection | None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class RetrievalFacts:
     index_name: str | None
@@ -95,6 +99,7 @@ class RetrievalFacts:
     injection: Injection | None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class RootInput:
     input_hash: str
@@ -102,6 +107,7 @@ class RootInput:
     injection: Injection | None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class SdkPolicy:
     """A local policy of our SDK that fired (a ``dunetrace.policy.triggered`` span event)."""
@@ -110,6 +116,7 @@ class SdkPolicy:
     payload: Mapping[str, Any]  # the keys of the sidecar's own policy.triggered events, and source
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class SpanFacts:
     run_id: str  # the trace id as a UUID
@@ -142,6 +149,7 @@ class SpanFacts:
         return not self.parent_id
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class LogContent:
     """Prompt and completion content that arrived as gen_ai log records for one span."""
@@ -844,6 +852,7 @@ def resource_identity(attributes: Iterable[pb_common.KeyValue]) -> ResourceIdent
     return ResourceIdentity(service, agent)
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class TranslatedSpans:
     facts: list[SpanFacts]
