@@ -61,7 +61,7 @@ def healthcheck(config: Config, timeout: float = 4.0) -> int:
         return 1
 
 
-def _configure_logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     """``log_level`` applies to the sidecar's own loggers only. Libraries stay at WARNING: at
     DEBUG the LLM and HTTP clients log whole request bodies, which would carry trace content."""
     logging.basicConfig(
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         except ReplayError as exc:
             print(f"dunetrace-sidecar replay: {exc}", file=sys.stderr)
             return 2
-    _configure_logging(config.log_level)
+    configure_logging(config.log_level)
     from dunetrace_sidecar.daemon import serve  # heavy imports only when serving
 
     return asyncio.run(serve(config, config_file or os.environ.get(CONFIG_ENV) or None))

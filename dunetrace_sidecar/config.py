@@ -138,6 +138,19 @@ def parse_non_negative_int(value: Any) -> int:
     return number
 
 
+MAX_TRANSLATION_PROCESSES = 16
+
+
+def parse_translation_processes(value: Any) -> int | None:
+    """``auto`` (None: decided at start from the CPUs available) or 0 to MAX_TRANSLATION_PROCESSES."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return None
+    number = parse_non_negative_int(value)
+    if number > MAX_TRANSLATION_PROCESSES:
+        raise ValueError(f"expected auto or 0 to {MAX_TRANSLATION_PROCESSES}, got {value!r}")
+    return number
+
+
 def parse_url(value: Any) -> str:
     """An http(s) base URL, or empty for "not configured"."""
     if not isinstance(value, str):
@@ -318,6 +331,15 @@ SETTINGS: tuple[Setting, ...] = (
         parse_positive_int,
         "Base delay asked of clients refused for backpressure (HTTP Retry-After, gRPC RetryInfo); "
         "each refusal asks for 1-3x this at random, so refused clients do not retry in lockstep.",
+    ),
+    Setting(
+        "receiver.translation_processes",
+        "DUNETRACE_TRANSLATION_PROCESSES",
+        "auto",
+        parse_translation_processes,
+        "Worker processes that translate exports (spans to facts, content to features and hashes), so the "
+        "daemon uses more than one core. 0: a thread of the daemon's process. auto: one per CPU the daemon may "
+        "use (its CPU affinity and cgroup quota, i.e. a container's CPU limit), at most 2; 0 on one CPU.",
     ),
     Setting(
         "api.endpoint",
@@ -631,6 +653,7 @@ class ReceiverConfig:
     max_grpc_message_bytes: int
     max_queued_events: int
     retry_after_seconds: int
+    translation_processes: int | None  # None: auto (dunetrace_sidecar/translation.py)
     tls: TlsConfig = TlsConfig()
 
 
@@ -835,6 +858,7 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
             max_grpc_message_bytes=values["receiver.max_grpc_message_bytes"],
             max_queued_events=values["receiver.max_queued_events"],
             retry_after_seconds=values["receiver.retry_after_seconds"],
+            translation_processes=values["receiver.translation_processes"],
             tls=_tls_config(values, "receiver.tls"),
         ),
         api=ApiConfig(

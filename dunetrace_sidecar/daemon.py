@@ -33,6 +33,7 @@ from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.pipeline import Pipeline
 from dunetrace_sidecar.policies import PolicyBook, PolicyService
 from dunetrace_sidecar.tls import ServerTls, TlsError
+from dunetrace_sidecar.translation import Translator, translation_processes
 from explain.analyzer import build_analyzer
 from explain.langfuse_client import LangfuseClient
 from explain.service import ExplainService
@@ -93,9 +94,14 @@ class Daemon:
         self.baselines = baselines = BaselineCache(self.store.recent_completed_steps)
         self.policies = PolicyService(PolicyBook([], config.model_prices), self.store)
         self.alerts = build_dispatcher(config, self.store, self.metrics)
+        self.translator = Translator(
+            Hasher(config.privacy.hash_key or None),
+            translation_processes(config.receiver.translation_processes),
+            config.log_level,
+        )
         self.pipeline = Pipeline(
             self.store,
-            Hasher(config.privacy.hash_key or None),
+            self.translator,
             DetectionEngine(config.detectors, baselines.p75),
             baselines,
             default_agent_id=config.runs.default_agent_id,
@@ -151,6 +157,9 @@ class Daemon:
             self.store.schema_version,
             len(self.policies.book.all()),
         )
+
+        self.translator.start()
+        log.info("translation processes=%d", self.translator.processes)
 
         receiver_tls = self._server_tls("receiver", cfg.receiver.tls)
         api_tls = self._server_tls("api", cfg.api.tls)
@@ -362,6 +371,7 @@ class Daemon:
         self._runners.clear()
         if self.langfuse is not None:
             await self.langfuse.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.translator.close)
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
         log.info("stopped")
 

@@ -19,7 +19,6 @@ import math
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -39,12 +38,12 @@ from dunetrace_sidecar.baseline import BaselineCache
 from dunetrace_sidecar.decisions import DecisionHub
 from dunetrace_sidecar.metrics import Metrics
 from dunetrace_sidecar.policies import PolicyBook
+from dunetrace_sidecar.translation import Translator
 from receiver.assemble import STATUS_COMPLETED, TERMINAL_STATUSES, RunState
-from receiver.content import Hasher
 from receiver.errors import BAD_DATA, QUEUE_FULL, SHUTTING_DOWN, STORE_UNAVAILABLE, ReceiverError
 from receiver.ingest import ExportResult
-from receiver.sdk_ingest import SdkBatch, SdkEvent, parse_batch
-from receiver.spans import LogContent, SpanFacts, SpanRole, translate_logs, translate_request
+from receiver.sdk_ingest import SdkBatch, SdkEvent
+from receiver.spans import LogContent, SpanFacts, SpanRole
 from store.duckdb_store import BatchRejected, DuckStore, StoreUnavailable, WriteBatch
 
 log = logging.getLogger("dunetrace.pipeline")
@@ -77,7 +76,7 @@ class Pipeline:
     def __init__(
         self,
         store: DuckStore,
-        hasher: Hasher,
+        translator: Translator,
         engine: DetectionEngine,
         baselines: BaselineCache,
         *,
@@ -94,7 +93,7 @@ class Pipeline:
     ) -> None:
         self._store = store
         self.decisions = decisions or DecisionHub()  # the SDKs watching their runs
-        self._hasher = hasher
+        self._translator = translator
         self.engine = engine
         self._baselines = baselines
         self._default_agent_id = default_agent_id
@@ -113,7 +112,6 @@ class Pipeline:
         # runs holding alerts until their agent is settled → when to send them anyway
         self._awaiting_agent: dict[str, float] = {}
         self._told_rootless: set[str] = set()  # services told once that their LLM spans have no root
-        self._translator = ThreadPoolExecutor(max_workers=1, thread_name_prefix="translate")
         metrics.runs_open.set_function(lambda: len(self._runs))
         metrics.store_queue.set_function(lambda: store.queued_events)
         metrics.store_memory.set_function(store.memory_bytes)
@@ -133,11 +131,9 @@ class Pipeline:
         self, request: pb_trace_service.ExportTraceServiceRequest, transport: str = "internal"
     ) -> ExportResult:
         received = time.monotonic()
-        # Translation is most of the CPU an export costs: off the event loop, so health checks,
-        # the API and refusals stay prompt under load (the GIL still hands the loop its turns).
-        translated = await asyncio.get_running_loop().run_in_executor(
-            self._translator, translate_request, request.resource_spans, self._hasher
-        )
+        # Translation is most of the CPU an export costs: in worker processes, or off the event
+        # loop at least, so health checks, the API and refusals stay prompt under load.
+        translated = await self._translator.spans(request)
         by_run: dict[str, list[SpanFacts]] = defaultdict(list)
         for facts in translated.facts:
             by_run[facts.run_id].append(facts)
@@ -173,7 +169,7 @@ class Pipeline:
         loop), each run's new events assembled, judged and committed before this returns.
         Raises BatchInvalid for a body that is not a batch; ReceiverError as the OTLP exports do."""
         received = time.monotonic()
-        batch = await asyncio.get_running_loop().run_in_executor(self._translator, parse_batch, body, self._hasher)
+        batch = await self._translator.sdk(body)
         by_run: dict[str, list[SdkEvent]] = defaultdict(list)
         for event in batch.events:
             by_run[event.run_id].append(event)
@@ -208,7 +204,7 @@ class Pipeline:
         self, request: pb_logs_service.ExportLogsServiceRequest, transport: str = "internal"
     ) -> ExportResult:
         received = time.monotonic()
-        contents, dropped = translate_logs(request.resource_logs, self._hasher)
+        contents, dropped = await self._translator.logs(request)
         self.metrics.log_records_dropped.inc(dropped)
         by_run: dict[str, list[LogContent]] = defaultdict(list)
         for content in contents:

@@ -37,6 +37,8 @@ QUEUE_FULL = ErrorKind("queue_full", 503, grpc.StatusCode.UNAVAILABLE, retryable
 TIMEOUT = ErrorKind("timeout", 408, grpc.StatusCode.DEADLINE_EXCEEDED, retryable=True)
 BUSY = ErrorKind("busy", 503, grpc.StatusCode.UNAVAILABLE, retryable=True)  # in-flight bound reached
 STORE_UNAVAILABLE = ErrorKind("store_unavailable", 503, grpc.StatusCode.UNAVAILABLE, retryable=True)
+# A translation worker process stopped with the request in hand (dunetrace_sidecar/translation.py).
+WORKER_LOST = ErrorKind("worker_lost", 503, grpc.StatusCode.UNAVAILABLE, retryable=True)
 SHUTTING_DOWN = ErrorKind("shutting_down", 503, grpc.StatusCode.UNAVAILABLE, retryable=True)
 # Not HTTP at all (a bad request line, a header over 8 KiB, TLS sent to a plain port): the
 # HTTP server answers it itself, before any handler of ours runs.
