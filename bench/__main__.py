@@ -254,6 +254,7 @@ def report(results: dict[str, Any], command: str) -> str:
         what = {
             "ingest": "ingest (the SDK's POST /v1/ingest, 2 events per span)",
             "captures": "captures (the real stacks' runs over OTLP/gRPC)",
+            "grpc-thread": "grpc with translation on a thread (`receiver.translation_processes=0`)",
         }.get(transport, transport)
         lines.append(
             f"| throughput ratio, {what} (sidecar ÷ null receiver) | {fmt(r['ratio'], 3)} "

@@ -5,13 +5,16 @@
 For each transport and round (interleaved, so machine noise hits both alike) a fresh null
 receiver and a fresh sidecar (empty DuckDB file) each take the same pre-encoded requests
 from several concurrent streams; a request counts once it is acknowledged (for the sidecar:
-translated, hashed and committed). Reports spans/s, server CPU µs/span and their ratio.
+translated, hashed and committed). Reports spans/s, server CPU µs/span (the server's process and
+its children: the sidecar's translation workers) and their ratio.
 Transports: OTLP over gRPC and over HTTP, and ``ingest``: the same runs as the published
 Dunetrace SDK's ``POST /v1/ingest`` batches on the API endpoint (bench/ingest_workload.py; two
 events per span, so its spans/s are the OTLP spans' equivalents and events/s are twice that).
-A fourth row, ``captures``, is OTLP/gRPC again carrying the real agent stacks' captured runs
-(tests/testdata/stacks, replayed by bench/captures_workload.py) instead of the bench's own mix;
-every row is measured in each round, one round after the other.
+Two more rows are OTLP/gRPC again: ``grpc-thread`` with the sidecar translating on a thread of its
+own process instead of in worker processes (receiver.translation_processes=0), and ``captures``
+carrying the real agent stacks' captured runs (tests/testdata/stacks, replayed by
+bench/captures_workload.py) instead of the bench's own mix. Every row is measured in each round,
+one round after the other.
 Traffic goes only to 127.0.0.1, bounded in count.
 """
 
@@ -39,6 +42,7 @@ import grpc
 
 from bench.captures_workload import build_capture_workload
 from bench.ingest_workload import API_KEY, IngestPost, ingest_groups
+from bench.loadgen import rss_kb
 from bench.workload import build_requests
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,8 +51,11 @@ TRACE_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 TRANSPORTS = ("grpc", "http", "ingest")  # the bench's own workload (bench/workload.py)
 # Every row of this benchmark: ``captures`` is OTLP/gRPC carrying bench/captures_workload.py's
 # requests; measure() takes it like ``grpc``, with whichever requests it is given.
-ROWS = (*TRANSPORTS, "captures")
-GRPC_ROWS = ("grpc", "captures")
+# ``grpc-thread`` is OTLP/gRPC again with the sidecar translating on a thread of its own process
+# (receiver.translation_processes=0, as before worker processes): the speedup they bring.
+ROWS = (*TRANSPORTS, "grpc-thread", "captures")
+GRPC_ROWS = ("grpc", "grpc-thread", "captures")
+ROW_ENV = {"grpc-thread": {"DUNETRACE_TRANSLATION_PROCESSES": "0"}}
 T = TypeVar("T")
 
 
@@ -58,15 +65,24 @@ class Server:
     addresses: dict[str, str]
     workdir: tempfile.TemporaryDirectory[str]
 
+    def pids(self) -> list[int]:
+        """The server and its child processes (the sidecar's translation workers)."""
+        return [self.process.pid, *children(self.process.pid)]
+
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """User and system CPU of the server and its children, alive ones included."""
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # gone meanwhile
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
 
     def rss_kb(self) -> int:
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-        return 0
+        """Resident memory of the server and its children (shared library pages count in each)."""
+        return sum(rss_kb(pid) for pid in self.pids())
 
     def gauge(self, name: str) -> float:
         """One unlabelled gauge from the daemon's /metrics."""
@@ -87,6 +103,19 @@ class Server:
         size = sum(p.stat().st_size for p in Path(self.workdir.name).glob("bench.duckdb*"))
         self.workdir.cleanup()
         return size
+
+
+def children(parent: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == parent:
+                found.append(int(entry.name))
+    return found
 
 
 def start(kind: str, extra_env: dict[str, str] | None = None) -> Server:
@@ -218,7 +247,8 @@ def measure(
     ``ingest`` transport, ``ingest`` is ``ingest_groups(requests)`` (built here when not given);
     ``captures`` is sent as ``grpc`` is (pass it the captures workload's requests)."""
     posts = (ingest or ingest_groups(requests)) if transport == "ingest" else []
-    server = start(kind, {"DUNETRACE_API_KEYS": API_KEY} if posts else None)
+    env = {**ROW_ENV.get(transport, {}), **({"DUNETRACE_API_KEYS": API_KEY} if posts else {})}
+    server = start(kind, env)
     try:
         if transport in GRPC_ROWS:
             # Warm up the channel and the server's code paths with one request of its own.
@@ -263,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(captures.summary(), flush=True)
     workloads = {transport: (requests, spans) for transport in TRANSPORTS}
+    workloads["grpc-thread"] = (requests, spans)
     workloads["captures"] = (captures.requests, captures.spans)
 
     results: dict[str, dict[str, list[float]]] = {}
@@ -293,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print("(ingest: spans/s are the OTLP spans' equivalents, 2 SDK events each; CPU per event is half)")
     print("(captures: OTLP/gRPC carrying the real agent stacks' runs, tests/testdata/stacks)")
+    print("(grpc-thread: gRPC with translation on a thread of the sidecar's process, no worker processes)")
     if args.json:
         captured = {
             "requests": len(captures.requests),
