@@ -278,7 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=None, help="requests per round (512 spans each)")
     parser.add_argument("--streams", type=int, default=4)
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, of {', '.join(ROWS)}")
     args = parser.parse_args(argv)
+    rows = [row for row in args.rows.split(",") if row]
+    if unknown := set(rows) - set(ROWS):
+        parser.error(f"unknown rows: {', '.join(sorted(unknown))}")
     rounds = args.rounds or (1 if args.quick else 3)
     n_requests = args.requests or (12 if args.quick else 40)
     requests, spans = build_requests(n_requests)
@@ -298,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict[str, list[float]]] = {}
     for _ in range(rounds):
-        for transport in ROWS:
+        for transport in rows:
             row_requests, row_spans = workloads[transport]
             for kind in ("null", "sidecar"):
                 rate, cpu, _ = measure(kind, transport, row_requests, row_spans, args.streams, ingest)
@@ -312,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| transport | null spans/s | sidecar spans/s | ratio (median) | ratio min–max | sidecar CPU µs/span |")
     print("|---|---|---|---|---|---|")
     summary = {}
-    for transport in ROWS:
+    for transport in rows:
         null = results[f"{transport}/null"]["spans_per_s"]
         side = results[f"{transport}/sidecar"]["spans_per_s"]
         ratios = [s / n for s, n in zip(side, null, strict=True)]
