@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     workloads = {"grpc": own, "captures": capture_requests(args.requests), "ingest": own}
     ingest = ingest_groups(own[0])
     cpu: dict[tuple[str, str], list[float]] = {}
+    rates: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-compare-") as tmp:
         base = Path(tmp) / "base"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.base], check=True)
@@ -63,20 +64,25 @@ def main(argv: list[str] | None = None) -> int:
                             print(f"  {row:8} {name:10} failed: {exc}", flush=True)
                             continue
                         cpu.setdefault((row, name), []).append(per_span)
+                        rates.setdefault((row, name), []).append(rate)
                         print(f"  {row:8} {name:10} {rate:8.0f} spans/s {per_span:6.1f} µs CPU/span", flush=True)
         finally:
             throughput.ROOT = ROOT
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(base)], check=False)
     print()
-    print(f"| workload | {args.base} µs CPU/span | this tree µs CPU/span | this ÷ base |")
-    print("|---|---|---|---|")
+    print(f"| workload | {args.base} µs CPU/span | this tree µs CPU/span | this ÷ base | spans/s, this ÷ base |")
+    print("|---|---|---|---|---|")
     for row in workloads:
         before, after = cpu.get((row, args.base)), cpu.get((row, "this tree"))
         if not before or not after:
             continue
         b, a = statistics.median(before), statistics.median(after)
         spread_b, spread_a = f"{min(before):.0f}–{max(before):.0f}", f"{min(after):.0f}–{max(after):.0f}"
-        print(f"| {row} | {b:.0f} ({spread_b}) | {a:.0f} ({spread_a}) | {a / b:.2f} |")
+        rate_b, rate_a = statistics.median(rates[(row, args.base)]), statistics.median(rates[(row, "this tree")])
+        print(
+            f"| {row} | {b:.0f} ({spread_b}) | {a:.0f} ({spread_a}) | {a / b:.2f} | "
+            f"{rate_a:.0f} ÷ {rate_b:.0f} = {rate_a / rate_b:.2f} |"
+        )
     return 0
 
 
