@@ -97,26 +97,50 @@ def open_run_requests(runs: int, per_request: int = 100) -> list[bytes]:
 STORE_MEMORY = "dunetrace_store_memory_bytes"
 
 
-def bench_memory(open_runs: int, soak_seconds: float) -> dict[str, Any]:
-    server = throughput.start("sidecar", {"DUNETRACE_MAX_OPEN_RUNS": str(open_runs * 2)})
+# Runs the control daemon keeps open while it takes the same runs: they are shed at once.
+CONTROL_OPEN_RUNS = 100
+MEMORY_ROUNDS = 2
+
+
+def _rss_growth(runs: int, max_open_runs: int) -> tuple[int, int, float]:
+    """(RSS before, RSS after in KB, DuckDB's own growth in bytes) of a fresh sidecar taking
+    ``runs`` runs that never end, keeping at most ``max_open_runs`` of them open."""
+    server = throughput.start("sidecar", {"DUNETRACE_MAX_OPEN_RUNS": str(max_open_runs)})
     try:
         target = server.addresses["otlp_grpc"]
         throughput.send_grpc(target, open_run_requests(200), 1)  # warm every code path first
         time.sleep(1.0)
         before, store_before = server.rss_kb(), server.gauge(STORE_MEMORY)
-        throughput.send_grpc(target, open_run_requests(open_runs), 2)
+        throughput.send_grpc(target, open_run_requests(runs), 2)
         time.sleep(1.0)
         after, store_after = server.rss_kb(), server.gauge(STORE_MEMORY)
     finally:
         server.stop()
-    per_run = (after - before) * 1024 / open_runs
+    return before, after, store_after - store_before
+
+
+def bench_memory(open_runs: int, soak_seconds: float) -> dict[str, Any]:
+    """RSS per open run. Taking runs grows a process's memory whether it keeps them open or not
+    (DuckDB's buffer cache and allocators, up to their bounds), so a control sidecar takes the same
+    runs keeping only CONTROL_OPEN_RUNS open: the difference is what the open runs hold."""
+    kept: list[tuple[int, int, float]] = []
+    control: list[float] = []
+    for _ in range(MEMORY_ROUNDS):  # interleaved, like every other measure
+        kept.append(_rss_growth(open_runs, open_runs * 2))
+        before, after, _ = _rss_growth(open_runs, CONTROL_OPEN_RUNS)
+        control.append((after - before) * 1024 / open_runs)
+    per_run = statistics.median((after - before) * 1024 / open_runs for before, after, _ in kept)
+    store_growth = statistics.median(growth for _, _, growth in kept)
     # DuckDB's buffer cache holds the blocks just written (the runs' events), by its own accounting;
     # it is bounded by store.memory_limit, not by the number of open runs.
-    per_run_outside_store = ((after - before) * 1024 - (store_after - store_before)) / open_runs
+    per_run_outside_store = per_run - store_growth / open_runs
+    per_run_control = statistics.median(control)
+    before, after, _ = kept[0]
     print(
-        f"  memory: {open_runs} open runs: {before} → {after} KB RSS, {per_run:.0f} B/run "
-        f"({per_run_outside_store:.0f} B/run outside DuckDB's buffer cache, which grew "
-        f"{(store_after - store_before) / 1024:.0f} KB)",
+        f"  memory: {open_runs} open runs: {per_run:.0f} B/run of RSS growth ({per_run_outside_store:.0f} B/run "
+        f"outside DuckDB's buffer cache, which grew {store_growth / 1024:.0f} KB); the same runs with "
+        f"{CONTROL_OPEN_RUNS} kept open: {per_run_control:.0f} B/run; held by open runs: "
+        f"{per_run - per_run_control:.0f} B/run",
         flush=True,
     )
     return {
@@ -124,8 +148,10 @@ def bench_memory(open_runs: int, soak_seconds: float) -> dict[str, Any]:
         "rss_before_kb": before,
         "rss_after_kb": after,
         "bytes_per_open_run": per_run,
-        "store_memory_growth_bytes": store_after - store_before,
+        "store_memory_growth_bytes": store_growth,
         "bytes_per_open_run_outside_store": per_run_outside_store,
+        "bytes_per_run_taken_control": per_run_control,
+        "bytes_held_per_open_run": per_run - per_run_control,
         **bench_soak(soak_seconds),
     }
 
@@ -269,10 +295,12 @@ def report(results: dict[str, Any], command: str) -> str:
         f"round trip p50 {half.get('export_rtt_p50_ms')} / p99 {half.get('export_rtt_p99_ms')} ms | p99 ≤ 250 ms |"
     )
     lines.append(
-        f"| RSS per open run ({m['open_runs']:,} open runs) | {m['bytes_per_open_run'] / 1024:.1f} KB "
-        f"({m['rss_before_kb'] / 1024:.0f} → {m['rss_after_kb'] / 1024:.0f} MB); "
-        f"{m['bytes_per_open_run_outside_store'] / 1024:.1f} KB outside DuckDB's buffer cache, which grew "
-        f"{m['store_memory_growth_bytes'] / 2**20:.0f} MB | ≤ 4 KB |"
+        f"| RSS per open run ({m['open_runs']:,} open runs): held by the open runs (growth minus a control "
+        f"taking the same runs with {CONTROL_OPEN_RUNS} kept open) | {m['bytes_held_per_open_run'] / 1024:.1f} KB; "
+        f"growth {m['bytes_per_open_run'] / 1024:.1f} KB per run ({m['rss_before_kb'] / 1024:.0f} → "
+        f"{m['rss_after_kb'] / 1024:.0f} MB; {m['bytes_per_open_run_outside_store'] / 1024:.1f} KB outside "
+        f"DuckDB's buffer cache, which grew {m['store_memory_growth_bytes'] / 2**20:.0f} MB), control "
+        f"{m['bytes_per_run_taken_control'] / 1024:.1f} KB per run | ≤ 4 KB |"
     )
     lines.append(
         f"| RSS growth over a {m['soak_seconds']:.0f} s sustained run at {m['soak_spans_per_s']:.0f} spans/s, "
