@@ -123,7 +123,10 @@ class Translator:
             if self._pool is pool:  # the first export to learn of it starts new workers
                 log.error("a translation worker process stopped; starting %d again", self.processes)
                 pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._start_pool()
+                try:
+                    self._pool = self._start_pool()
+                except OSError as exc:  # none could start (memory, a process limit): the next export tries
+                    log.error("could not start translation workers: %s", type(exc).__name__)
             raise ReceiverError(WORKER_LOST, "a translation worker stopped; retry shortly") from None
 
     def close(self) -> None:
