@@ -40,8 +40,8 @@ log = logging.getLogger("dunetrace.translation")
 T = TypeVar("T")
 
 # Past two workers the daemon's own process is the limit (its share of a span costs about as
-# much as a worker's: README "Performance"), so more would only hold memory. Two on two CPUs
-# rather than one: a single worker was then the limit (12,400 spans/s with two, 11,600 with one).
+# much as a worker's: docs/scaling.md), so more would only hold memory. Two on two CPUs rather
+# than one: a single worker was then the limit (one-off runs on this 2-core machine).
 MAX_AUTO_PROCESSES = 2
 
 

@@ -3,7 +3,7 @@
 With translation in worker processes (dunetrace_sidecar/translation.py), every span's facts are
 pickled there and unpickled in the daemon. A slotted dataclass pickles by default through a
 ``__getstate__`` written in Python that walks ``fields()``: 12 µs per span on the bench's workload
-in the worker, 4 µs as (class, field values). Unpickling costs the same either way (~8 µs: the
+in the worker, 4 µs as (class, field values) (in-process, one-off). Unpickling costs the same either way (~8 µs: the
 frozen ``__init__`` or ``__setstate__`` sets each field in Python).
 """
 
@@ -23,12 +23,11 @@ def pickled_by_fields(cls: type[T]) -> type[T]:
     if not all(f.init for f in fields(cls)):  # type: ignore[arg-type]
         raise TypeError(f"{cls.__name__}: every field must be an __init__ argument")
     read = attrgetter(*names)
+    single = len(names) == 1  # attrgetter of one name gives the value, not a tuple
 
-    def reduce_one(self: Any) -> tuple[type[T], tuple[Any, ...]]:
-        return cls, (read(self),)
+    def reduce(self: Any) -> tuple[type[T], tuple[Any, ...]]:
+        values = read(self)
+        return cls, ((values,) if single else values)
 
-    def reduce_many(self: Any) -> tuple[type[T], tuple[Any, ...]]:
-        return cls, read(self)
-
-    cls.__reduce__ = reduce_one if len(names) == 1 else reduce_many  # type: ignore[method-assign]
+    cls.__reduce__ = reduce  # type: ignore[method-assign]
     return cls

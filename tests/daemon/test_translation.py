@@ -19,6 +19,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from bench.throughput import children
 from dunetrace_sidecar.config import ConfigError, load
 from dunetrace_sidecar.translation import available_cpus, translation_processes
 from tests.daemon.test_sdk_ingest import CAPTURES, KEY, batches, post
@@ -74,23 +75,14 @@ def test_no_cgroup_file_leaves_the_affinity(tmp_path: Path) -> None:
 def workers(daemon: Sidecar) -> list[int]:
     """The daemon's translation workers (its spawned children, not multiprocessing's tracker)."""
     assert daemon.process is not None
-    return _spawned_children(daemon.process.pid)
+    return sorted(pid for pid in children(daemon.process.pid) if _alive(pid) and _is_worker(pid))
 
 
-def _spawned_children(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue  # gone meanwhile
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == parent and fields[0] != "Z" and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
-    return sorted(found)
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False  # gone meanwhile
 
 
 def _alive(pid: int) -> bool:

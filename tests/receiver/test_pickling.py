@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def test_sdk_batches_come_back_equal(path: Path) -> None:
 
 
 def test_a_field_left_out_of_init_is_refused() -> None:
-    from dataclasses import dataclass, field
+    from dataclasses import field
 
     with pytest.raises(TypeError, match="__init__"):
 
@@ -78,15 +79,11 @@ def test_a_field_left_out_of_init_is_refused() -> None:
             b: int = field(init=False, default=0)
 
 
+@pickled_by_fields
+@dataclass(frozen=True, slots=True)
+class One:
+    value: tuple[int, ...]
+
+
 def test_one_field_classes_round_trip() -> None:
-    from dataclasses import dataclass
-
-    @pickled_by_fields
-    @dataclass(frozen=True, slots=True)
-    class One:
-        value: tuple[int, ...]
-
-    # a module-level name is what pickle looks the class up by
-    globals()["One"] = One
-    One.__qualname__ = "One"
     assert _round_trip(One((1, 2))) == One((1, 2))
