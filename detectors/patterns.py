@@ -12,6 +12,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+try:
+    # google-re2 reads a text once for all the patterns (RE2::Set). The daemon depends on it; the
+    # in-process SDK, which carries these detectors, uses it where it is installed. The answers are
+    # the same either way (tests/detectors/test_injection_scan.py).
+    import re2
+except ImportError:  # pragma: no cover - the SDK without it: the anchor scan below
+    re2 = None
+
 # (label, regex) in the order the spec lists them. Case-insensitive.
 INJECTION_PATTERNS: tuple[tuple[str, str], ...] = (
     (
@@ -117,12 +125,51 @@ SCAN_WHOLE_LIMIT = 32_768
 SCAN_EDGE = 16_384
 
 
-def _labels(lowered: str) -> list[str]:
+def _labels_by_anchors(lowered: str) -> list[str]:
     found: list[str] = []
     for shared, members in _COMPILED:
         if shared in lowered:
             found += [label for label, anchor, regex in members if anchor in lowered and regex.search(lowered)]
     return found
+
+
+# With google-re2, one pass of an RE2::Set finds the patterns a text may match, and only those are
+# then matched as above (~5 µs per 2 KB of English against ~23 for the anchors, one-off). The set
+# holds each pattern widened, so that it matches wherever Python's regex does: \b dropped, \s as
+# every character Python counts as whitespace (RE2's \s is ASCII only), and \w as any character
+# that is not whitespace. Python's own regex decides, so \b and Unicode keep Python's meaning.
+# (Every such character is in the Basic Multilingual Plane; reading all of Unicode would add ~0.1 s
+# to every import.)
+_WHITESPACE = "".join(f"\\x{{{c:x}}}" for c in range(0x10000) if chr(c).isspace())
+
+
+def _widened(regex: str) -> str:
+    return regex.replace(r"\b", "").replace(r"\s", f"[{_WHITESPACE}]").replace(r"\w", f"[^{_WHITESPACE}]")
+
+
+def _prefilter() -> object | None:
+    if re2 is None:
+        return None
+    options = re2.Options()
+    options.max_mem = 64 << 20  # the DFA's cache: the set never runs out of it on 32 KB of text
+    candidates = re2.Set.SearchSet(options)
+    for _, regex in INJECTION_PATTERNS:
+        candidates.Add(_widened(regex))
+    candidates.Compile()
+    return candidates
+
+
+_PREFILTER = _prefilter()
+_LABELS = tuple(label for label, _ in INJECTION_PATTERNS)
+
+
+def _labels(lowered: str) -> list[str]:
+    if _PREFILTER is None:
+        return _labels_by_anchors(lowered)
+    candidates = _PREFILTER.Match(lowered)  # type: ignore[attr-defined]
+    if candidates is None:
+        return []
+    return [_LABELS[i] for i in sorted(candidates) if _REGEX[_LABELS[i]].search(lowered)]
 
 
 @dataclass(frozen=True, slots=True)

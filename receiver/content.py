@@ -37,7 +37,7 @@ class Hasher:
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequestedToolCall:
     """A tool call an LLM response asked for. ``arguments`` is canonical JSON (or raw text)."""
 
@@ -307,7 +307,7 @@ def messages_from_openinference(attrs: Mapping[str, Any], prefix: str) -> list[M
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Injection:
     matched_patterns: tuple[str, ...]
     input_length: int
@@ -341,7 +341,7 @@ def merge_injections(*found: Injection | None) -> Injection | None:
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolResultSeen:
     """A tool result fed back to the model in an LLM request."""
 
@@ -352,7 +352,7 @@ class ToolResultSeen:
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolRequest:
     """A tool call an LLM response requested, reduced to hashes (our SDK's spans send the
     arguments' hash without their length)."""
@@ -364,7 +364,7 @@ class ToolRequest:
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PromptFeatures:
     prompt_hash: str | None
     prompt_length: int | None
@@ -373,7 +373,7 @@ class PromptFeatures:
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OutputFeatures:
     output_hash: str | None
     output_length: int | None

@@ -53,7 +53,7 @@ class BatchInvalid(ValueError):
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SdkEvent:
     """One SDK event, its content reduced. ``payload`` holds names, numbers and hashes only."""
 

@@ -60,7 +60,7 @@ class SpanRole(Enum):
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LlmFacts:
     model: str | None
     provider: str | None
@@ -77,7 +77,7 @@ class LlmFacts:
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolFacts:
     name: str
     call_id: str | None
@@ -89,7 +89,7 @@ class ToolFacts:
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RetrievalFacts:
     index_name: str | None
     query_hash: str | None
@@ -100,7 +100,7 @@ class RetrievalFacts:
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RootInput:
     input_hash: str
     input_length: int
@@ -108,7 +108,7 @@ class RootInput:
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SdkPolicy:
     """A local policy of our SDK that fired (a ``dunetrace.policy.triggered`` span event)."""
 
@@ -117,7 +117,7 @@ class SdkPolicy:
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SpanFacts:
     run_id: str  # the trace id as a UUID
     span_id: str  # 16 hex
@@ -150,7 +150,7 @@ class SpanFacts:
 
 
 @pickled_by_fields
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class LogContent:
     """Prompt and completion content that arrived as gen_ai log records for one span."""
 
