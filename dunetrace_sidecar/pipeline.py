@@ -22,9 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as pb_logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as pb_metrics_service
-from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb_trace_service
 
 from detectors.base import Signal
 from detectors.engine import DetectionEngine
@@ -41,7 +39,7 @@ from dunetrace_sidecar.policies import PolicyBook
 from dunetrace_sidecar.translation import Translator
 from receiver.assemble import STATUS_COMPLETED, TERMINAL_STATUSES, RunState
 from receiver.errors import BAD_DATA, QUEUE_FULL, SHUTTING_DOWN, STORE_UNAVAILABLE, ReceiverError
-from receiver.ingest import ExportResult
+from receiver.ingest import EncodedRequest, ExportResult
 from receiver.sdk_ingest import SdkBatch, SdkEvent
 from receiver.spans import LogContent, SpanFacts, SpanRole
 from store.duckdb_store import BatchRejected, DuckStore, StoreUnavailable, WriteBatch
@@ -127,9 +125,7 @@ class Pipeline:
     def note_refused(self, transport: str, signal: str, reason: str) -> None:
         self.metrics.export_requests.labels(transport, signal, reason).inc()
 
-    async def export_traces(
-        self, request: pb_trace_service.ExportTraceServiceRequest, transport: str = "internal"
-    ) -> ExportResult:
+    async def export_traces(self, request: EncodedRequest, transport: str = "internal") -> ExportResult:
         received = time.monotonic()
         # Translation is most of the CPU an export costs: in worker processes, or off the event
         # loop at least, so health checks, the API and refusals stay prompt under load.
@@ -200,9 +196,7 @@ class Pipeline:
             service,
         )
 
-    async def export_logs(
-        self, request: pb_logs_service.ExportLogsServiceRequest, transport: str = "internal"
-    ) -> ExportResult:
+    async def export_logs(self, request: EncodedRequest, transport: str = "internal") -> ExportResult:
         received = time.monotonic()
         contents, dropped = await self._translator.logs(request)
         self.metrics.log_records_dropped.inc(dropped)
@@ -220,14 +214,14 @@ class Pipeline:
         self.metrics.export_requests.labels(transport, "logs", "accepted").inc()
         return ExportResult()
 
-    async def export_metrics(
-        self, request: pb_metrics_service.ExportMetricsServiceRequest, transport: str = "internal"
-    ) -> ExportResult:
+    async def export_metrics(self, request: EncodedRequest, transport: str = "internal") -> ExportResult:
+        """Decoded here (metrics are only counted): BAD_DATA for a request that does not decode."""
+        message = request.decode(pb_metrics_service.ExportMetricsServiceRequest)
         self.metrics.export_requests.labels(transport, "metrics", "accepted").inc()
         self.metrics.metric_points_dropped.inc(
             sum(
                 _data_points(metric)
-                for resource in request.resource_metrics
+                for resource in message.resource_metrics
                 for scope in resource.scope_metrics
                 for metric in scope.metrics
             )

@@ -23,7 +23,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import TypeVar
@@ -33,11 +33,13 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb_trace
 
 from receiver.content import Hasher
 from receiver.errors import WORKER_LOST, ReceiverError
+from receiver.ingest import EncodedRequest
 from receiver.sdk_ingest import SdkBatch, parse_batch
 from receiver.spans import LogContent, TranslatedSpans, translate_logs, translate_request
 
 log = logging.getLogger("dunetrace.translation")
 T = TypeVar("T")
+A = TypeVar("A")
 
 # Past two workers the daemon's own process is the limit (its share of a span costs about as
 # much as a worker's: docs/scaling.md), so more would only hold memory. Two on two CPUs rather
@@ -92,33 +94,27 @@ class Translator:
             pool.submit(os.getpid)  # start the workers now (~0.5 s of imports), not on the first export
         return pool
 
-    async def spans(self, request: pb_trace_service.ExportTraceServiceRequest) -> TranslatedSpans:
-        if self._thread is not None:
-            return await self._run(self._thread, translate_request, request.resource_spans, self._hasher)
-        return await self._in_worker(_translate_spans, request.SerializeToString())
+    async def spans(self, request: EncodedRequest) -> TranslatedSpans:
+        """Raises ReceiverError(BAD_DATA) for a request that does not decode, wherever it was read."""
+        return await self._translate(translate_spans, request)
 
-    async def logs(self, request: pb_logs_service.ExportLogsServiceRequest) -> tuple[list[LogContent], int]:
+    async def logs(self, request: EncodedRequest) -> tuple[list[LogContent], int]:
         """(the gen_ai content the records carry, records dropped)."""
-        if self._thread is not None:
-            return await self._run(self._thread, translate_logs, request.resource_logs, self._hasher)
-        return await self._in_worker(_translate_logs, request.SerializeToString())
+        return await self._translate(translate_log_request, request)
 
     async def sdk(self, body: bytes) -> SdkBatch:
         """Raises BatchInvalid for a body that is not a batch, wherever it was read."""
+        return await self._translate(parse_batch, body)
+
+    async def _translate(self, function: Callable[[A, Hasher], T], argument: A) -> T:
+        loop = asyncio.get_running_loop()
         if self._thread is not None:
-            return await self._run(self._thread, parse_batch, body, self._hasher)
-        return await self._in_worker(_parse_batch, body)
-
-    @staticmethod
-    async def _run(executor: Executor | None, function: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
-
-    async def _in_worker(self, function: Callable[[bytes], T], body: bytes) -> T:
+            return await loop.run_in_executor(self._thread, function, argument, self._hasher)
         pool = self._pool
         if pool is None:
             raise RuntimeError("Translator.start() was not called")
         try:
-            return await self._run(pool, function, body)
+            return await loop.run_in_executor(pool, _in_worker, function, argument)
         except BrokenProcessPool:
             if self._pool is pool:  # the first export to learn of it starts new workers
                 log.error("a translation worker process stopped; starting %d again", self.processes)
@@ -164,18 +160,17 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
-def _translate_spans(body: bytes) -> TranslatedSpans:
+def _in_worker(function: Callable[[A, Hasher], T], argument: A) -> T:
     assert _hasher is not None
-    request = pb_trace_service.ExportTraceServiceRequest.FromString(body)
-    return translate_request(request.resource_spans, _hasher)
+    return function(argument, _hasher)
 
 
-def _translate_logs(body: bytes) -> tuple[list[LogContent], int]:
-    assert _hasher is not None
-    request = pb_logs_service.ExportLogsServiceRequest.FromString(body)
-    return translate_logs(request.resource_logs, _hasher)
+# --- what a worker (or the thread) runs ------------------------------------------------------
 
 
-def _parse_batch(body: bytes) -> SdkBatch:
-    assert _hasher is not None
-    return parse_batch(body, _hasher)
+def translate_spans(request: EncodedRequest, hasher: Hasher) -> TranslatedSpans:
+    return translate_request(request.decode(pb_trace_service.ExportTraceServiceRequest).resource_spans, hasher)
+
+
+def translate_log_request(request: EncodedRequest, hasher: Hasher) -> tuple[list[LogContent], int]:
+    return translate_logs(request.decode(pb_logs_service.ExportLogsServiceRequest).resource_logs, hasher)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 import random
+import traceback
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -47,6 +49,24 @@ BAD_HTTP = ErrorKind("bad_http", 400, grpc.StatusCode.INVALID_ARGUMENT, retryabl
 INTERNAL = ErrorKind("internal", 500, grpc.StatusCode.INTERNAL, retryable=False)
 
 INTERNAL_MESSAGE = "internal error; see the sidecar's log"
+KINDS = {
+    kind.name: kind
+    for kind in (
+        UNAUTHENTICATED,
+        BAD_DATA,
+        TOO_LARGE,
+        UNSUPPORTED_MEDIA,
+        METHOD_NOT_ALLOWED,
+        QUEUE_FULL,
+        TIMEOUT,
+        BUSY,
+        STORE_UNAVAILABLE,
+        WORKER_LOST,
+        SHUTTING_DOWN,
+        BAD_HTTP,
+        INTERNAL,
+    )
+}
 
 
 class ReceiverError(Exception):
@@ -62,6 +82,31 @@ class ReceiverError(Exception):
         self.kind = kind
         self.message = message
         self.cause = cause
+
+    def __reduce__(self) -> tuple[object, tuple[str, str, BaseException | None, str | None]]:
+        """A translation worker's refusal reaches the daemon with the same ErrorKind object (the
+        kinds are compared with ``is``) and its cause, with the cause's traceback as text (for
+        the debug log line); a cause that does not pickle arrives as None."""
+        cause = self.cause
+        try:
+            pickle.dumps(cause)
+        except Exception:
+            cause = None
+        trace = "".join(traceback.format_exception(cause)) if cause is not None and cause.__traceback__ else None
+        return _refused, (self.kind.name, self.message, cause, trace)
+
+
+class RemoteTraceback(Exception):
+    """Where a refusal's cause was raised, in another process: its traceback as text."""
+
+    def __str__(self) -> str:
+        return f"\n{self.args[0]}"
+
+
+def _refused(kind: str, message: str, cause: BaseException | None, trace: str | None) -> ReceiverError:
+    if cause is not None and trace is not None:
+        cause.__cause__ = RemoteTraceback(trace)
+    return ReceiverError(KINDS[kind], message, cause)
 
 
 def log_refusal(listener: str, what: str, kind: ErrorKind, peer: str, cause: BaseException | None = None) -> None:

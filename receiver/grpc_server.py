@@ -1,11 +1,11 @@
 """OTLP/gRPC: the Trace, Logs and Metrics services on grpc.aio.
 
-Handlers take the raw request bytes and decode them here, so an undecodable message gets
-INVALID_ARGUMENT (grpc's own deserializer failure would surface as a non-retryable
-INTERNAL). gzip message compression and the receive size limit (RESOURCE_EXHAUSTED) are
-grpc's. Backpressure is UNAVAILABLE with a ``google.rpc.RetryInfo`` in the
-``google.rpc.retryinfo-bin`` trailer (what the Python exporter reads) and in
-``grpc-status-details-bin``.
+Handlers take the raw request bytes and hand them on undecoded (``EncodedRequest``: they are
+decoded where they are translated, in a worker process); a message that does not decode gets
+INVALID_ARGUMENT (grpc's own deserializer failure would surface as a non-retryable INTERNAL).
+gzip message compression and the receive size limit (RESOURCE_EXHAUSTED) are grpc's.
+Backpressure is UNAVAILABLE with a ``google.rpc.RetryInfo`` in the ``google.rpc.retryinfo-bin``
+trailer (what the Python exporter reads) and in ``grpc-status-details-bin``.
 """
 
 from __future__ import annotations
@@ -15,14 +15,12 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
-from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2 as pb_error_details
 from google.rpc import status_pb2 as pb_status
 
 from receiver.admission import Admission
 from receiver.auth import key_matches
 from receiver.errors import (
-    BAD_DATA,
     INTERNAL,
     INTERNAL_MESSAGE,
     UNAUTHENTICATED,
@@ -31,7 +29,7 @@ from receiver.errors import (
     log_refusal,
     retry_delay_seconds,
 )
-from receiver.ingest import Ingest
+from receiver.ingest import EncodedRequest, Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal
 
 RETRY_INFO_KEY = "google.rpc.retryinfo-bin"
@@ -69,7 +67,6 @@ class OtlpGrpcHandlers:
         ]
 
     def _export(self, signal: OtlpSignal) -> Handler:
-        name = signal.request_type.__name__
 
         async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
@@ -78,12 +75,7 @@ class OtlpGrpcHandlers:
                     raise ReceiverError(UNAUTHENTICATED, "a valid 'authorization: Bearer <key>' metadata is required")
                 self._ingest.check_capacity()
                 with self._admission.admit(len(body)):
-                    message = signal.request_type()
-                    try:
-                        message.ParseFromString(body)
-                    except DecodeError as exc:
-                        raise ReceiverError(BAD_DATA, f"the message is not a valid {name}", cause=exc) from None
-                    result = await signal.export(self._ingest, message, "grpc")
+                    result = await signal.export(self._ingest, EncodedRequest(body, "grpc"), "grpc")
                 return signal.response(result).SerializeToString()
             except ReceiverError as exc:
                 refusal = exc

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import Message
 from google.rpc import status_pb2 as pb_status
 
 from receiver import otlp_json
@@ -40,7 +40,7 @@ from receiver.errors import (
     log_refusal,
     retry_after_header,
 )
-from receiver.ingest import Ingest
+from receiver.ingest import EncodedRequest, Ingest
 from receiver.signals import ALL_SIGNALS, OtlpSignal
 
 PROTOBUF = "application/x-protobuf"
@@ -125,8 +125,8 @@ class OtlpHttpHandler:
             if encoding in ("gzip", "deflate"):
                 body = inflate(body, encoding, self._max_body_bytes)
                 grow(max(0, len(body) - admitted))
-            message = self._decode(signal, body, content_type)
-            result = await signal.export(self._ingest, message, "http")
+            encoded = EncodedRequest(body, "json" if content_type == JSON else "protobuf")
+            result = await signal.export(self._ingest, encoded, "http")
         return web.Response(status=200, body=_encode(signal.response(result), content_type), content_type=content_type)
 
     async def _drain(self, request: web.Request) -> None:
@@ -151,21 +151,6 @@ class OtlpHttpHandler:
             raise ReceiverError(TOO_LARGE, f"body exceeds the limit of {self._max_body_bytes} bytes") from None
         except Exception as exc:  # a truncated chunked body, a connection lost mid-body
             raise ReceiverError(BAD_DATA, "the body could not be read (cut short)", cause=exc) from None
-
-    @staticmethod
-    def _decode(signal: OtlpSignal, body: bytes, content_type: str) -> Message:
-        message = signal.request_type()
-        name = signal.request_type.__name__
-        if content_type == JSON:
-            try:
-                return otlp_json.parse(body, message)
-            except otlp_json.JsonDecodeError as exc:
-                raise ReceiverError(BAD_DATA, f"the body is not a valid OTLP/JSON {name}", cause=exc) from None
-        try:
-            message.ParseFromString(body)
-        except DecodeError as exc:
-            raise ReceiverError(BAD_DATA, f"the body is not a valid {name} (OTLP protobuf)", cause=exc) from None
-        return message
 
 
 DRAIN_LIMIT_BYTES = 1024 * 1024  # a refused body up to this size is read, so the 503 arrives

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from google.protobuf.message import Message
 from opentelemetry.proto.collector.logs.v1 import logs_service_pb2 as pb_logs_service
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as pb_metrics_service
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2 as pb_trace_service
 
-from receiver.ingest import ExportResult, Ingest
+from receiver.ingest import EncodedRequest, ExportResult, Ingest
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +21,7 @@ class OtlpSignal:
     request_type: type[Message]
     response_type: type[Message]
     partial_field: str  # rejected_spans / rejected_log_records / rejected_data_points
-    export: Callable[[Ingest, Any, str], Awaitable[ExportResult]]
+    export: Callable[[Ingest, EncodedRequest, str], Awaitable[ExportResult]]
 
     def response(self, result: ExportResult) -> Message:
         response = self.response_type()
