@@ -246,6 +246,7 @@ class Daemon:
         )
 
         interval = min(max(cfg.runs.stall_timeout_seconds / 4, 0.05), 5.0)
+        self._tasks.append(asyncio.create_task(self.pipeline.read_stored_run_ids(), name="stored-run-ids"))
         self._tasks.append(asyncio.create_task(self.pipeline.run_sweeper(interval), name="stall-sweeper"))
         self._tasks.append(asyncio.create_task(self.pipeline.run_timers(0.25), name="run-timers"))
         if self.config_file:

@@ -43,6 +43,7 @@ from receiver.ingest import EncodedRequest, ExportResult
 from receiver.sdk_ingest import SdkBatch, SdkEvent
 from receiver.spans import LogContent, SpanFacts, SpanRole
 from store.duckdb_store import BatchRejected, DuckStore, StoreUnavailable, WriteBatch
+from store.run_ids import RunIdFilter
 
 log = logging.getLogger("dunetrace.pipeline")
 MAX_TOLD_ROOTLESS = 1000
@@ -99,6 +100,10 @@ class Pipeline:
         self._max_queued = max_queued_events
         self._max_open = max_open_runs
         self._runs: OrderedDict[str, OpenRun] = OrderedDict()  # least recently active first
+        # The run ids the store may hold, so a new trace is opened without a store read; until
+        # the ids stored before startup are read (read_stored_run_ids), every id is read for.
+        self._stored_ids = RunIdFilter()
+        self._stored_ids_read = False
         self._closing = False
         self.metrics = metrics
         self.policies = policies
@@ -431,20 +436,49 @@ class Pipeline:
         missing = [run_id for run_id in run_ids if run_id not in self._runs]
         if not missing:
             return
-        loop = asyncio.get_running_loop()
-        try:
-            restored = await loop.run_in_executor(None, self._restore, missing)
-        except StoreUnavailable as exc:
-            raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
-        except Exception as exc:  # a read the store could not answer (I/O, a damaged block)
-            log.error("store read failed: %s", type(exc).__name__)
-            raise ReceiverError(STORE_UNAVAILABLE, "store read failed") from None
+        stored = self._stored_ids
+        maybe_stored = [r for r in missing if stored.may_hold(r)] if self._stored_ids_read else missing
+        restored: dict[str, OpenRun] = {}
+        if maybe_stored:
+            loop = asyncio.get_running_loop()
+            try:
+                restored = await loop.run_in_executor(None, self._restore, maybe_stored)
+            except StoreUnavailable as exc:
+                raise ReceiverError(STORE_UNAVAILABLE, str(exc)) from None
+            except Exception as exc:  # a read the store could not answer (I/O, a damaged block)
+                log.error("store read failed: %s", type(exc).__name__)
+                raise ReceiverError(STORE_UNAVAILABLE, "store read failed") from None
         for run_id in missing:
             # Another export may have opened it while we were reading.
             if run_id not in self._runs and (run_id in restored or run_id in may_open):
-                self._runs[run_id] = restored.get(run_id) or OpenRun(
-                    RunState(run_id, self._default_agent_id), RunView(run_id, self._default_agent_id)
-                )
+                run = restored.get(run_id)
+                if run is None:
+                    stored.add(run_id)  # before its first commit: from now on it may be stored
+                    run = OpenRun(RunState(run_id, self._default_agent_id), RunView(run_id, self._default_agent_id))
+                self._runs[run_id] = run
+
+    async def read_stored_run_ids(self) -> None:
+        """From startup, in the background: the run ids stored before it, so that new traces no
+        longer cost a store read (until then each one does). A failed read leaves it so."""
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        try:
+            found = await loop.run_in_executor(None, self._scan_run_ids)
+        except Exception as exc:
+            if not self._closing:
+                log.error("could not read the stored run ids (%s): new traces are looked up", type(exc).__name__)
+            return
+        self._stored_ids.absorb(found)
+        self._stored_ids_read = True
+        log.info("stored run ids read in %.1f s (%d KiB)", time.monotonic() - started, self._stored_ids.bytes // 1024)
+
+    def _scan_run_ids(self) -> RunIdFilter:
+        found = RunIdFilter()
+        for batch in self._store.run_id_batches():
+            if self._closing:
+                raise StoreUnavailable("shutting down")  # the store is about to close
+            found.add_all(batch)
+        return found
 
     def _restore(self, run_ids: list[str]) -> dict[str, OpenRun]:
         """Executor thread: rebuild runs the store already knows (events replayed, no detection)."""

@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -678,6 +678,12 @@ class DuckStore:
             return []
         sql = f"SELECT {RUN_SELECT} FROM runs_now WHERE run_id IN (SELECT unnest(?::UUID[]))"
         return [_run_row(r) for r in self._cursor().execute(sql, [ids]).fetchall()]
+
+    def run_id_batches(self, size: int = 65_536) -> Iterator[list[str]]:
+        """Every run id stored (canonical UUID strings, as the pipeline names runs), in batches."""
+        result = self._cursor().execute("SELECT run_id::VARCHAR FROM runs_now")
+        while rows := result.fetchmany(size):
+            yield [row[0] for row in rows]
 
     def run_events(self, run_id: str) -> list[RunEvent]:
         rows = (

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.sidecar import FIXTURES, Sidecar, with_new_trace_ids
+from tests.sidecar import FIXTURES, Sidecar, wait_for, with_new_trace_ids
 
 CAPTURES = sorted(p.name for p in FIXTURES.glob("*.pb") if "events" not in p.name)
 TRIALS = 3
@@ -104,6 +104,21 @@ def test_a_restart_between_the_halves_changes_nothing(make_sidecar: Callable[...
     def restart(daemon: Sidecar) -> None:
         daemon.stop()
         daemon.start()
+
+    _halves(name, restart, make_sidecar(env=GRACE))
+
+
+@pytest.mark.parametrize("name", CAPTURES[::3])
+def test_a_restart_between_the_halves_once_the_stored_run_ids_are_read(
+    make_sidecar: Callable[..., Sidecar], name: str
+) -> None:
+    """After a restart, new traces skip the store read once the stored run ids are read
+    (store/run_ids.py): the second half must still find its run through them."""
+
+    def restart(daemon: Sidecar) -> None:
+        daemon.stop()
+        daemon.start()
+        wait_for(lambda: "stored run ids read" in daemon.log_text(since_start=True), what="the stored run ids read")
 
     _halves(name, restart, make_sidecar(env=GRACE))
 
