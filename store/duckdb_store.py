@@ -422,11 +422,13 @@ class DuckStore:
                 for batch in batches
                 for s in batch.signals
             ]
-            if signals:
+            if signals and upsert_signals:
                 # The id is derived from run and type: an upsert can only rewrite the same signal.
-                appender = conn.appender("signals", action="upsert") if upsert_signals else conn.appender("signals")
+                appender = conn.appender("signals", action="upsert")
                 appender.append_rows(signals)
                 appender.flush()
+            else:
+                _insert(conn, "signals", signals)  # a few (the usual count) by INSERT ... VALUES
             for batch in batches:
                 for run_id, agent_id in batch.relabels:
                     conn.execute("UPDATE signals SET agent_id = ? WHERE run_id = ?", [agent_id, run_id])
