@@ -8,7 +8,6 @@ store. A start that fails halfway tears down what had started.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import signal
@@ -27,6 +26,7 @@ from detectors.events import RunEvent
 from dunetrace_sidecar.alerts import SLACK, WEBHOOK, AlertDispatcher, Destination
 from dunetrace_sidecar.api import SdkBackend, build_api_app
 from dunetrace_sidecar.baseline import BaselineCache
+from dunetrace_sidecar.cli import tune_gc
 from dunetrace_sidecar.config import SETTINGS, Config, ConfigError, Endpoint, TlsConfig, load
 from dunetrace_sidecar.decisions import DecisionsService
 from dunetrace_sidecar.metrics import Metrics
@@ -464,21 +464,6 @@ async def serve(config: Config, config_file: str | None = None) -> int:
     log.info("shutting down")
     await daemon.shutdown()
     return 0
-
-
-# Young-generation collections every 50,000 container allocations instead of 700: an export
-# allocates thousands of short-lived dicts, lists and facts that die with its request, and at
-# the default they were traversed, promoted and traversed again — 9 µs of CPU per span, 0.5
-# with this (in-process, the bench's workload). Cyclic garbage waits longer; little of it is made.
-GC_YOUNG_THRESHOLD = 50_000
-
-
-def tune_gc() -> None:
-    """Once started: what exists now (modules, config, compiled patterns) lives as long as the
-    process, so the collector stops traversing it; and young collections are made rarer."""
-    gc.freeze()
-    _, older, oldest = gc.get_threshold()
-    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 def free_port() -> int:

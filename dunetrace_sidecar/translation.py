@@ -141,7 +141,7 @@ PARENT_CHECK_SECONDS = 0.5
 
 
 def _start_worker(hasher: Hasher, log_level: str, daemon_pid: int) -> None:
-    from dunetrace_sidecar.cli import configure_logging
+    from dunetrace_sidecar.cli import configure_logging, tune_gc
 
     global _hasher
     _hasher = hasher
@@ -150,6 +150,7 @@ def _start_worker(hasher: Hasher, log_level: str, daemon_pid: int) -> None:
     configure_logging(log_level)
     # The daemon's pid from the daemon: it may have died before this worker got here.
     threading.Thread(target=_exit_with, args=(daemon_pid,), name="parent-watch", daemon=True).start()
+    tune_gc()  # as the daemon does: translation allocates thousands of short-lived objects per export
 
 
 def _exit_with(parent: int) -> None:

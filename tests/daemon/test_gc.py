@@ -1,10 +1,10 @@
-"""The daemon's garbage-collector tuning (``daemon.tune_gc``), applied once it has started."""
+"""The garbage-collector tuning (``cli.tune_gc``) the daemon and its translation workers apply once started."""
 
 from __future__ import annotations
 
 import gc
 
-from dunetrace_sidecar.daemon import GC_YOUNG_THRESHOLD, tune_gc
+from dunetrace_sidecar.cli import GC_YOUNG_THRESHOLD, tune_gc
 
 
 def test_startup_objects_frozen_and_young_collections_rarer() -> None:

@@ -4,6 +4,7 @@ workers never outlive the daemon."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -20,8 +21,10 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from bench.throughput import children
+from dunetrace_sidecar.cli import GC_YOUNG_THRESHOLD
 from dunetrace_sidecar.config import ConfigError, load
-from dunetrace_sidecar.translation import available_cpus, translation_processes
+from dunetrace_sidecar.translation import Translator, available_cpus, translation_processes
+from receiver.content import Hasher
 from tests.daemon.test_sdk_ingest import CAPTURES, KEY, batches, post
 from tests.otel_sdk import RecordingExporter
 from tests.receiver.test_refusal_logs import metric
@@ -90,6 +93,21 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_workers_tune_their_garbage_collector_as_the_daemon_does() -> None:
+    """Translation allocates thousands of short-lived objects per export: at the default
+    thresholds a worker would traverse and promote them as the daemon once did."""
+    translator = Translator(Hasher(), processes=1)
+    translator.start()
+    try:
+        assert translator._pool is not None
+        young, _, _ = translator._pool.submit(gc.get_threshold).result(timeout=60)
+        frozen = translator._pool.submit(gc.get_freeze_count).result(timeout=60)
+    finally:
+        translator.close()
+    assert young == GC_YOUNG_THRESHOLD
+    assert frozen > 10_000  # the worker's imported modules, frozen once it started
 
 
 def test_the_log_says_how_many(make_sidecar: Callable[..., Sidecar]) -> None:
