@@ -6,7 +6,8 @@ distributions measured side by side on this machine, written as Markdown and JSO
 2. detection latency at ~50 % of the sidecar's maximum sustained load;
 3. memory: RSS per open run with 10,000 open runs, and RSS over a sustained run (flat?);
 4. storage: DuckDB bytes per 1,000 spans;
-5. cost growth: per-span CPU at runs of 10, 100, 1,000 and 10,000 steps;
+5. cost growth: per-span CPU at runs of 10, 100, 1,000 and 10,000 steps, and into an empty store
+   against one holding 100,000 runs (``bench/store_size.py``);
 6. overload: 1x, 4x, 16x, 64x max_inflight_requests concurrent exporters (``bench/overload.py``):
    refusals, /healthz latency, peak RSS, throughput ÷ the 1x level's, every acknowledged span stored;
 7. dashboard: each page's render time in headless Chromium with 10,000 runs in the store ÷ with
@@ -32,7 +33,7 @@ from typing import Any
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from bench import api_latency, dashboard, detection_latency, overload, run_length, throughput
+from bench import api_latency, dashboard, detection_latency, overload, run_length, store_size, throughput
 from bench.captures_workload import build_capture_workload
 from bench.ingest_workload import ingest_groups
 from bench.workload import RunShape, build_requests, build_run
@@ -316,6 +317,8 @@ def report(results: dict[str, Any], command: str) -> str:
             f"| per-span CPU at 10 / 100 / 1,000 / 10,000 steps ({shape}) | "
             f"{costs['10']:.0f} / {costs['100']:.0f} / {costs['1000']:.0f} / {costs['10000']:.0f} µs | flat |"
         )
+    if "store_size" in results:
+        lines.append(store_size.summary_row(results["store_size"]))
     if "overload" in results:
         lines += overload.report_rows(results["overload"])
     if "api" in results:
@@ -365,6 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     results["memory"] = bench_memory(2_000 if quick else 10_000, soak)
     print("cost growth…", flush=True)
     results["cost"] = bench_cost(quick)
+    results["store_size"] = store_size.bench(10_000 if quick else 100_000, rounds, 8 if quick else 30)
     print("overload…", flush=True)
     results["overload"] = overload.bench(quick)
     print("API reads…", flush=True)
