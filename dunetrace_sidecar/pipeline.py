@@ -43,7 +43,7 @@ from receiver.ingest import EncodedRequest, ExportResult
 from receiver.sdk_ingest import SdkBatch, SdkEvent
 from receiver.spans import LogContent, SpanFacts, SpanRole
 from store.duckdb_store import BatchRejected, DuckStore, StoreUnavailable, WriteBatch
-from store.run_ids import RunIdFilter
+from store.run_ids import FIRST_CAPACITY, RunIdFilter
 
 log = logging.getLogger("dunetrace.pipeline")
 MAX_TOLD_ROOTLESS = 1000
@@ -473,7 +473,10 @@ class Pipeline:
         log.info("stored run ids read in %.1f s (%d KiB)", time.monotonic() - started, self._stored_ids.bytes // 1024)
 
     def _scan_run_ids(self) -> RunIdFilter:
-        found = RunIdFilter()
+        # One layer that holds them all: a store of millions would otherwise build a dozen
+        # doubling layers, each probed on every lookup. (Runs committed between the count and the
+        # scan go to a second layer; the daemon's own runs go to its own filter's layers.)
+        found = RunIdFilter(capacity=max(FIRST_CAPACITY, self._store.run_count()))
         for batch in self._store.run_id_batches():
             if self._closing:
                 raise StoreUnavailable("shutting down")  # the store is about to close

@@ -681,6 +681,10 @@ class DuckStore:
         sql = f"SELECT {RUN_SELECT} FROM runs_now WHERE run_id IN (SELECT unnest(?::UUID[]))"
         return [_run_row(r) for r in self._cursor().execute(sql, [ids]).fetchall()]
 
+    def run_count(self) -> int:
+        row = self._cursor().execute("SELECT count(*) FROM runs_now").fetchone()
+        return int(row[0]) if row else 0
+
     def run_id_batches(self, size: int = 65_536) -> Iterator[list[str]]:
         """Every run id stored (canonical UUID strings, as the pipeline names runs), in batches."""
         result = self._cursor().execute("SELECT run_id::VARCHAR FROM runs_now")

@@ -4,7 +4,11 @@ store read only when the filter has certainly never been given its id."""
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
+from detectors.events import RunRow
+from dunetrace_sidecar.pipeline import Pipeline
+from store.duckdb_store import DuckStore, WriteBatch
 from store.run_ids import FIRST_CAPACITY, RunIdFilter
 
 
@@ -41,3 +45,23 @@ def test_absorbing_another_filter_answers_for_both() -> None:
     assert all(ours.may_hold(run_id) for run_id in ids(500, seed=5) + ids(500, seed=6))
     ours.add_all(ids(500, seed=7))  # new ids still go into a layer of ours
     assert all(ours.may_hold(run_id) for run_id in ids(500, seed=7))
+
+
+def test_the_daemon_reads_a_large_store_into_one_layer(tmp_path: Path) -> None:
+    """The ids stored before startup go into one layer sized from the store's count, not a
+    dozen doubling layers each probed on every lookup (``Pipeline._scan_run_ids``)."""
+    store = DuckStore(str(tmp_path / "store.duckdb"))
+    store.open()
+    try:
+        stored = ids(3 * FIRST_CAPACITY, seed=8)
+        rows = [RunRow(run_id, "agent", None, "completed", 1, 2, 2, 1, 1, 0, 0, 0, 0, 0, None) for run_id in stored]
+        store.submit(WriteBatch(runs=rows)).result(timeout=120)
+        assert store.run_count() == len(stored)
+        pipeline = Pipeline.__new__(Pipeline)  # only what the scan reads
+        pipeline._store = store
+        pipeline._closing = False
+        found = pipeline._scan_run_ids()
+    finally:
+        store.close()
+    assert len(found._layers) == 1
+    assert all(found.may_hold(run_id) for run_id in stored)
