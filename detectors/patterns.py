@@ -15,7 +15,7 @@ from dataclasses import dataclass
 try:
     # google-re2 reads a text once for all the patterns (RE2::Set). The daemon depends on it; the
     # in-process SDK, which carries these detectors, uses it where it is installed. The answers are
-    # the same either way (tests/detectors/test_injection_scan.py).
+    # the same either way (tests/detectors/test_prompt_injection.py).
     import re2
 except ImportError:  # pragma: no cover - the SDK without it: the anchor scan below
     re2 = None

@@ -49,24 +49,8 @@ BAD_HTTP = ErrorKind("bad_http", 400, grpc.StatusCode.INVALID_ARGUMENT, retryabl
 INTERNAL = ErrorKind("internal", 500, grpc.StatusCode.INTERNAL, retryable=False)
 
 INTERNAL_MESSAGE = "internal error; see the sidecar's log"
-KINDS = {
-    kind.name: kind
-    for kind in (
-        UNAUTHENTICATED,
-        BAD_DATA,
-        TOO_LARGE,
-        UNSUPPORTED_MEDIA,
-        METHOD_NOT_ALLOWED,
-        QUEUE_FULL,
-        TIMEOUT,
-        BUSY,
-        STORE_UNAVAILABLE,
-        WORKER_LOST,
-        SHUTTING_DOWN,
-        BAD_HTTP,
-        INTERNAL,
-    )
-}
+# Every kind by name (a worker's refusal crosses processes by it: ReceiverError.__reduce__).
+KINDS = {kind.name: kind for kind in list(globals().values()) if isinstance(kind, ErrorKind)}
 
 
 class ReceiverError(Exception):

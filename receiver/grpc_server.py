@@ -67,7 +67,6 @@ class OtlpGrpcHandlers:
         ]
 
     def _export(self, signal: OtlpSignal) -> Handler:
-
         async def export(body: bytes, context: grpc.aio.ServicerContext) -> bytes:
             try:
                 metadata = dict(context.invocation_metadata() or ())

@@ -79,7 +79,9 @@ def parse(body: bytes, message: M) -> M:
     try:
         return json_format.ParseDict(data, message, ignore_unknown_fields=True)
     except (json_format.ParseError, ValueError, TypeError) as exc:
-        raise JsonDecodeError(f"not an OTLP/JSON message: {exc}") from None
+        # Not the parser's text: protobuf's quotes the offending value (a prompt, perhaps), and
+        # the debug log line carries this exception.
+        raise JsonDecodeError(f"not an OTLP/JSON message: {type(exc).__name__}") from None
     except RecursionError:
         raise JsonDecodeError("not an OTLP/JSON message: nested too deeply") from None
 

@@ -87,3 +87,25 @@ class One:
 
 def test_one_field_classes_round_trip() -> None:
     assert _round_trip(One((1, 2))) == One((1, 2))
+
+
+def test_a_refusal_crosses_processes_with_its_kind_and_cause() -> None:
+    """A translation worker's ReceiverError reaches the daemon with the very ErrorKind object
+    (compared with ``is``), its cause, and the cause's traceback as text for the debug line."""
+    import pickle
+
+    from google.protobuf.message import DecodeError
+
+    from receiver import errors
+
+    kinds = [value for value in vars(errors).values() if isinstance(value, errors.ErrorKind)]
+    assert len(kinds) == 13
+    for kind in kinds:
+        try:
+            raise DecodeError("Error parsing message")
+        except DecodeError as exc:
+            refusal = errors.ReceiverError(kind, "the message is not valid", cause=exc)
+        back = pickle.loads(pickle.dumps(refusal))
+        assert back.kind is kind and back.message == "the message is not valid"
+        assert isinstance(back.cause, DecodeError)
+        assert "Traceback (most recent call last)" in str(back.cause.__cause__)

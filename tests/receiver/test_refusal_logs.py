@@ -187,3 +187,10 @@ def test_at_debug_level_the_line_carries_the_traceback(make_sidecar: Callable[..
     assert status_message(daemon.post_otlp(PROTOBUF_GARBAGE)) == (
         "the body is not a valid ExportTraceServiceRequest (OTLP protobuf)"
     )
+    # Even at debug level, nothing of a refused body reaches the log (protobuf's JSON parser
+    # quotes the value it could not read; the exception's text is not kept).
+    for body in (JSON_NOT_OTLP, PROTOBUF_GARBAGE):
+        content_type = "application/json" if body is JSON_NOT_OTLP else "application/x-protobuf"
+        assert daemon.post_otlp(body, content_type=content_type).status == 400
+    wait_for(lambda: daemon.log_text().count("reason=bad_data") >= 4, what="the refusals logged")
+    assert MARKER not in daemon.log_text()
