@@ -184,6 +184,7 @@ class WriteBatch:
     relabels: list[tuple[str, str]] = field(default_factory=list)
     deploys: list[tuple[str, str, int, str]] = field(default_factory=list)  # (agent_id, version, ns, meta JSON)
     future: Future[None] = field(default_factory=Future)
+    counted: bool = False  # its events are in the store's queue count (until it is answered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +346,7 @@ class DuckStore:
             return batch.future
         with self._lock:
             self._queued_events += len(batch.events)
+            batch.counted = True
         self._queue.put(batch)
         return batch.future
 
@@ -374,10 +376,8 @@ class DuckStore:
             except Exception:  # a fault of ours: the writer must outlive it, or every export fails
                 log.exception("store writer: unexpected failure")
                 for batch in batches:
-                    _settle(batch.future, StoreUnavailable("store write failed"))
+                    self._answer(batch, StoreUnavailable("store write failed"))
             self._maybe_fold(conn)  # after the batches were answered: it delays no acknowledgement
-            with self._lock:
-                self._queued_events -= size
 
     def _transaction(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch]) -> None:
         """Write ``batches`` in one transaction; rolled back and raised on any failure.
@@ -554,23 +554,33 @@ class DuckStore:
                     self._fail(batch=batch, exc=one)
                 else:
                     self._write_failing = False
-                    _settle(batch.future)
+                    self._answer(batch)
             return
         self._write_failing = False
         if self._on_write is not None:
             self._on_write(time.perf_counter() - started)
         for batch in batches:
-            _settle(batch.future)
+            self._answer(batch)
+
+    def _answer(self, batch: WriteBatch, error: Exception | None = None) -> None:
+        """A batch leaves the queue count before its waiter hears the answer: a client that
+        sends its next export on an acknowledgement must not be refused for its own last one
+        (nor for the journal fold that may follow it)."""
+        with self._lock:
+            if batch.counted:  # once: a writer fault may answer a batch answered already
+                self._queued_events -= len(batch.events)
+                batch.counted = False
+        _settle(batch.future, error)
 
     def _fail(self, batch: WriteBatch, exc: Exception) -> None:
         if isinstance(exc, _DATA_ERRORS):
             log.warning("store refused a batch's values: %s", type(exc).__name__)
-            _settle(batch.future, BatchRejected(f"values that cannot be stored ({type(exc).__name__})"))
+            self._answer(batch, BatchRejected(f"values that cannot be stored ({type(exc).__name__})"))
         else:
             self._write_failing = True
             log.error("store write failed: %s", type(exc).__name__)
             log.debug("store write failure", exc_info=exc)
-            _settle(batch.future, StoreUnavailable(f"store write failed: {type(exc).__name__}"))
+            self._answer(batch, StoreUnavailable(f"store write failed: {type(exc).__name__}"))
 
     # --- reads (any thread; one cursor per thread) ----------------------------------------
 
