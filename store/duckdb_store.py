@@ -511,8 +511,11 @@ class DuckStore:
         columns = ", ".join(RUN_COLUMNS)
         try:
             conn.execute("BEGIN")
+            # No key on runs (its index grew with the store, in memory): a run's old row goes and
+            # its latest comes in, in this transaction.
+            conn.execute("DELETE FROM runs WHERE run_id IN (SELECT run_id FROM run_journal)")
             conn.execute(
-                f"INSERT OR REPLACE INTO runs ({columns}) SELECT {columns} FROM run_journal"
+                f"INSERT INTO runs ({columns}) SELECT {columns} FROM run_journal"
                 " QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY seq DESC) = 1"
             )
             conn.execute("DELETE FROM run_journal")

@@ -160,3 +160,47 @@ MIGRATIONS += (
         ),
     ),
 )
+MIGRATIONS += (
+    (
+        8,
+        (
+            # ``runs`` without its primary key. DuckDB keeps a key's index (ART) in memory, ~47
+            # bytes per stored run, and the fold's upsert loads it whole: a store of a few million
+            # runs ran the default memory limit out (README "Performance", memory). The fold now
+            # deletes a run's old row and inserts its new one in one transaction, which needs no
+            # index; it is the only writer of ``runs``, so each run keeps exactly one row.
+            "DROP VIEW runs_now",
+            """
+            CREATE TABLE runs_unkeyed (
+                run_id UUID NOT NULL,
+                agent_id VARCHAR NOT NULL,
+                service_name VARCHAR,
+                status VARCHAR NOT NULL,
+                started_ns BIGINT NOT NULL,
+                ended_ns BIGINT,
+                last_event_ns BIGINT NOT NULL,
+                step_count INTEGER NOT NULL,
+                llm_calls INTEGER NOT NULL,
+                tool_calls INTEGER NOT NULL,
+                retrievals INTEGER NOT NULL,
+                errors INTEGER NOT NULL,
+                prompt_tokens BIGINT NOT NULL,
+                completion_tokens BIGINT NOT NULL,
+                exit_reason VARCHAR,
+                updated_ns BIGINT NOT NULL,
+                source VARCHAR DEFAULT 'otlp'
+            )
+            """,
+            "INSERT INTO runs_unkeyed BY NAME SELECT * FROM runs",
+            "DROP TABLE runs",
+            "ALTER TABLE runs_unkeyed RENAME TO runs",
+            """
+            CREATE VIEW runs_now AS
+            SELECT * EXCLUDE (seq) FROM run_journal
+                QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY seq DESC) = 1
+            UNION ALL BY NAME
+            SELECT * FROM runs WHERE run_id NOT IN (SELECT run_id FROM run_journal)
+            """,
+        ),
+    ),
+)

@@ -134,7 +134,7 @@ def test_graceful_stop_checkpoints_and_reopens(make_sidecar: Callable[..., Sidec
         rows: list[Any] = conn.execute("SELECT status, llm_calls FROM runs").fetchall()
         assert rows == [("errored", 4)]
         version = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-        assert version == (7,)  # every migration in store/migrations.py applied
+        assert version == (8,)  # every migration in store/migrations.py applied
     _restart(daemon)
     assert daemon.run(next(iter(ids.values())))["llm_calls"] == 4
 
