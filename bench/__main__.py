@@ -27,6 +27,7 @@ import statistics
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,7 @@ def bench_soak(
     senders = 2
     interval = senders * per_export / spans_per_s  # seconds between one sender's exports
     sent = [0] * senders
+    refused_by: list[Counter[str]] = [Counter() for _ in range(senders)]  # by gRPC status, one per sender thread
     stop = threading.Event()
 
     def sender(k: int) -> None:
@@ -191,8 +193,12 @@ def bench_soak(
                         ids: dict[bytes, bytes] = {}
                         for span in ss.spans:
                             span.trace_id = ids.setdefault(span.trace_id, uuid.uuid4().bytes)
-                call(request.SerializeToString(), timeout=60)
-                sent[k] += len(request.resource_spans[0].scope_spans[0].spans)
+                try:
+                    call(request.SerializeToString(), timeout=60)
+                except grpc.RpcError as exc:  # counted and reported: a soak must not hide a refusal
+                    refused_by[k][exc.code().name] += 1
+                else:
+                    sent[k] += len(request.resource_spans[0].scope_spans[0].spans)
                 i += senders
                 due += interval
                 stop.wait(max(0.0, due - time.monotonic()))
@@ -214,6 +220,7 @@ def bench_soak(
         stop.set()
         server.stop()
     warm = [(kb, store) for t, kb, store in samples if t >= soak_seconds * 0.25] or [samples[-1][1:]]
+    refused = sum(refused_by, Counter[str]())
     third = max(1, len(warm) // 3)
     first, last = statistics.median(kb for kb, _ in warm[:third]), statistics.median(kb for kb, _ in warm[-third:])
     growth = warm[-1][0] - warm[0][0]
@@ -222,7 +229,8 @@ def bench_soak(
     print(
         f"  soak {soak_seconds:.0f}s at {rate:.0f} spans/s: RSS {warm[0][0]} → {warm[-1][0]} KB after warm-up "
         f"({growth:+d} KB, {growth / warm[0][0]:+.1%}); medians of the first and last thirds {first:.0f} → "
-        f"{last:.0f} KB ({(last - first) / first:+.1%}); DuckDB's own {store_growth:+d} KB",
+        f"{last:.0f} KB ({(last - first) / first:+.1%}); DuckDB's own {store_growth:+d} KB; "
+        f"refused exports: {dict(refused) or 'none'}",
         flush=True,
     )
     return {
@@ -235,6 +243,7 @@ def bench_soak(
         "soak_thirds_median_kb": [first, last],
         "soak_thirds_growth_share": (last - first) / first,
         "soak_store_growth_after_warmup_kb": store_growth,
+        "soak_refused_exports": dict(refused),
     }
 
 
@@ -308,7 +317,8 @@ def report(results: dict[str, Any], command: str) -> str:
         f"after warm-up (store.memory_limit 64MB) | {m['soak_growth_after_warmup_kb'] / 1024:+.1f} MB "
         f"({m['soak_growth_after_warmup_share']:+.1%}); medians of first and last thirds "
         f"{m['soak_thirds_growth_share']:+.1%}; DuckDB's own accounting "
-        f"{m['soak_store_growth_after_warmup_kb'] / 1024:+.1f} MB | < 5 % over 10 min at half load |"
+        f"{m['soak_store_growth_after_warmup_kb'] / 1024:+.1f} MB; refused exports: "
+        f"{m.get('soak_refused_exports') or 'none'} | < 5 % over 10 min at half load |"
     )
     store = t["grpc"]["store_bytes_per_1000_spans"]
     lines.append(f"| DuckDB bytes per 1,000 spans | {fmt(store)} | — |")
