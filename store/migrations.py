@@ -165,11 +165,11 @@ MIGRATIONS += (
         8,
         (
             # ``runs`` without its primary key. DuckDB keeps a key's index (ART) in memory, ~47
-            # bytes per stored run, and the fold's upsert loads it whole: a store of a few million
-            # runs ran the default memory limit out (README "Performance", memory). The fold now
+            # bytes per stored run, and the fold's upsert loads it whole: a small memory limit ran
+            # out as the runs stored grew (README "Performance", memory). The fold now
             # deletes a run's old row and inserts its new one in one transaction, which needs no
             # index; it is the only writer of ``runs``, so each run keeps exactly one row.
-            "DROP VIEW runs_now",
+            # ``runs_now`` stays as it is: DuckDB binds a view's names when it is queried.
             """
             CREATE TABLE runs_unkeyed (
                 run_id UUID NOT NULL,
@@ -194,13 +194,6 @@ MIGRATIONS += (
             "INSERT INTO runs_unkeyed BY NAME SELECT * FROM runs",
             "DROP TABLE runs",
             "ALTER TABLE runs_unkeyed RENAME TO runs",
-            """
-            CREATE VIEW runs_now AS
-            SELECT * EXCLUDE (seq) FROM run_journal
-                QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY seq DESC) = 1
-            UNION ALL BY NAME
-            SELECT * FROM runs WHERE run_id NOT IN (SELECT run_id FROM run_journal)
-            """,
         ),
     ),
 )
