@@ -56,6 +56,10 @@ FOLD_ROWS = 5_000
 # Up to this many rows a table takes one INSERT ... VALUES; more, an appender. An appender costs
 # ~0.5 ms to open and flush whatever it holds; VALUES costs more per row.
 SMALL_INSERT_ROWS = 4
+# How the writer gets out of a failing store (see ``_recover``): at most one attempt this often.
+RECOVERY_INTERVAL_S = 5.0
+# Checkpoints tried while memory failures went on before the database is closed and opened again.
+CHECKPOINTS_BEFORE_REOPEN = 3
 
 
 class StoreUnavailable(RuntimeError):
@@ -243,22 +247,18 @@ class DuckStore:
         self._journal_seq = 0  # the last run_journal seq written
         self._journal_rows = 0  # rows in run_journal since the last fold
         self._journal_since = 0.0  # when the first of them was written (monotonic)
+        self._generation = 0  # of the database connection: readers' cursors from an older one are closed
+        self._invalidated = False  # DuckDB invalidated the database (a fatal error): it must be opened again
+        self._last_recovery = 0.0  # when the writer last took a recovery step (monotonic)
+        self._recoveries = 0  # recovery steps in a row, each after an interval with memory failures
+        self._memory_failures = 0  # writes and folds that failed for want of memory since the last step
 
     # --- lifecycle -----------------------------------------------------------------------
 
     def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = duckdb.connect(
-            self.path,
-            config={
-                "memory_limit": self._memory_limit,
-                # Never fetch or load extensions: a wrong file at store.path must not make the
-                # daemon reach for the network or run foreign code.
-                "autoinstall_known_extensions": False,
-                "autoload_known_extensions": False,
-            },
-        )
+        self._conn = self._connect()
         self._migrate(self._conn)
         self._read_back(self._conn)
         self._fold(self._conn)  # what the last process journaled (a kill -9 leaves it there)
@@ -287,6 +287,18 @@ class DuckStore:
                 self._conn.close()
                 self._conn = None
         self._healthy = False
+
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        return duckdb.connect(
+            self.path,
+            config={
+                "memory_limit": self._memory_limit,
+                # Never fetch or load extensions: a wrong file at store.path must not make the
+                # daemon reach for the network or run foreign code.
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+            },
+        )
 
     @property
     def healthy(self) -> bool:
@@ -351,13 +363,14 @@ class DuckStore:
         return batch.future
 
     def _writer(self) -> None:
-        conn = self._conn
-        assert conn is not None
         stop = False
         while not stop:
             item = self._queue.get()
             if item is _STOP:
                 break
+            conn = self._conn if not self._invalidated else None
+            if conn is None and time.monotonic() - self._last_recovery >= RECOVERY_INTERVAL_S:
+                conn = self._reopen()
             batches: list[WriteBatch] = [item]
             size = len(item.events)
             # Group commit: take what else is already waiting, up to a bound.
@@ -371,6 +384,10 @@ class DuckStore:
                     break
                 batches.append(more)
                 size += len(more.events)
+            if conn is None:  # the database could not be opened again: the next batch tries
+                for batch in batches:
+                    self._answer(batch, StoreUnavailable("store is reopening"))
+                continue
             try:
                 self._write(conn, batches)
             except Exception:  # a fault of ours: the writer must outlive it, or every export fails
@@ -378,6 +395,77 @@ class DuckStore:
                 for batch in batches:
                     self._answer(batch, StoreUnavailable("store write failed"))
             self._maybe_fold(conn)  # after the batches were answered: it delays no acknowledgement
+            if self._invalidated or self._memory_failures or self._recoveries:
+                self._recover(conn)
+
+    def _recover(self, conn: duckdb.DuckDBPyConnection) -> None:
+        """Get out of a database DuckDB invalidated, or of writes and folds failing for memory.
+
+        Under sustained load with a 64 MB ``store.memory_limit`` DuckDB was seen to run out of
+        memory it did not free again: commits and the journal's folds failed ("failed to pin
+        block", "could not allocate block") for minutes, some writes still passing, or a
+        checkpoint failed and DuckDB invalidated the database, which then refuses every statement
+        until it is opened again (README "Memory"). So: an invalidated database is closed and
+        opened again at once. Memory failures get a checkpoint (it writes what was committed
+        since the last one to the file, so it can leave memory) at most every
+        RECOVERY_INTERVAL_S, and the reopen when they go on after CHECKPOINTS_BEFORE_REOPEN of
+        them; an interval without one ends it. Opening replays the write-ahead log: every commit
+        is kept. A full disk gets neither: its writes fail until there is room, reads go on."""
+        if self._invalidated:
+            self._reopen()
+            return
+        now = time.monotonic()
+        if now - self._last_recovery < RECOVERY_INTERVAL_S:
+            return
+        self._last_recovery = now
+        if not self._memory_failures:
+            self._recoveries = 0
+            return
+        self._memory_failures = 0
+        self._recoveries += 1
+        if self._recoveries > CHECKPOINTS_BEFORE_REOPEN:
+            self._reopen()
+            return
+        try:
+            conn.execute("CHECKPOINT")
+        except duckdb.FatalException:
+            self._invalidated = True
+            self._reopen()
+        except duckdb.Error as exc:  # a reader's transaction is open, or the same want of memory
+            log.warning("store: checkpoint after memory failures failed (%s)", type(exc).__name__)
+
+    def _reopen(self) -> duckdb.DuckDBPyConnection | None:
+        """Close the database (readers' cursors too: DuckDB keeps a database open while any
+        connection to it is) and open it again; None when it cannot be opened now."""
+        log.error(
+            "store: %s; opening the database again",
+            "DuckDB invalidated the database" if self._invalidated else "memory failures go on",
+        )
+        with self._lock:
+            cursors, self._cursors = self._cursors, []
+            self._generation += 1
+            old, self._conn = self._conn, None
+        for cursor in cursors:
+            with contextlib.suppress(duckdb.Error):
+                cursor.close()
+        if old is not None:
+            with contextlib.suppress(duckdb.Error):
+                old.close()
+        try:
+            conn = self._connect()  # the journal is folded by the writer's next write, as ever
+        except duckdb.Error as exc:
+            self._last_recovery = time.monotonic()
+            log.error(
+                "store: could not open the database again (%s); tried again in %.0f s",
+                type(exc).__name__,
+                RECOVERY_INTERVAL_S,
+            )
+            return None
+        self._invalidated = False
+        self._recoveries = self._memory_failures = 0
+        self._last_recovery = time.monotonic()
+        self._conn = conn
+        return conn
 
     def _transaction(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch]) -> None:
         """Write ``batches`` in one transaction; rolled back and raised on any failure.
@@ -536,6 +624,8 @@ class DuckStore:
         except duckdb.Error as exc:  # readers still see every row through runs_now; tried again later
             log.warning("store: folding the run journal failed (%s); will retry", type(exc).__name__)
             self._journal_since = time.monotonic()
+            self._memory_failures += int(out_of_memory(exc))
+            self._invalidated = self._invalidated or isinstance(exc, duckdb.FatalException)
 
     def _write(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch]) -> None:
         """Group commit; when the group fails, each batch is committed on its own, so a batch
@@ -581,6 +671,8 @@ class DuckStore:
             self._answer(batch, BatchRejected(f"values that cannot be stored ({type(exc).__name__})"))
         else:
             self._write_failing = True
+            self._memory_failures += int(out_of_memory(exc))
+            self._invalidated = self._invalidated or isinstance(exc, duckdb.FatalException)
             log.error("store write failed: %s", type(exc).__name__)
             log.debug("store write failure", exc_info=exc)
             self._answer(batch, StoreUnavailable(f"store write failed: {type(exc).__name__}"))
@@ -589,13 +681,13 @@ class DuckStore:
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cursor = getattr(self._local, "cursor", None)
-        if cursor is None:
-            if self._conn is None:
-                raise StoreUnavailable("store is not open")
-            cursor = self._conn.cursor()
-            self._local.cursor = cursor
+        if cursor is None or self._local.generation != self._generation:
             with self._lock:
+                if self._conn is None:
+                    raise StoreUnavailable("store is not open")
+                cursor = self._conn.cursor()
                 self._cursors.append(cursor)
+                self._local.cursor, self._local.generation = cursor, self._generation
         return cursor
 
     def memory_bytes(self) -> int:
@@ -864,6 +956,14 @@ def _signal(r: Sequence[Any]) -> Signal:
         mode=r[9],
         shadow=r[10],
     )
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """DuckDB ran out of memory: raised as such, or inside the error of the commit it failed."""
+    if isinstance(exc, duckdb.OutOfMemoryException):
+        return True
+    text = str(exc)
+    return "failed to pin block" in text or "could not allocate block" in text or "Out of Memory" in text
 
 
 def _insert(conn: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
