@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import subprocess
+import time
 from pathlib import Path
 
+import duckdb
 import grpc
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from store.duckdb_store import RECOVERY_INTERVAL_S
 from tests.sidecar import Sidecar, fixture_bytes, wait_for, with_new_trace_ids
 
 LOOP = "openllmetry-openai-toolloop.pb"
@@ -67,6 +71,43 @@ def test_readiness_follows_store_writes_failing(tmp_path: Path) -> None:
         assert daemon.api("/healthz").status == 200
     finally:
         daemon.close()
+
+
+def test_a_full_disk_that_frees_up_takes_exports_again_and_keeps_what_it_acknowledged(tmp_path: Path) -> None:
+    """While the disk is full the writer tries to recover (a checkpoint, then closing and opening
+    the database, which can fail too); once there is room again (the running daemon's file-size
+    limit lifted) exports are taken and readiness returns, and every run acknowledged before is
+    stored."""
+    # Only the soft limit: raising it back needs no privilege.
+    daemon = Sidecar(tmp_path / "full", launcher=("prlimit", f"--fsize={1024 * 1024}:unlimited", "--")).start()
+    acknowledged: list[str] = []
+    try:
+        assert daemon.process is not None
+        for _ in range(1500):
+            body, runs = with_new_trace_ids(fixture_bytes(LOOP))
+            status = daemon.post_otlp(body).status
+            if status != 200:
+                break
+            acknowledged.extend(runs.values())
+        assert status == 503
+        assert acknowledged
+        # Past the writer's recovery interval with the disk still full: its attempts fail.
+        deadline = time.monotonic() + 2 * RECOVERY_INTERVAL_S + 1
+        while time.monotonic() < deadline:
+            body, _ = with_new_trace_ids(fixture_bytes(LOOP))
+            assert daemon.post_otlp(body).status == 503
+            time.sleep(0.5)
+        subprocess.run(["prlimit", f"--pid={daemon.process.pid}", "--fsize=unlimited"], check=True)
+        after, runs = with_new_trace_ids(fixture_bytes(LOOP))
+        wait_for(lambda: daemon.post_otlp(after).status == 200, timeout=30, what="an export taken again")
+        acknowledged.extend(runs.values())
+        wait_for(lambda: daemon.api("/readyz").status == 200, timeout=30, what="readiness back")
+        assert daemon.stop() == 0
+    finally:
+        daemon.close()
+    with duckdb.connect(str(daemon.db_path), read_only=True) as conn:
+        stored = {r[0] for r in conn.execute("SELECT DISTINCT run_id::VARCHAR FROM events").fetchall()}
+    assert set(acknowledged) <= stored
 
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
