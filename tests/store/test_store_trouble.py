@@ -96,6 +96,7 @@ def test_a_full_disk_that_frees_up_takes_exports_again_and_keeps_what_it_acknowl
         while time.monotonic() < deadline:
             body, _ = with_new_trace_ids(fixture_bytes(LOOP))
             assert daemon.post_otlp(body).status == 503
+            assert daemon.api(f"/v1/runs/{acknowledged[0]}").status == 200  # reads go on
             time.sleep(0.5)
         subprocess.run(["prlimit", f"--pid={daemon.process.pid}", "--fsize=unlimited"], check=True)
         after, runs = with_new_trace_ids(fixture_bytes(LOOP))
