@@ -368,7 +368,7 @@ class DuckStore:
             item = self._queue.get()
             if item is _STOP:
                 break
-            conn = self._conn if not self._invalidated else None
+            conn = self._conn  # None only after a reopen failed (_recover reopens at once)
             if conn is None and time.monotonic() - self._last_recovery >= RECOVERY_INTERVAL_S:
                 conn = self._reopen()
             batches: list[WriteBatch] = [item]
