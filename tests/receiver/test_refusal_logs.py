@@ -32,6 +32,8 @@ LIBRARY_TEXT = ("Error parsing", "Wire format", "Expecting", "Failed to parse", 
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sidecar]:
     sidecar = Sidecar(tmp_path_factory.mktemp("refusal-logs")).start()
+    # The startup's background read logs a line after "ready": let it land before lines are counted.
+    wait_for(lambda: "stored run ids read" in sidecar.log_text(), what="the stored run ids read")
     yield sidecar
     sidecar.close()
 
