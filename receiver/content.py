@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Iterable, Mapping
+import json.encoder
+import json.scanner
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,14 +58,23 @@ class Message:
     finish_reason: str | None = None
 
 
+# The stdlib's C scanner, called as json.loads calls it, without loads → decode → raw_decode
+# around it (three Python calls per value, a third of parsing a tool call's arguments).
+_SCAN_JSON = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]  # typeshed: a decoder it is
+_JSON_WHITESPACE = " \t\n\r"
+
+
 def loads_json(value: Any) -> Any:
     """A string holding a JSON object or array, parsed; anything else (plain text, broken or
     absurdly nested JSON) as it is."""
     if isinstance(value, str) and value[:1] in ("{", "["):
         try:
-            return json.loads(value)
-        except (ValueError, RecursionError):
+            data, end = _SCAN_JSON(value, 0)
+        except (ValueError, StopIteration, RecursionError):
             return value
+        if end != len(value) and value[end:].strip(_JSON_WHITESPACE):
+            return value  # more after the value: not JSON (json.loads: "Extra data")
+        return data
     return value
 
 
@@ -90,20 +101,46 @@ def unwrap_tool_input(value: Any) -> tuple[Any, str | None]:
     return data, None
 
 
-# Built once: json.dumps with any option builds an encoder per call (~1 µs, more than encoding
-# a tool call's arguments).
-_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-_SORTED_JSON = json.JSONEncoder(sort_keys=True, ensure_ascii=False)
+def _json_encoder(**options: Any) -> Callable[[Any], str]:
+    """``json.JSONEncoder(**options).encode``, built once (json.dumps with any option builds an
+    encoder per call, ~1 µs) and calling the stdlib's C encoder directly (encode → iterencode are
+    two Python calls per value). No circular-reference check: values come from JSON or OTLP
+    attributes, which cannot hold a cycle (a deep one raises RecursionError, as it would anyway)."""
+    encoder = json.JSONEncoder(**options)
+    c_make_encoder = getattr(json.encoder, "c_make_encoder", None)  # not in typeshed
+    if c_make_encoder is None:  # a Python without the _json accelerator
+        return encoder.encode
+    encode_string = json.encoder.encode_basestring_ascii if encoder.ensure_ascii else json.encoder.encode_basestring
+    chunks = c_make_encoder(
+        None,  # markers: no circular check
+        encoder.default,
+        encode_string,
+        None,  # indent
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
+    return lambda value: "".join(chunks(value, 0))
+
+
+_CANONICAL_JSON = _json_encoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_SORTED_JSON = _json_encoder(sort_keys=True, ensure_ascii=False)
 
 
 def canonical_arguments(value: Any) -> str:
     """Arguments as sorted, compact JSON so the same call hashes the same across sources
     (envelopes removed: see ``unwrap_tool_input``)."""
-    value, _ = unwrap_tool_input(value)
+    return canonical_json(unwrap_tool_input(value)[0])
+
+
+def canonical_json(value: Any) -> str:
+    """Unwrapped arguments (``unwrap_tool_input``) as ``canonical_arguments`` gives them."""
     if isinstance(value, str):
         return value
     try:
-        return _CANONICAL_JSON.encode(value)
+        return _CANONICAL_JSON(value)
     except (TypeError, ValueError, RecursionError):
         return "<unserialisable arguments>"
 
@@ -114,7 +151,7 @@ def _text_of(value: Any) -> str:
     if isinstance(value, str):
         return value
     try:
-        return _SORTED_JSON.encode(value)
+        return _SORTED_JSON(value)
     except (TypeError, ValueError, RecursionError):
         return "<unserialisable content>"
 

@@ -33,6 +33,7 @@ from receiver.content import (
     bounded,
     bounded_json_int,
     canonical_arguments,
+    canonical_json,
     fill_from_blocks,
     injection_from,
     loads_json,
@@ -194,7 +195,9 @@ def read_wanted(attributes: Iterable[pb_common.KeyValue], wanted: frozenset[str]
     for kv in attributes:
         key = kv.key
         if key in wanted or key.startswith(prefixes):
-            out[key] = any_value(kv.value)
+            value = kv.value
+            # most values are strings: read here, without a call to any_value
+            out[key] = value.string_value if value.WhichOneof("value") == "string_value" else any_value(value)
     return out
 
 
@@ -513,8 +516,11 @@ def tool_facts(attrs: Mapping[str, Any], hasher: Hasher, events: Iterable[pb_tra
     event_call_id = None
     if args is None and result is None:
         args, result, event_call_id = _tool_events(events)
-    args_text = canonical_arguments(args) if args is not None else None
-    enveloped_call_id = unwrap_tool_input(args)[1] if args is not None else event_call_id
+    args_text: str | None = None
+    enveloped_call_id = event_call_id
+    if args is not None:
+        arguments, enveloped_call_id = unwrap_tool_input(args)
+        args_text = canonical_json(arguments)
     result_text = result if isinstance(result, str) or result is None else json.dumps(result)
     return ToolFacts(
         name=as_name(_first(attrs, k.TOOL_NAME_KEYS)) or "unknown",
