@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import events as ev
-from .base import END, LIVE, REGISTRY, Detector, DetectorConfig, Signal, signal_id_for
+from .base import END, LIVE, REGISTRY, Detector, DetectorConfig, Finding, Signal, signal_id_for
 from .events import RunEvent
 from .run_view import RunView
 from .settings import DetectorSettings
@@ -46,22 +46,39 @@ class DetectionEngine:
         now_ns: int | None = None,
         end: bool = True,
         failure_types: frozenset[str] | None = None,
+        after: Callable[[RunEvent, list[Signal]], None] | None = None,
     ) -> list[Signal]:
         """Apply ``events`` in order; the signals they prove, each at most once per run.
         ``end=False``: a terminal event does not ask the end detectors (the caller will, later).
         ``failure_types``: only the live detectors of these types are asked (the in-process SDK
-        runs those its ``signal`` policies name; the sidecar runs them all)."""
+        runs those its ``signal`` policies name; the sidecar runs them all).
+        ``after``: called after each event with the signals it raised, before the next event is
+        applied (the sidecar's policies judge each event, and may mark a type fired)."""
         configs = self.settings.for_agent(view.agent_id)
         view.baseline_p75 = self.baseline(view.agent_id)
         now_ns = now_ns or time.time_ns()
         live = self._live if failure_types is None else self._live_of(failure_types)
+        fired = view.fired
         signals: list[Signal] = []
         for event in events:
+            first = len(signals)
             for seen in view.apply(event):
+                # The daemon's hottest loop (every event, every detector watching its kind):
+                # _ask written out, one call fewer per detector asked.
                 for detector in live.get(seen.kind, ()):
-                    self._ask(detector, view, seen, configs, now_ns, signals)
+                    failure_type = detector.failure_type
+                    if failure_type in fired:
+                        continue
+                    config = configs[failure_type]
+                    if not config.enabled:
+                        continue
+                    finding = detector.check(view, seen, config)
+                    if finding is not None:
+                        signals.append(self._fired(detector, view, finding, config, now_ns))
                 if end and seen.kind in ev.TERMINAL_KINDS:
                     signals.extend(self.evaluate_end(view, seen, now_ns))
+            if after is not None:
+                after(event, signals[first:])
         return signals
 
     def _live_of(self, failure_types: frozenset[str]) -> dict[str, list[Detector[Any]]]:
@@ -105,21 +122,24 @@ class DetectionEngine:
         if not config.enabled:
             return
         finding = detector.check(view, event, config)
-        if finding is None:
-            return
+        if finding is not None:
+            out.append(DetectionEngine._fired(detector, view, finding, config, now_ns))
+
+    @staticmethod
+    def _fired(detector: Detector[Any], view: RunView, finding: Finding, config: DetectorConfig, now_ns: int) -> Signal:
+        """The signal of a finding; its type is marked fired in the run."""
+        failure_type = detector.failure_type
         view.fired.add(failure_type)
-        out.append(
-            Signal(
-                signal_id=signal_id_for(view.run_id, failure_type),
-                run_id=view.run_id,
-                agent_id=view.agent_id,
-                failure_type=failure_type,
-                severity=finding.severity,
-                confidence=finding.confidence,
-                step_index=finding.step_index,
-                evidence=dict(finding.evidence),
-                detected_ns=now_ns,
-                mode=detector.mode,
-                shadow=config.shadow,
-            )
+        return Signal(
+            signal_id=signal_id_for(view.run_id, failure_type),
+            run_id=view.run_id,
+            agent_id=view.agent_id,
+            failure_type=failure_type,
+            severity=finding.severity,
+            confidence=finding.confidence,
+            step_index=finding.step_index,
+            evidence=dict(finding.evidence),
+            detected_ns=now_ns,
+            mode=detector.mode,
+            shadow=config.shadow,
         )

@@ -285,23 +285,28 @@ class Pipeline:
         stored: frozenset[int] | set[int] = frozenset(),
     ) -> None:
         """Detectors, then the agent's policies, event by event (a policy may test a signal).
-        The events whose ``id()`` is in ``stored`` were stored before (judged only now)."""
-        for event in new:
-            deferred = self._end_grace > 0 and event.kind in TERMINAL_EVENT_KINDS
-            signals = self.engine.process(run.view, [event], now_ns, end=not deferred)
-            if deferred:
-                self._ending.setdefault(run.state.run_id, time.monotonic() + self._end_grace)
-            triggered, raised = self.policies.evaluate(
-                run.policy, run.state.run_id, agent_id, event, run.view.event_step, signals
-            )
-            run.view.fired.update(s.failure_type for s in raised)
+        The events whose ``id()`` is in ``stored`` were stored before (judged only now). With an
+        end grace, a run's end is judged once the grace has passed (``finish_ending_runs``)."""
+        run_id = run.state.run_id
+        view = run.view
+
+        def judge_policies(event: RunEvent, signals: list[Signal]) -> None:
+            triggered, raised = self.policies.evaluate(run.policy, run_id, agent_id, event, view.event_step, signals)
             if id(event) not in stored:
                 batch.events.append(event)
-            batch.events.extend(triggered)
             batch.signals.extend(signals)
-            batch.signals.extend(raised)
-            for policy_event in triggered:
-                self.metrics.policy_triggers.labels(policy_event.payload["action_type"]).inc()
+            if raised:
+                view.fired.update(s.failure_type for s in raised)
+                batch.signals.extend(raised)
+            if triggered:
+                batch.events.extend(triggered)
+                for policy_event in triggered:
+                    self.metrics.policy_triggers.labels(policy_event.payload["action_type"]).inc()
+
+        deferred = self._end_grace > 0
+        self.engine.process(view, new, now_ns, end=not deferred, after=judge_policies)
+        if deferred and any(event.kind in TERMINAL_EVENT_KINDS for event in new):
+            self._ending.setdefault(run_id, time.monotonic() + self._end_grace)
 
     @staticmethod
     def _settle_agent(run: OpenRun, agent_id: str, batch: _Batch) -> None:

@@ -94,11 +94,12 @@ class PolicyBook:
                 return [], []
             state.fired_types.add(POLICY_VIOLATION)
             return [], [_violation(run_id, agent_id, step, p)]
-        if not observed:
+        policies = self.for_agent(agent_id)
+        if not observed or not policies:
             return [], []
         events: list[RunEvent] = []
         signals: list[Signal] = []
-        for policy, shown in due(self.for_agent(agent_id), state, observed):
+        for policy, shown in due(policies, state, observed):
             event_id = f"policy:{policy.id}" if policy.action != "log" else f"policy:{policy.id}:{event.event_id}"
             payload = {
                 "policy_id": policy.id,

@@ -34,8 +34,10 @@ class CascadingToolFailure(Detector[CascadingToolFailureConfig]):
             if call.success is not False:
                 break
             failed.append(call)
+        if len(failed) < config.threshold:
+            return None
         tools = sorted({call.name or "unknown" for call in failed})  # failed calls come from tool spans: named
-        if len(failed) < config.threshold or len(tools) < 2:
+        if len(tools) < 2:
             return None
         return Finding(
             severity=HIGH,

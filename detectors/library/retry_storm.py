@@ -32,7 +32,7 @@ class RetryStorm(Detector[RetryStormConfig]):
     )
 
     def check(self, run: RunView, event: RunEvent, config: RetryStormConfig) -> Finding | None:
-        calls = list(run.tools)
+        calls = run.tools  # read only: no copy per tool result
         index = next((i for i in range(len(calls) - 1, -1, -1) if calls[i].call_id == event.call_id), None)
         if index is None or calls[index].success is not False:
             return None
