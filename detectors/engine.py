@@ -58,13 +58,14 @@ class DetectionEngine:
         view.baseline_p75 = self.baseline(view.agent_id)
         now_ns = now_ns or time.time_ns()
         live = self._live if failure_types is None else self._live_of(failure_types)
-        fired = view.fired
         signals: list[Signal] = []
         for event in events:
             first = len(signals)
+            # The daemon's hottest loop (every event, every detector watching its kind): _ask
+            # written out, and the fired types read once per event into a tuple (``in`` on the
+            # run's FailureTypes is a Python call per detector asked).
+            fired = tuple(view.fired)
             for seen in view.apply(event):
-                # The daemon's hottest loop (every event, every detector watching its kind):
-                # _ask written out, one call fewer per detector asked.
                 for detector in live.get(seen.kind, ()):
                     failure_type = detector.failure_type
                     if failure_type in fired:
@@ -75,6 +76,7 @@ class DetectionEngine:
                     finding = detector.check(view, seen, config)
                     if finding is not None:
                         signals.append(self._fired(detector, view, finding, config, now_ns))
+                        fired += (failure_type,)
                 if end and seen.kind in ev.TERMINAL_KINDS:
                     signals.extend(self.evaluate_end(view, seen, now_ns))
             if after is not None:

@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, Protocol, TypeVar
 
 from detectors import events as ev
 from detectors.events import RunEvent, RunRow
@@ -121,7 +121,9 @@ _V = TypeVar("_V")
 
 def _interned(value: _V) -> _V:
     """A name many runs repeat (agent, tool, model, finish reason): one copy for all of them."""
-    return cast(_V, sys.intern(cast(str, value))) if type(value) is str else value
+    if type(value) is str:
+        return sys.intern(value)  # type: ignore[call-overload]  # type() narrows no TypeVar; cast() costs a call
+    return value
 
 
 def _drop_none(payload: dict[str, Any]) -> dict[str, Any]:
@@ -458,11 +460,12 @@ class RunState:
         """The agent a run belongs to, from the strongest name seen so far (README, "Agent ids")."""
         if span.service_name and not self.service_name:
             self.service_name = _interned(span.service_name)
-        for rank, name in _agent_candidates(span):
+        offered = _strongest_agent_name(span)  # a span's weaker names never beat its strongest
+        if offered is not None:
+            rank, name = offered
             outer = rank == AGENT_SPAN and rank == self.agent_rank and span.start_ns < self.agent_start_ns
             if rank < self.agent_rank or outer:
                 self.agent_id, self.agent_rank, self.agent_start_ns = _interned(name), rank, span.start_ns
-            break  # a span's weaker names never beat its strongest
         if self.agent_rank == AGENT_RESOURCE or span.is_root:
             self.agent_settled = True
 
@@ -1144,20 +1147,20 @@ AGENT_SERVICE = 5  # the resource's service.name
 AGENT_RESTORED = 2  # a run rebuilt from the store keeps its id unless a stronger name comes
 
 
-def _agent_candidates(span: SpanFacts) -> list[tuple[int, str]]:
-    """The agent names one span offers, strongest first."""
-    out: list[tuple[int, str]] = []
+def _strongest_agent_name(span: SpanFacts) -> tuple[int, str] | None:
+    """(rank, name) of the strongest agent name a span offers, if any."""
     if span.resource_agent_name:
-        out.append((AGENT_RESOURCE, span.resource_agent_name))
+        return AGENT_RESOURCE, span.resource_agent_name
+    is_root = span.is_root
     if span.agent_name:
-        out.append((AGENT_ROOT if span.is_root else AGENT_SPAN, span.agent_name))
-    if span.is_root and span.agent_span_name:
-        out.append((AGENT_ROOT_SPAN_NAME, span.agent_span_name))
+        return (AGENT_ROOT if is_root else AGENT_SPAN), span.agent_name
+    if is_root and span.agent_span_name:
+        return AGENT_ROOT_SPAN_NAME, span.agent_span_name
     if span.workflow_name:
-        out.append((AGENT_WORKFLOW, span.workflow_name))
+        return AGENT_WORKFLOW, span.workflow_name
     if span.service_name:
-        out.append((AGENT_SERVICE, span.service_name))
-    return out
+        return AGENT_SERVICE, span.service_name
+    return None
 
 
 def _first_open(queue: list[M] | None) -> M | None:
