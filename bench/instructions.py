@@ -60,21 +60,15 @@ else:
 """
 
 
+def _child(tree: Path, stage: str, n: int, prefix: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
+    command = [*prefix, sys.executable, "-c", CHILD, stage, str(n), str(REQUESTS)]
+    return subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
+
+
 def instructions(tree: Path, stage: str, n: int) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-instructions-") as tmp:
-        env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"}
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={tmp}/out",
-            sys.executable,
-            "-c",
-            CHILD,
-            stage,
-            str(n),
-            str(REQUESTS),
-        ]
-        done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
+        done = _child(tree, stage, n, ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/out"])
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
         raise SystemExit(f"valgrind failed in {tree}: {done.stderr[-2000:]}")
@@ -82,6 +76,11 @@ def instructions(tree: Path, stage: str, n: int) -> int:
 
 
 def per_span(tree: Path, stage: str, spans_per_request: int) -> float:
+    # Once without valgrind first: it writes the tree's bytecode caches, which the first counted
+    # run would otherwise compile (a fresh worktree's whole package, an edited module) and count.
+    warm = _child(tree, stage, 1, [])
+    if warm.returncode != 0:
+        raise SystemExit(f"the measured code failed in {tree}: {warm.stderr[-2000:]}")
     extra = instructions(tree, stage, REQUESTS) - instructions(tree, stage, 1)
     return extra / ((REQUESTS - 1) * spans_per_request)
 
