@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from . import events as ev
-from .base import END, LIVE, REGISTRY, Detector, DetectorConfig, Finding, Signal, signal_id_for
+from .base import END, LIVE, REGISTRY, Detector, DetectorConfig, Signal, signal_id_for
 from .events import RunEvent
 from .run_view import RunView
 from .settings import DetectorSettings
@@ -61,22 +61,8 @@ class DetectionEngine:
         signals: list[Signal] = []
         for event in events:
             first = len(signals)
-            # The daemon's hottest loop (every event, every detector watching its kind): _ask
-            # written out, and the fired types read once per event into a tuple (``in`` on the
-            # run's FailureTypes is a Python call per detector asked).
-            fired = tuple(view.fired)
             for seen in view.apply(event):
-                for detector in live.get(seen.kind, ()):
-                    failure_type = detector.failure_type
-                    if failure_type in fired:
-                        continue
-                    config = configs[failure_type]
-                    if not config.enabled:
-                        continue
-                    finding = detector.check(view, seen, config)
-                    if finding is not None:
-                        signals.append(self._fired(detector, view, finding, config, now_ns))
-                        fired += (failure_type,)
+                self._ask(live.get(seen.kind, ()), view, seen, configs, now_ns, signals)
                 if end and seen.kind in ev.TERMINAL_KINDS:
                     signals.extend(self.evaluate_end(view, seen, now_ns))
             if after is not None:
@@ -104,44 +90,47 @@ class DetectionEngine:
         configs = self.settings.for_agent(view.agent_id)
         now_ns = now_ns or time.time_ns()
         signals: list[Signal] = []
-        for detector in self._end:
-            self._ask(detector, view, event, configs, now_ns, signals)
+        self._ask(self._end, view, event, configs, now_ns, signals)
         return signals
 
     @staticmethod
     def _ask(
-        detector: Detector[Any],
+        detectors: Iterable[Detector[Any]],
         view: RunView,
         event: RunEvent,
         configs: dict[str, DetectorConfig] | Any,
         now_ns: int,
         out: list[Signal],
     ) -> None:
-        failure_type = detector.failure_type
-        if failure_type in view.fired:
-            return
-        config = configs[failure_type]
-        if not config.enabled:
-            return
-        finding = detector.check(view, event, config)
-        if finding is not None:
-            out.append(DetectionEngine._fired(detector, view, finding, config, now_ns))
-
-    @staticmethod
-    def _fired(detector: Detector[Any], view: RunView, finding: Finding, config: DetectorConfig, now_ns: int) -> Signal:
-        """The signal of a finding; its type is marked fired in the run."""
-        failure_type = detector.failure_type
-        view.fired.add(failure_type)
-        return Signal(
-            signal_id=signal_id_for(view.run_id, failure_type),
-            run_id=view.run_id,
-            agent_id=view.agent_id,
-            failure_type=failure_type,
-            severity=finding.severity,
-            confidence=finding.confidence,
-            step_index=finding.step_index,
-            evidence=dict(finding.evidence),
-            detected_ns=now_ns,
-            mode=detector.mode,
-            shadow=config.shadow,
-        )
+        """Ask each detector not fired in the run and enabled; a finding becomes a signal and
+        marks its type fired. The daemon's hottest loop (every event, every detector watching its
+        kind): the fired types are read once into a tuple, as ``in`` on the run's FailureTypes is
+        a Python call per detector."""
+        fired = tuple(view.fired)
+        for detector in detectors:
+            failure_type = detector.failure_type
+            if failure_type in fired:
+                continue
+            config = configs[failure_type]
+            if not config.enabled:
+                continue
+            finding = detector.check(view, event, config)
+            if finding is None:
+                continue
+            view.fired.add(failure_type)
+            fired += (failure_type,)
+            out.append(
+                Signal(
+                    signal_id=signal_id_for(view.run_id, failure_type),
+                    run_id=view.run_id,
+                    agent_id=view.agent_id,
+                    failure_type=failure_type,
+                    severity=finding.severity,
+                    confidence=finding.confidence,
+                    step_index=finding.step_index,
+                    evidence=dict(finding.evidence),
+                    detected_ns=now_ns,
+                    mode=detector.mode,
+                    shadow=config.shadow,
+                )
+            )
