@@ -51,7 +51,9 @@ RUN_COLUMNS = (
 RUN_SELECT = ", ".join(c for c in RUN_COLUMNS if c != "updated_ns")  # a RunRow's fields, in order
 # Run rows are appended to run_journal and folded into runs by the first write after the oldest
 # unfolded row is this old, or once the journal is this long; readers see both through runs_now.
-FOLD_INTERVAL_S = 1.0
+# Not more often: each fold scans every stored run, and its hash joins leave ~35 dead entries in
+# DuckDB's eviction queues (~240 bytes each, kept until a queue holds 32,768; README "Memory").
+FOLD_INTERVAL_S = 5.0
 FOLD_ROWS = 5_000
 # Up to this many rows a table takes one INSERT ... VALUES; more, an appender. An appender costs
 # ~0.5 ms to open and flush whatever it holds; VALUES costs more per row.
