@@ -119,3 +119,17 @@ def tune_gc() -> None:
     gc.freeze()
     _, older, oldest = gc.get_threshold()
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
+
+
+# The daemon's process also runs a full collection this often. With young collections rare,
+# cyclic garbage (an evicted run's state) waits for a full collection, which CPython runs only
+# once the old generation has grown by a quarter; until then it lifts pymalloc's high-water
+# mark, and pymalloc returns an arena only when it is empty, so RSS kept creeping up under
+# sustained load (README "Memory", round 8). A pass over the open runs' objects costs a few ms.
+FULL_COLLECTION_INTERVAL_S = 15.0
+
+
+async def collect_garbage_every(interval: float = FULL_COLLECTION_INTERVAL_S) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        gc.collect()

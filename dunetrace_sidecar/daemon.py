@@ -26,7 +26,7 @@ from detectors.events import RunEvent
 from dunetrace_sidecar.alerts import SLACK, WEBHOOK, AlertDispatcher, Destination
 from dunetrace_sidecar.api import SdkBackend, build_api_app
 from dunetrace_sidecar.baseline import BaselineCache
-from dunetrace_sidecar.cli import tune_gc
+from dunetrace_sidecar.cli import collect_garbage_every, tune_gc
 from dunetrace_sidecar.config import SETTINGS, Config, ConfigError, Endpoint, TlsConfig, load
 from dunetrace_sidecar.decisions import DecisionsService
 from dunetrace_sidecar.metrics import Metrics
@@ -249,6 +249,7 @@ class Daemon:
         self._tasks.append(asyncio.create_task(self.pipeline.read_stored_run_ids(), name="stored-run-ids"))
         self._tasks.append(asyncio.create_task(self.pipeline.run_sweeper(interval), name="stall-sweeper"))
         self._tasks.append(asyncio.create_task(self.pipeline.run_timers(0.25), name="run-timers"))
+        self._tasks.append(asyncio.create_task(collect_garbage_every(), name="full-collections"))
         if self.config_file:
             self._tasks.append(asyncio.create_task(self._watch_config(self.config_file), name="config-watch"))
         if self._tls:
