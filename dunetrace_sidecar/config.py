@@ -402,6 +402,14 @@ SETTINGS: tuple[Setting, ...] = (
         "DuckDB's memory limit (its buffer cache grows to it, then evicts); e.g. 256MB, 1GB.",
     ),
     Setting(
+        "store.retention_hours",
+        "DUNETRACE_STORE_RETENTION_HOURS",
+        168,
+        parse_non_negative_float,
+        "Runs not written for this long are removed with their events, signals and alert deliveries "
+        "(checked every tenth of it, at most every minute); 0 keeps everything.",
+    ),
+    Setting(
         "runs.stall_timeout_seconds",
         "DUNETRACE_STALL_TIMEOUT",
         90,
@@ -669,6 +677,7 @@ class ApiConfig:
 class StoreConfig:
     path: str
     memory_limit: str
+    retention_hours: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -867,7 +876,11 @@ def load(config_file: str | Path | None = None, environ: Mapping[str, str] | Non
             allow_insecure=values["api.allow_insecure"],
             tls=_tls_config(values, "api.tls"),
         ),
-        store=StoreConfig(path=values["store.path"], memory_limit=values["store.memory_limit"]),
+        store=StoreConfig(
+            path=values["store.path"],
+            memory_limit=values["store.memory_limit"],
+            retention_hours=values["store.retention_hours"],
+        ),
         runs=RunsConfig(
             stall_timeout_seconds=values["runs.stall_timeout_seconds"],
             end_grace_seconds=values["runs.end_grace_seconds"],

@@ -89,7 +89,11 @@ class Daemon:
         self.config_file = config_file
         self.metrics = Metrics()
         self.store = DuckStore(
-            config.store.path, on_write=self.metrics.store_write.observe, memory_limit=config.store.memory_limit
+            config.store.path,
+            on_write=self.metrics.store_write.observe,
+            memory_limit=config.store.memory_limit,
+            retention_s=config.store.retention_hours * 3600,
+            on_expire=self.metrics.runs_expired.inc,
         )
         self.baselines = baselines = BaselineCache(self.store.recent_completed_steps)
         self.policies = PolicyService(PolicyBook([], config.model_prices), self.store)

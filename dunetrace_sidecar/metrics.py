@@ -65,6 +65,11 @@ class Metrics:
             f"{PREFIX}_runs_shed", "Open runs forgotten because runs.max_open_runs was reached.", registry=r
         )
         self.events_stored = Counter(f"{PREFIX}_events_stored", "Run events committed to the store.", registry=r)
+        self.runs_expired = Counter(
+            f"{PREFIX}_runs_expired",
+            "Stored runs removed with their events and signals after store.retention_hours without a write.",
+            registry=r,
+        )
         self.signals = Counter(
             f"{PREFIX}_signals",
             'Signals raised, by failure type, severity and shadow ("true": stored, never alerted).',

@@ -62,6 +62,10 @@ SMALL_INSERT_ROWS = 4
 RECOVERY_INTERVAL_S = 5.0
 # Checkpoints tried while memory failures went on before the database is closed and opened again.
 CHECKPOINTS_BEFORE_REOPEN = 3
+# Expired runs (store.retention_hours) are removed every tenth of the retention, but at least
+# this often and at most once a second: the sweep scans every stored run's updated_ns.
+RETENTION_SWEEP_MAX_S = 60.0
+RETENTION_SWEEP_MIN_S = 1.0
 
 
 class StoreUnavailable(RuntimeError):
@@ -231,10 +235,18 @@ class DuckStore:
         max_batch_events: int = 50_000,
         on_write: Callable[[float], None] | None = None,
         memory_limit: str = "256MB",
+        retention_s: float = 0.0,
+        on_expire: Callable[[int], None] | None = None,
     ) -> None:
-        """``on_write(seconds)`` is called from the writer thread after each committed transaction."""
+        """``on_write(seconds)`` is called from the writer thread after each committed transaction.
+        With ``retention_s``, runs quiet for longer are removed with their events, signals and
+        alert deliveries (0: kept for ever); ``on_expire(runs)`` is called after each removal."""
         self.path = path
         self._on_write = on_write
+        self._on_expire = on_expire
+        self._retention_ns = int(retention_s * 1e9)
+        self._sweep_interval = min(RETENTION_SWEEP_MAX_S, max(RETENTION_SWEEP_MIN_S, retention_s / 10))
+        self._last_sweep = float("-inf")  # monotonic; the first sweep comes with the writer's start
         self._memory_limit = memory_limit
         self._max_batch_events = max_batch_events
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -366,8 +378,14 @@ class DuckStore:
 
     def _writer(self) -> None:
         stop = False
+        wait = self._sweep_interval if self._retention_ns else None  # an idle store still expires runs
         while not stop:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                if self._conn is not None:
+                    self._maybe_expire(self._conn)
+                continue
             if item is _STOP:
                 break
             conn = self._conn  # None only after a reopen failed (_recover reopens at once)
@@ -397,6 +415,7 @@ class DuckStore:
                 for batch in batches:
                     self._answer(batch, StoreUnavailable("store write failed"))
             self._maybe_fold(conn)  # after the batches were answered: it delays no acknowledgement
+            self._maybe_expire(conn)
             if self._invalidated or self._memory_failures or self._recoveries:
                 self._recover(conn)
 
@@ -628,6 +647,47 @@ class DuckStore:
             self._journal_since = time.monotonic()
             self._memory_failures += int(out_of_memory(exc))
             self._invalidated = self._invalidated or isinstance(exc, duckdb.FatalException)
+
+    def _maybe_expire(self, conn: duckdb.DuckDBPyConnection) -> None:
+        if not self._retention_ns or time.monotonic() - self._last_sweep < self._sweep_interval:
+            return
+        self._last_sweep = time.monotonic()
+        try:
+            if self._journal_rows:
+                self._fold(conn)  # so runs holds every run's latest row, the one the sweep judges
+            removed = self._expire(conn, time.time_ns() - self._retention_ns)
+        except duckdb.Error as exc:  # tried again at the next sweep; nothing was removed
+            log.warning("store: removing expired runs failed (%s); will retry", type(exc).__name__)
+            self._memory_failures += int(out_of_memory(exc))
+            self._invalidated = self._invalidated or isinstance(exc, duckdb.FatalException)
+            return
+        if removed:
+            log.info("store: removed %d run(s) quiet for longer than store.retention_hours", removed)
+            if self._on_expire is not None:
+                self._on_expire(removed)
+
+    def _expire(self, conn: duckdb.DuckDBPyConnection, cutoff_ns: int) -> int:
+        """Remove the runs last written before ``cutoff_ns`` (daemon time) with their events,
+        signals and those signals' alert deliveries, in one transaction; the number of runs.
+
+        A run's events are committed with its row (``updated_ns``), so they were all ingested
+        before its last update: the ``ingested_ns`` bound lets DuckDB skip every newer row group
+        by its min/max, and a run still being written keeps all of its events, however old."""
+        expired = "SELECT run_id FROM runs WHERE updated_ns < $cutoff"
+        cutoff = {"cutoff": cutoff_ns}
+        try:
+            conn.execute("BEGIN")
+            their_signals = f"SELECT signal_id FROM signals WHERE run_id IN ({expired})"
+            conn.execute(f"DELETE FROM deliveries WHERE signal_id IN ({their_signals})", cutoff)
+            conn.execute(f"DELETE FROM signals WHERE run_id IN ({expired})", cutoff)
+            conn.execute(f"DELETE FROM events WHERE ingested_ns < $cutoff AND run_id IN ({expired})", cutoff)
+            row = conn.execute("DELETE FROM runs WHERE updated_ns < $cutoff", cutoff).fetchall()[0]
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(duckdb.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return int(row[0]) if row else 0
 
     def _write(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch]) -> None:
         """Group commit; when the group fails, each batch is committed on its own, so a batch
