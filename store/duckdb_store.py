@@ -331,7 +331,7 @@ class DuckStore:
         try:
             for (table,) in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall():
                 # Every column of every row: each block's checksum is verified as it is read.
-                conn.execute(f'SELECT bit_xor(hash(t)) FROM "{table}" AS t').fetchone()
+                conn.execute(f'SELECT bit_xor(hash(t)) FROM "{table}" AS t').fetchall()
             conn.execute("BEGIN")
             conn.execute("INSERT INTO events VALUES (gen_random_uuid(), 'probe', 'probe', 0, '', '{}', 0)")
             conn.execute("ROLLBACK")
@@ -342,7 +342,7 @@ class DuckStore:
 
     def _migrate(self, conn: duckdb.DuckDBPyConnection) -> None:
         conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL, applied_ns BIGINT NOT NULL)")
-        row = conn.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
+        row = _one(conn, "SELECT coalesce(max(version), 0) FROM schema_version")
         current = int(row[0]) if row else 0
         for version, statements in MIGRATIONS:
             if version <= current:
@@ -360,7 +360,7 @@ class DuckStore:
 
     @property
     def schema_version(self) -> int:
-        row = self._cursor().execute("SELECT max(version) FROM schema_version").fetchone()
+        row = _one(self._cursor(), "SELECT max(version) FROM schema_version")
         return int(row[0]) if row and row[0] is not None else 0
 
     # --- writes --------------------------------------------------------------------------
@@ -681,7 +681,7 @@ class DuckStore:
             conn.execute(f"DELETE FROM deliveries WHERE signal_id IN ({their_signals})", cutoff)
             conn.execute(f"DELETE FROM signals WHERE run_id IN ({expired})", cutoff)
             conn.execute(f"DELETE FROM events WHERE ingested_ns < $cutoff AND run_id IN ({expired})", cutoff)
-            row = conn.execute("DELETE FROM runs WHERE updated_ns < $cutoff", cutoff).fetchall()[0]
+            row = _one(conn, "DELETE FROM runs WHERE updated_ns < $cutoff", cutoff)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
@@ -756,7 +756,7 @@ class DuckStore:
         """What DuckDB holds in memory by its own accounting (buffer cache, indexes); bounded by
         store.memory_limit. 0 when the store cannot answer."""
         try:
-            row = self._cursor().execute("SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()").fetchone()
+            row = _one(self._cursor(), "SELECT coalesce(sum(memory_usage_bytes), 0) FROM duckdb_memory()")
         except (duckdb.Error, StoreUnavailable):
             return 0
         return int(row[0]) if row else 0
@@ -765,7 +765,7 @@ class DuckStore:
         """Ready: open, answering, and its last write did not fail for the store's own reasons
         (a full disk, I/O errors) — readiness follows what exports are being answered."""
         try:
-            self._cursor().execute("SELECT 1").fetchone()
+            _one(self._cursor(), "SELECT 1")
             return self.healthy and not self._write_failing
         except (duckdb.Error, StoreUnavailable):
             return False
@@ -816,7 +816,7 @@ class DuckStore:
             params.extend(flt.after)
         cursor = self._cursor()
         stats_sql = f"SELECT count(*), min({time_column}), max({time_column}) FROM {source}"
-        stats = cursor.execute(stats_sql).fetchone() if windowed else None
+        stats = _one(cursor, stats_sql) if windowed else None
         count, oldest, newest = stats if stats else (0, None, None)
         upper = flt.after[0] if flt.after is not None else flt.until_ns if flt.until_ns is not None else newest
         windows: list[int | None] = [None]
@@ -849,11 +849,12 @@ class DuckStore:
         return [_run_row(r) for r in self._cursor().execute(sql, [ids]).fetchall()]
 
     def run_count(self) -> int:
-        row = self._cursor().execute("SELECT count(*) FROM runs_now").fetchone()
+        row = _one(self._cursor(), "SELECT count(*) FROM runs_now")
         return int(row[0]) if row else 0
 
     def run_id_batches(self, size: int = 65_536) -> Iterator[list[str]]:
-        """Every run id stored (canonical UUID strings, as the pipeline names runs), in batches."""
+        """Every run id stored (canonical UUID strings, as the pipeline names runs), in batches.
+        Read it to the end: until then the cursor's transaction stays open (see ``_one``)."""
         result = self._cursor().execute("SELECT run_id::VARCHAR FROM runs_now")
         while rows := result.fetchmany(size):
             yield [row[0] for row in rows]
@@ -976,10 +977,9 @@ class DuckStore:
     def fix_outcome(self, fix: FixRecord) -> dict[str, int]:
         """Runs of the fixed agent started since the fix, the failure's recurrences on them, and
         how many of them ran a generation on the new prompt version."""
-        row = (
-            self._cursor()
-            .execute(
-                """
+        row = _one(
+            self._cursor(),
+            """
                 WITH after AS (
                     SELECT run_id FROM runs_now WHERE agent_id = ? AND started_ns >= ?
                 )
@@ -992,9 +992,7 @@ class DuckStore:
                          AND json_extract_string(e.payload, '$.langfuse_prompt_name') = ?
                          AND TRY_CAST(json_extract_string(e.payload, '$.langfuse_prompt_version') AS BIGINT) = ?)
                 """,
-                [fix.agent_id, fix.applied_ns, fix.failure_type, fix.prompt_name, fix.new_version],
-            )
-            .fetchone()
+            [fix.agent_id, fix.applied_ns, fix.failure_type, fix.prompt_name, fix.new_version],
         )
         assert row is not None
         return {"runs_after_fix": row[0], "recurrences_after_fix": row[1], "adopted_runs": row[2]}
@@ -1026,6 +1024,16 @@ def out_of_memory(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return "failed to pin block" in text or "could not allocate block" in text or "Out of Memory" in text
+
+
+def _one(cursor: duckdb.DuckDBPyConnection, sql: str, params: Any = None) -> tuple[Any, ...] | None:
+    """The first row of ``sql``, its result read to the end. DuckDB ends an autocommit query's
+    transaction only once its result is exhausted, and while any transaction is open it keeps
+    the row versions committed since (a fold's deleted runs rows, its undo buffers) and cannot
+    vacuum deleted rows: a reader's ``fetchone()`` left its cursor's transaction open until that
+    thread's next query, and the daemon's memory and file grew under load (README "Memory")."""
+    rows = cursor.execute(sql, params).fetchall()
+    return rows[0] if rows else None
 
 
 def _insert(conn: duckdb.DuckDBPyConnection, table: str, rows: Sequence[tuple[Any, ...]]) -> None:
