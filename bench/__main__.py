@@ -162,15 +162,22 @@ SOAK_SPANS_PER_S = 4_000  # about half of the sidecar's maximum on the bench wor
 
 
 def bench_soak(
-    soak_seconds: float, spans_per_s: float = SOAK_SPANS_PER_S, memory_limit: str = "64MB"
+    soak_seconds: float,
+    spans_per_s: float = SOAK_SPANS_PER_S,
+    memory_limit: str = "64MB",
+    retention_hours: float | None = None,
 ) -> dict[str, Any]:
     """Steady load of complete runs (fresh trace ids, 128-span exports from two paced senders),
     sampling RSS and what DuckDB accounts for itself. A short stall timeout so runs are evicted
     within the soak, and a small DuckDB memory limit so its buffer cache (which grows to the limit
     by design) reaches its plateau within the soak too. RSS is noisy (the allocators keep and
     return memory in large steps), so besides first-to-last the growth is also taken between the
-    medians of the first and last thirds after warm-up (the first quarter)."""
+    medians of the first and last thirds after warm-up (the first quarter). ``retention_hours``
+    (store.retention_hours; the daemon's default when None) shorter than the soak lets the store
+    stop growing within it."""
     env = {"DUNETRACE_STALL_TIMEOUT": "5", "DUNETRACE_STORE_MEMORY_LIMIT": memory_limit}
+    if retention_hours is not None:
+        env["DUNETRACE_STORE_RETENTION_HOURS"] = str(retention_hours)
     server = throughput.start("sidecar", env)
     samples: list[tuple[float, int, int]] = []  # seconds, RSS KB, DuckDB KB
     pool, pool_spans = build_requests(60, spans_per_request=128, seed=int(uuid.uuid4().int % 1000))
@@ -237,6 +244,7 @@ def bench_soak(
         "soak_seconds": soak_seconds,
         "soak_spans_per_s": rate,
         "soak_memory_limit": memory_limit,
+        "soak_retention_hours": retention_hours,
         "soak_rss_kb": samples,
         "soak_growth_after_warmup_kb": growth,
         "soak_growth_after_warmup_share": growth / warm[0][0],
