@@ -602,7 +602,8 @@ def main(argv: list[str] | None = None) -> int:
         }
 
         t2 = time.perf_counter()
-        server = start("sidecar", {"DUNETRACE_DB_PATH": str(path)})
+        # The store spans --days of history: nothing may expire while it is measured.
+        server = start("sidecar", {"DUNETRACE_DB_PATH": str(path), "DUNETRACE_STORE_RETENTION_HOURS": "0"})
         out["daemon_start_seconds"] = time.perf_counter() - t2
         print(f"daemon: ready in {out['daemon_start_seconds']:.1f} s, API on {server.addresses['api']}", flush=True)
         client = Client(server.addresses["api"])
