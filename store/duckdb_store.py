@@ -66,6 +66,10 @@ CHECKPOINTS_BEFORE_REOPEN = 3
 # this often and at most once a second: the sweep scans every stored run's updated_ns.
 RETENTION_SWEEP_MAX_S = 60.0
 RETENTION_SWEEP_MIN_S = 1.0
+# Runs removed per sweep transaction: a backlog (a store older than the retention, at its first
+# start with one) goes in bounded steps, one after another, each a short stop for the writer and
+# a small join, instead of one delete that could run store.memory_limit out.
+EXPIRE_BATCH_RUNS = 20_000
 
 
 class StoreUnavailable(RuntimeError):
@@ -247,6 +251,7 @@ class DuckStore:
         self._retention_ns = int(retention_s * 1e9)
         self._sweep_interval = min(RETENTION_SWEEP_MAX_S, max(RETENTION_SWEEP_MIN_S, retention_s / 10))
         self._last_sweep = float("-inf")  # monotonic; the first sweep comes with the writer's start
+        self._expiry_backlog = False  # the last sweep removed a full batch: the next one is due at once
         self._memory_limit = memory_limit
         self._max_batch_events = max_batch_events
         self._queue: queue.Queue[Any] = queue.Queue()
@@ -378,8 +383,9 @@ class DuckStore:
 
     def _writer(self) -> None:
         stop = False
-        wait = self._sweep_interval if self._retention_ns else None  # an idle store still expires runs
         while not stop:
+            # An idle store still expires runs, and works off a backlog without waiting.
+            wait = (0.0 if self._expiry_backlog else self._sweep_interval) if self._retention_ns else None
             try:
                 item = self._queue.get(timeout=wait)
             except queue.Empty:
@@ -649,7 +655,9 @@ class DuckStore:
             self._invalidated = self._invalidated or isinstance(exc, duckdb.FatalException)
 
     def _maybe_expire(self, conn: duckdb.DuckDBPyConnection) -> None:
-        if not self._retention_ns or time.monotonic() - self._last_sweep < self._sweep_interval:
+        if not self._retention_ns:
+            return
+        if not self._expiry_backlog and time.monotonic() - self._last_sweep < self._sweep_interval:
             return
         self._last_sweep = time.monotonic()
         try:
@@ -657,37 +665,46 @@ class DuckStore:
                 self._fold(conn)  # so runs holds every run's latest row, the one the sweep judges
             removed = self._expire(conn, time.time_ns() - self._retention_ns)
         except duckdb.Error as exc:  # tried again at the next sweep; nothing was removed
+            self._expiry_backlog = False  # not at once: a failing store would be asked in a busy loop
             log.warning("store: removing expired runs failed (%s); will retry", type(exc).__name__)
             self._memory_failures += int(out_of_memory(exc))
             self._invalidated = self._invalidated or isinstance(exc, duckdb.FatalException)
             return
+        self._expiry_backlog = removed == EXPIRE_BATCH_RUNS
         if removed:
             log.info("store: removed %d run(s) quiet for longer than store.retention_hours", removed)
             if self._on_expire is not None:
                 self._on_expire(removed)
 
     def _expire(self, conn: duckdb.DuckDBPyConnection, cutoff_ns: int) -> int:
-        """Remove the runs last written before ``cutoff_ns`` (daemon time) with their events,
-        signals and those signals' alert deliveries, in one transaction; the number of runs.
+        """Remove up to EXPIRE_BATCH_RUNS runs last written before ``cutoff_ns`` (daemon time)
+        with their events, signals and those signals' alert deliveries, in one transaction; the
+        number of runs removed.
 
         A run's events are committed with its row (``updated_ns``), so they were all ingested
         before its last update: the ``ingested_ns`` bound lets DuckDB skip every newer row group
         by its min/max, and a run still being written keeps all of its events, however old."""
-        expired = "SELECT run_id FROM runs WHERE updated_ns < $cutoff"
-        cutoff = {"cutoff": cutoff_ns}
         try:
             conn.execute("BEGIN")
+            found = conn.execute(
+                "SELECT run_id FROM runs WHERE updated_ns < ? LIMIT ?", [cutoff_ns, EXPIRE_BATCH_RUNS]
+            ).fetchall()
+            if not found:
+                conn.execute("ROLLBACK")
+                return 0
+            expired = "SELECT unnest($ids::UUID[])"
+            args = {"ids": [str(run_id) for (run_id,) in found], "cutoff": cutoff_ns}
             their_signals = f"SELECT signal_id FROM signals WHERE run_id IN ({expired})"
-            conn.execute(f"DELETE FROM deliveries WHERE signal_id IN ({their_signals})", cutoff)
-            conn.execute(f"DELETE FROM signals WHERE run_id IN ({expired})", cutoff)
-            conn.execute(f"DELETE FROM events WHERE ingested_ns < $cutoff AND run_id IN ({expired})", cutoff)
-            row = _one(conn, "DELETE FROM runs WHERE updated_ns < $cutoff", cutoff)
+            conn.execute(f"DELETE FROM deliveries WHERE signal_id IN ({their_signals})", {"ids": args["ids"]})
+            conn.execute(f"DELETE FROM signals WHERE run_id IN ({expired})", {"ids": args["ids"]})
+            conn.execute(f"DELETE FROM events WHERE ingested_ns < $cutoff AND run_id IN ({expired})", args)
+            conn.execute(f"DELETE FROM runs WHERE run_id IN ({expired})", {"ids": args["ids"]})
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
                 conn.execute("ROLLBACK")
             raise
-        return int(row[0]) if row else 0
+        return len(found)
 
     def _write(self, conn: duckdb.DuckDBPyConnection, batches: Sequence[WriteBatch]) -> None:
         """Group commit; when the group fails, each batch is committed on its own, so a batch

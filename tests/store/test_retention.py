@@ -13,7 +13,7 @@ from pathlib import Path
 
 from detectors.base import Signal
 from detectors.events import RunEvent, RunRow
-from store.duckdb_store import Delivery, DuckStore, WriteBatch
+from store.duckdb_store import EXPIRE_BATCH_RUNS, Delivery, DuckStore, WriteBatch
 from tests.sidecar import wait_for
 
 TS = 1_700_000_000_000_000_000  # span times: the sweep judges the daemon's write time, not these
@@ -126,3 +126,24 @@ def test_removed_runs_leave_the_file_room_for_new_ones(tmp_path: Path) -> None:
     finally:
         store.close()
     assert max(sizes[-4:]) <= 1.5 * max(sizes[:4]), [size // 2**20 for size in sizes]
+
+
+def test_a_backlog_of_expired_runs_goes_in_bounded_batches(tmp_path: Path) -> None:
+    """A store older than its retention (its first start with one) is worked off in transactions
+    of EXPIRE_BATCH_RUNS runs each, not in one delete of everything."""
+    removed: list[int] = []
+    store = DuckStore(str(tmp_path / "store.duckdb"), retention_s=3.0, on_expire=removed.append)
+    store.open()
+    try:
+        total = 2 * EXPIRE_BATCH_RUNS + 5_000
+        batch = WriteBatch()  # one transaction: they all expire at once
+        for _ in range(total):
+            run_id = str(uuid.uuid4())
+            batch.runs.append(RunRow(run_id, "agent", None, "completed", TS, TS, TS, 1, 0, 1, 0, 0, 0, 0, None))
+            batch.events.append(RunEvent(run_id, f"{run_id}:0", "tool.called", TS, "c0", {}))
+        store.submit(batch).result(timeout=60)
+        assert store.run_count() == total
+        wait_for(lambda: store.run_count() == 0, timeout=60, what="the backlog's removal")
+        assert removed == [EXPIRE_BATCH_RUNS, EXPIRE_BATCH_RUNS, 5_000]
+    finally:
+        store.close()
