@@ -1090,6 +1090,13 @@ class RunState:
         if not event.call_id.startswith(SYNTHETIC_PREFIX):
             self.spans.setdefault(event.call_id, None)
             self._unstash(event.call_id)
+        elif event.kind == ev.TOOL_RESPONDED:
+            # A tool span that came after its call was counted from the LLM's request stores only
+            # its tool.responded, under the request's call id: the span is seen all the same (its
+            # id leads the event id), or a re-delivery would take it again and count its error twice.
+            span_id = event.event_id.rpartition(":")[0]
+            if span_id != event.call_id[len(SYNTHETIC_PREFIX) :]:
+                self.spans.setdefault(span_id, None)
         if event.kind == ev.RUN_STARTED:
             self.root_seen = True
             self.agent_settled = True

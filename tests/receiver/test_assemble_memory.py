@@ -270,3 +270,21 @@ def test_an_open_run_stays_within_its_memory_budget() -> None:
         tracemalloc.stop()
     assert all(state.tool_calls == 1 and view.tool_calls == 1 for state, view, _ in runs)
     assert per_run <= OPEN_RUN_BUDGET_BYTES, f"{per_run:.0f} bytes per open run"
+
+
+def test_a_late_tool_span_stays_seen_across_a_restore() -> None:
+    """A tool span that comes after its call was counted from the LLM's request (the run was
+    closed first) stores only its tool.responded, under the request's call id. Restored from the
+    store, the run must still know the span: re-delivered, it took it again (its tool.responded
+    stored twice, its error counted twice: CI's soak after a kill, 2e75dfc)."""
+    trace = uuid.uuid4().bytes
+    state = new_run(trace)
+    stored = state.apply_spans(facts(trace, llm_span("1000000000000001", T0, "lookup_order", "call_1")))
+    stored += state.close_stalled()  # the request, counted as a call
+    late = state.apply_spans(facts(trace, tool_span("2000000000000001", T0 + 2_000_000, "lookup_order")))
+    assert kinds(late) == [ev.TOOL_RESPONDED]
+    assert late[0].event_id == "2000000000000001:tool.responded" and late[0].call_id.startswith("req:")
+    restored = RunState.restore(state.row(), stored + late, "default-agent")
+    again = facts(trace, tool_span("2000000000000001", T0 + 2_000_000, "lookup_order"))
+    assert restored.apply_spans(again) == []
+    assert restored.row() == state.row()
