@@ -1078,6 +1078,10 @@ class RunState:
             return
         if event.kind == ev.LLM_CONTENT:
             self._new_content_event(event.event_id)
+            if payload.get("source") == "span":
+                # Another span's view of this call (a twin) stored only as this amendment: its id
+                # ends the event id, and it is seen, or a re-delivery would count it as a call.
+                self.spans.setdefault(event.event_id.rpartition(":")[2], None)
             content = _content_from_payload(self.run_id, event)
             record = self.spans.get(event.call_id)
             if record is not None:

@@ -155,6 +155,21 @@ def test_shuffled_halves_across_a_restart_change_nothing(make_sidecar: Callable[
         assert daemon.post_otlp(piece).status == 200
     for _, key, new in second_halves:
         assert summary(daemon, new) == want[key], key
+    # Re-delivered after another restart (a client whose answers a kill cut off): nothing may
+    # change. Taken again before: an LLM span stored only as its twin's content amendment (one
+    # more LLM call), and a tool span that came after its call was counted from the request.
+    stored = {new: event_ids(daemon, new) for _, _, new in second_halves}
+    daemon.stop()
+    daemon.start()
+    for piece, _, _ in second_halves:
+        assert daemon.post_otlp(piece).status == 200
+    for _, key, new in second_halves:
+        assert summary(daemon, new) == want[key], key
+        assert event_ids(daemon, new) == stored[new], key
+
+
+def event_ids(daemon: Sidecar, run_id: str) -> list[str]:
+    return sorted(e["event_id"] for e in daemon.judged_run(run_id)["events"])
 
 
 def test_a_tool_span_ahead_of_its_request_keeps_to_its_call_id(make_sidecar: Callable[..., Sidecar]) -> None:
