@@ -651,8 +651,12 @@ class DuckStore:
         except duckdb.Error as exc:  # readers still see every row through runs_now; tried again later
             log.warning("store: folding the run journal failed (%s); will retry", type(exc).__name__)
             self._journal_since = time.monotonic()
-            self._memory_failures += int(out_of_memory(exc))
-            self._invalidated = self._invalidated or isinstance(exc, duckdb.FatalException)
+            self._note_failure(exc)
+
+    def _note_failure(self, exc: Exception) -> None:
+        """What ``_recover`` acts on: a want of memory, or a database DuckDB invalidated."""
+        self._memory_failures += int(out_of_memory(exc))
+        self._invalidated = self._invalidated or isinstance(exc, duckdb.FatalException)
 
     def _maybe_expire(self, conn: duckdb.DuckDBPyConnection) -> None:
         if not self._retention_ns:
@@ -667,8 +671,7 @@ class DuckStore:
         except duckdb.Error as exc:  # tried again at the next sweep; nothing was removed
             self._expiry_backlog = False  # not at once: a failing store would be asked in a busy loop
             log.warning("store: removing expired runs failed (%s); will retry", type(exc).__name__)
-            self._memory_failures += int(out_of_memory(exc))
-            self._invalidated = self._invalidated or isinstance(exc, duckdb.FatalException)
+            self._note_failure(exc)
             return
         self._expiry_backlog = removed == EXPIRE_BATCH_RUNS
         if removed:
@@ -693,12 +696,13 @@ class DuckStore:
                 conn.execute("ROLLBACK")
                 return 0
             expired = "SELECT unnest($ids::UUID[])"
-            args = {"ids": [str(run_id) for (run_id,) in found], "cutoff": cutoff_ns}
+            ids = {"ids": [str(run_id) for (run_id,) in found]}
             their_signals = f"SELECT signal_id FROM signals WHERE run_id IN ({expired})"
-            conn.execute(f"DELETE FROM deliveries WHERE signal_id IN ({their_signals})", {"ids": args["ids"]})
-            conn.execute(f"DELETE FROM signals WHERE run_id IN ({expired})", {"ids": args["ids"]})
-            conn.execute(f"DELETE FROM events WHERE ingested_ns < $cutoff AND run_id IN ({expired})", args)
-            conn.execute(f"DELETE FROM runs WHERE run_id IN ({expired})", {"ids": args["ids"]})
+            conn.execute(f"DELETE FROM deliveries WHERE signal_id IN ({their_signals})", ids)
+            conn.execute(f"DELETE FROM signals WHERE run_id IN ({expired})", ids)
+            events = f"DELETE FROM events WHERE ingested_ns < $cutoff AND run_id IN ({expired})"
+            conn.execute(events, {**ids, "cutoff": cutoff_ns})
+            conn.execute(f"DELETE FROM runs WHERE run_id IN ({expired})", ids)
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(duckdb.Error):
@@ -750,8 +754,7 @@ class DuckStore:
             self._answer(batch, BatchRejected(f"values that cannot be stored ({type(exc).__name__})"))
         else:
             self._write_failing = True
-            self._memory_failures += int(out_of_memory(exc))
-            self._invalidated = self._invalidated or isinstance(exc, duckdb.FatalException)
+            self._note_failure(exc)
             log.error("store write failed: %s", type(exc).__name__)
             log.debug("store write failure", exc_info=exc)
             self._answer(batch, StoreUnavailable(f"store write failed: {type(exc).__name__}"))
